@@ -1,0 +1,3 @@
+from emo_cli.cli import main
+
+main()

@@ -1,0 +1,78 @@
+"""Face detection with the model bundled in mediapipe 0.10.21 (no download).
+
+Shared by the `warp` backend (which adds the face mesh) and the `emo` backend (face-region mask).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+_lock = threading.Lock()
+_detectors: dict[int, object] = {}
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """A detected face in pixel coordinates of the image it was found in."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    score: float
+
+    @property
+    def width(self) -> float:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> float:
+        return self.y1 - self.y0
+
+    @property
+    def area(self) -> float:
+        return max(0.0, self.width) * max(0.0, self.height)
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return ((self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2)
+
+
+def detect_faces(rgb: np.ndarray, min_score: float = 0.5) -> list[FaceBox]:
+    """All faces in an RGB uint8 image, largest first.
+
+    Tries the full-range model (model_selection=1, faces up to ~5 m away) and falls back to the
+    short-range one, which finds large close-up faces the full-range model sometimes misses.
+    """
+    height, width = rgb.shape[:2]
+    for selection in (1, 0):
+        detector = _detector(selection, min_score)
+        with _lock:  # mediapipe graphs are not re-entrant
+            result = detector.process(np.ascontiguousarray(rgb))
+        faces = []
+        for det in result.detections or []:
+            box = det.location_data.relative_bounding_box
+            x0 = max(0.0, box.xmin * width)
+            y0 = max(0.0, box.ymin * height)
+            x1 = min(float(width), (box.xmin + box.width) * width)
+            y1 = min(float(height), (box.ymin + box.height) * height)
+            if x1 > x0 and y1 > y0:
+                faces.append(FaceBox(x0, y0, x1, y1, float(det.score[0])))
+        if faces:
+            return sorted(faces, key=lambda f: f.area, reverse=True)
+    return []
+
+
+def _detector(selection: int, min_score: float):
+    key = selection * 1000 + int(min_score * 100)
+    with _lock:
+        if key not in _detectors:
+            import mediapipe as mp
+
+            _detectors[key] = mp.solutions.face_detection.FaceDetection(
+                model_selection=selection, min_detection_confidence=min_score
+            )
+        return _detectors[key]

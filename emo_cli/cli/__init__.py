@@ -1,0 +1,43 @@
+"""The `emo` command line: a thin Typer layer over the library.
+
+Each command module parses its options, calls one public function and prints the result. An
+`EmoError` becomes its message and exit code; anything else is a bug and shows a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from emo_cli.errors import EmoError
+
+app = typer.Typer(
+    name="emo",
+    help="Turn a portrait and an audio track into a talking or singing video.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err_console = Console(stderr=True)
+
+
+@app.callback()
+def _root() -> None:
+    """Turn a portrait and an audio track into a talking or singing video."""
+
+# Command modules register themselves on `app` when imported.
+from emo_cli.cli import commands  # noqa: E402,F401
+
+
+def main() -> None:
+    try:
+        app()  # standalone: click handles usage errors (exit 2) and Ctrl-C itself
+    except EmoError as exc:
+        if os.environ.get("EMO_DEBUG"):
+            raise
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
