@@ -82,8 +82,10 @@ def parse_document(text: str) -> Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         position = (mark.line + 1, mark.column + 1) if mark is not None else None
-        what = " ".join(part for part in (exc.context, exc.problem) if part)
-        return Document(None, issues=(YamlIssue((), position, f"YAML syntax error: {what}"),))
+        message = f"YAML syntax error: {exc.problem or exc.context}"
+        if exc.context and exc.problem and exc.context_mark is not None:
+            message += f" ({exc.context} that starts on line {exc.context_mark.line + 1})"
+        return Document(None, issues=(YamlIssue((), position, message),))
     except yaml.YAMLError as exc:
         return Document(None, issues=(YamlIssue((), None, f"YAML error: {exc}"),))
     finally:

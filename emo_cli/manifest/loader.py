@@ -17,7 +17,7 @@ from pathlib import Path
 
 from emo_cli.backends.registry import DEFAULT_BACKEND, get_backend_class
 from emo_cli.errors import BackendError, InputError, ManifestError, Problem
-from emo_cli.manifest.document import Document, JsonPath, parse_document
+from emo_cli.manifest.document import Document, JsonPath, format_path, parse_document
 from emo_cli.manifest.model import JobSpec, Manifest, SourceSpec
 from emo_cli.manifest.schema import effective_schema, schema_issues
 from emo_cli.manifest.template import duplicate_output, render_output, template_problems, uses_job_id
@@ -49,7 +49,12 @@ def load_manifest(path: Path | str) -> Manifest:
 def check_manifest(manifest: Manifest) -> list[Problem]:
     """Every problem in an already parsed manifest, sorted by position."""
     document: Document = manifest.document
-    problems = [manifest.problem(issue.path, issue.message) for issue in document.issues]
+    problems = [
+        Problem(manifest.display, *issue.position, format_path(issue.path), issue.message)
+        if issue.position
+        else manifest.problem(issue.path, issue.message)
+        for issue in document.issues
+    ]
     if document.data is None:
         if not document.issues:
             problems.append(manifest.problem((), "the manifest is empty; start it with `version: 1` (`emo init` writes a starter)"))
