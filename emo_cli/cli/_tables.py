@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -19,10 +20,10 @@ def print_json(rows: Sequence[JobStatus]) -> None:
     typer.echo(json.dumps([row.to_dict() for row in rows], indent=2))
 
 
-def shown_path(path: str) -> str:
-    """A path relative to the working folder when it is under it, else as is."""
+def shown_path(path: str, base: Path | None = None) -> str:
+    """`path` relative to `base` (default: the working folder) when it is under it, else as is."""
     try:
-        return os.fspath(Path(path).relative_to(Path.cwd()))
+        return os.fspath(Path(path).relative_to(base or Path.cwd()))
     except ValueError:
         return path
 
@@ -38,10 +39,22 @@ def column_style(column: str) -> dict[str, Any]:
     if column in ("duration", "frames", "chunks"):
         return {"justify": "right", "no_wrap": True}
     if column == "output":
-        return {"overflow": "fold", "ratio": 1, "min_width": 12}
+        return {"overflow": "fold"}
     if column == "id":
         return {"no_wrap": True, "min_width": 16}
     return {"no_wrap": True}
+
+
+def new_table(title: str) -> Table:
+    return Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+        title_justify="left",
+        caption_justify="left",
+    )
 
 
 def print_table(table: Table) -> None:

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from emo_cli.cli import app
-from emo_cli.cli._tables import column_style, print_json, print_table, progress_cell, shown_path
+from emo_cli.cli._tables import column_style, new_table, print_json, print_table, progress_cell, shown_path
 
 
 @app.command()
@@ -22,15 +21,17 @@ def status(
     from emo_cli.planning import plan_manifest
     from emo_cli.planning.progress import plan_status
 
-    rows = plan_status(plan_manifest(manifest))
+    planned = plan_manifest(manifest)
+    rows = plan_status(planned)
     if as_json:
         print_json(rows)
         return
     counts = Counter(row.state for row in rows)
     summary = ", ".join(f"{counts[state]} {state}" for state in ("done", "partial", "pending") if counts[state])
-    table = Table(title=f"{manifest}: {summary or 'no jobs'}")
+    table = new_table(f"{manifest}: {summary or 'no jobs'}")
     for column in ("job", "id", "progress", "chunks", "output"):
         table.add_column(column, **column_style(column))
     for row in rows:
-        table.add_row(row.name, row.id, progress_cell(row), f"{row.chunks_done}/{row.chunks}", shown_path(row.output))
+        table.add_row(row.name, row.id, progress_cell(row), f"{row.chunks_done}/{row.chunks}", shown_path(row.output, planned.output_dir))
+    table.caption = f"outputs under {shown_path(str(planned.output_dir))}"
     print_table(table)
