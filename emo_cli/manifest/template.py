@@ -36,7 +36,7 @@ def template_problems(template: str) -> list[str]:
 
 def output_path_problems(rendered: str) -> list[str]:
     """Problems of a rendered output path, relative to output_dir."""
-    if rendered.startswith(("/", "\\")) or (len(rendered) > 1 and rendered[1] == ":"):
+    if rendered.startswith(("/", "\\")) or (rendered[:1].isalpha() and rendered[1:3] in (":/", ":\\")):
         return [f"output {rendered!r} is absolute; it must be a path under output_dir"]
     normal = posixpath.normpath(rendered.replace("\\", "/"))
     if normal == ".." or normal.startswith("../"):
