@@ -17,7 +17,7 @@ from importlib import resources
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from jsonschema.exceptions import SchemaError, ValidationError
 
 from emo_cli.backends.registry import DEFAULT_BACKEND, backend_names, get_backend_class
 from emo_cli.errors import BackendError
@@ -55,6 +55,9 @@ def effective_schema() -> dict[str, Any]:
 
     A backend that is installed but cannot be imported gets a permissive object, so a manifest
     that merely mentions it is not flagged; using it as a job's backend is reported elsewhere.
+
+    Raises:
+        BackendError: a backend's options_schema is not a valid JSON Schema (a plugin bug).
     """
     schema = base_schema()
     props = schema["$defs"]["settings"]["properties"]
@@ -67,6 +70,13 @@ def effective_schema() -> dict[str, Any]:
             props[name] = {"type": "object", "description": f"Options of backend {name!r} (unavailable: {exc})."}
             continue
         section = copy.deepcopy(dict(cls.options_schema))
+        try:
+            Draft202012Validator.check_schema(section)
+        except SchemaError as exc:
+            raise BackendError(
+                f"backend {name!r} declares an invalid options_schema ({exc.message}); "
+                "upgrade or uninstall the package that provides it"
+            ) from exc
         section.setdefault("description", f"Options of the {name!r} backend (version {cls.version}).")
         props[name] = section
     return schema

@@ -147,10 +147,22 @@ def _every_object_is_closed(node) -> bool:
     return True
 
 
-def test_base_schema_closes_every_object():
-    from emo_cli.manifest import base_schema
+def test_schema_is_valid_draft_2020_12_and_closes_every_object(fixture_backend):
+    from jsonschema import Draft202012Validator
 
+    from emo_cli.manifest import base_schema, effective_schema
+
+    Draft202012Validator.check_schema(effective_schema())
     assert _every_object_is_closed(base_schema())
+
+
+def test_a_backend_with_a_broken_options_schema_is_named(fixture_backend, monkeypatch):
+    from emo_cli.errors import BackendError
+    from emo_cli.manifest import effective_schema
+
+    monkeypatch.setattr(fixture_backend, "options_schema", {"type": "object", "properties": {"gain": {"type": 5}}})
+    with pytest.raises(BackendError, match="backend 'fixture' declares an invalid options_schema"):
+        effective_schema()
 
 
 def test_init_writes_a_starter_that_validates_once_files_exist(fixture_backend, tmp_path, media_dir):
