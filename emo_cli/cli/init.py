@@ -12,7 +12,9 @@ from emo_cli.cli import app
 
 @app.command()
 def init(
-    directory: Annotated[Path, typer.Argument(help="Folder to write manifest.yaml and the schema into.")] = Path("."),
+    directory: Annotated[
+        Path, typer.Argument(help="Folder to write manifest.yaml and the schema into.")
+    ] = Path("."),
     force: Annotated[bool, typer.Option("--force", help="Overwrite files that already exist.")] = False,
 ) -> None:
     """Write a commented starter manifest.yaml and emo-manifest.schema.json."""

@@ -27,11 +27,19 @@ def status(
         print_json(rows)
         return
     counts = Counter(row.state for row in rows)
-    summary = ", ".join(f"{counts[state]} {state}" for state in ("done", "partial", "pending") if counts[state])
+    summary = ", ".join(
+        f"{counts[state]} {state}" for state in ("done", "partial", "pending") if counts[state]
+    )
     table = new_table(f"{manifest}: {summary or 'no jobs'}")
     for column in ("job", "id", "progress", "chunks", "output"):
         table.add_column(column, **column_style(column))
     for row in rows:
-        table.add_row(row.name, row.id, progress_cell(row), f"{row.chunks_done}/{row.chunks}", shown_path(row.output, planned.output_dir))
+        table.add_row(
+            row.name,
+            row.id,
+            progress_cell(row),
+            f"{row.chunks_done}/{row.chunks}",
+            shown_path(row.output, planned.output_dir),
+        )
     table.caption = f"outputs under {shown_path(str(planned.output_dir))}"
     print_table(table)

@@ -1,8 +1,8 @@
 """Manifests: YAML files that say which portraits speak which audio, and how to render them.
 
-    load_manifest(path) -> Manifest          parse and check; ManifestError lists every problem
-    validate_manifest(path) -> [Problem]     all of load_manifest's and planning's problems
-    effective_schema() -> dict               JSON Schema with each installed backend's options
+load_manifest(path) -> Manifest          parse and check; ManifestError lists every problem
+validate_manifest(path) -> [Problem]     all of load_manifest's and planning's problems
+effective_schema() -> dict               JSON Schema with each installed backend's options
 """
 
 from __future__ import annotations

@@ -111,14 +111,22 @@ def _build(
         mapping: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, ScalarNode):
-                issues.append(YamlIssue(path, _mark(key_node), "a key must be a plain name, not a list or mapping"))
+                issues.append(
+                    YamlIssue(path, _mark(key_node), "a key must be a plain name, not a list or mapping")
+                )
                 continue
             key = loader.construct_object(key_node, deep=True)
             key = _plain(key)
             key = key if isinstance(key, str) else ("null" if key is None else str(key).lower())
             child = (*path, key)
             if key in mapping:
-                issues.append(YamlIssue(child, _mark(key_node), f"duplicate key {key!r} (first written on line {keys[child][0]})"))
+                issues.append(
+                    YamlIssue(
+                        child,
+                        _mark(key_node),
+                        f"duplicate key {key!r} (first written on line {keys[child][0]})",
+                    )
+                )
                 continue
             keys[child] = _mark(key_node)
             mapping[key] = _build(loader, value_node, child, values, keys, issues)

@@ -57,7 +57,11 @@ def check_manifest(manifest: Manifest) -> list[Problem]:
     ]
     if document.data is None:
         if not document.issues:
-            problems.append(manifest.problem((), "the manifest is empty; start it with `version: 1` (`emo init` writes a starter)"))
+            problems.append(
+                manifest.problem(
+                    (), "the manifest is empty; start it with `version: 1` (`emo init` writes a starter)"
+                )
+            )
         return _sorted(problems)
     for issue in schema_issues(document.data, effective_schema()):
         problems.append(manifest.problem(issue.path, issue.message, at_key=issue.at_key))
@@ -184,9 +188,7 @@ def _check_outputs(manifest: Manifest) -> list[Problem]:
         )
         if rendered in first:
             other = first[rendered]
-            problems.append(
-                manifest.problem(spec.where, duplicate_output(spec.field, rendered, other.field))
-            )
+            problems.append(manifest.problem(spec.where, duplicate_output(spec.field, rendered, other.field)))
         else:
             first[rendered] = spec
     return problems

@@ -96,7 +96,9 @@ class Manifest:
                 out[name] = SourceSpec(kind, name, (self.base_dir / value).resolve(), (kind, name), {})
             elif isinstance(value, dict) and isinstance(value.get("path"), str) and value["path"]:
                 extra = {k: copy.deepcopy(v) for k, v in value.items() if k != "path"}
-                out[name] = SourceSpec(kind, name, (self.base_dir / value["path"]).resolve(), (kind, name, "path"), extra)
+                out[name] = SourceSpec(
+                    kind, name, (self.base_dir / value["path"]).resolve(), (kind, name, "path"), extra
+                )
         return out
 
     @cached_property
@@ -168,7 +170,9 @@ def _names(value: Any) -> list[str]:
     return list(dict.fromkeys(v for v in value if isinstance(v, str)))
 
 
-def _template(owner: Mapping[str, Any], where: JsonPath, fallback: str, fallback_where: JsonPath) -> tuple[str, JsonPath]:
+def _template(
+    owner: Mapping[str, Any], where: JsonPath, fallback: str, fallback_where: JsonPath
+) -> tuple[str, JsonPath]:
     value = owner.get("output")
     if isinstance(value, str) and value:
         return value, where

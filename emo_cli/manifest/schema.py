@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -24,30 +25,34 @@ from emo_cli.errors import BackendError
 from emo_cli.manifest.document import JsonPath
 
 MANIFEST_VERSION = 1
+# Portrait and audio names become path components of outputs, so they stay plain
+# (the pattern itself lives in schema.json, $defs.name).
+NAME_RULE = "may only use letters, digits, '_', '-' and '.', and must start with a letter or digit"
 SCHEMA_FILENAME = "emo-manifest.schema.json"
 
 
 @cache
-def _base_text() -> str:
-    return resources.files("emo_cli.manifest").joinpath("schema.json").read_text(encoding="utf-8")
-
-
-def base_schema() -> dict[str, Any]:
-    """The schema without backend options (a fresh copy each call)."""
-    schema = json.loads(_base_text())
+def _base() -> dict[str, Any]:
+    text = resources.files("emo_cli.manifest").joinpath("schema.json").read_text(encoding="utf-8")
+    schema = json.loads(text)
     schema["$defs"]["settings"]["properties"]["backend"]["default"] = DEFAULT_BACKEND
     return schema
 
 
+def base_schema() -> dict[str, Any]:
+    """The schema without backend options (a fresh copy each call)."""
+    return copy.deepcopy(_base())
+
+
 def builtin_settings() -> dict[str, Any]:
     """Settings a job gets when neither defaults: nor the job say otherwise."""
-    props = base_schema()["$defs"]["settings"]["properties"]
+    props = _base()["$defs"]["settings"]["properties"]
     return {key: spec["default"] for key, spec in props.items()}
 
 
 def builtin_default(key: str) -> Any:
     """The default of a top-level manifest key (output_dir, output)."""
-    return base_schema()["properties"][key]["default"]
+    return _base()["properties"][key]["default"]
 
 
 def effective_schema() -> dict[str, Any]:
@@ -67,7 +72,10 @@ def effective_schema() -> dict[str, Any]:
         try:
             cls = get_backend_class(name)
         except BackendError as exc:
-            props[name] = {"type": "object", "description": f"Options of backend {name!r} (unavailable: {exc})."}
+            props[name] = {
+                "type": "object",
+                "description": f"Options of backend {name!r} (unavailable: {exc}).",
+            }
             continue
         section = copy.deepcopy(dict(cls.options_schema))
         try:
@@ -141,20 +149,20 @@ def _describe(error: ValidationError) -> list[SchemaIssue]:
     value = error.instance
     rule = error.validator_value
 
-    if "propertyNames" in error.absolute_schema_path:
+    if "propertyNames" in error.relative_schema_path:
         # jsonschema reports a bad mapping key at the mapping; point at the key itself.
+        key_path = (*path, str(value))
+        if kind == "pattern" and rule == _base()["$defs"]["name"]["pattern"]:
+            return [SchemaIssue(key_path, True, f"name {value!r} {NAME_RULE}")]
         return [
-            SchemaIssue(
-                (*path, str(value)),
-                True,
-                f"name {value!r} may only use letters, digits, '_', '-' and '.', and must start with a letter or digit",
-            )
+            SchemaIssue(key_path, True, f"key {value!r}: {issue.message}") for issue in _describe_plain(error)
         ]
     if kind == "additionalProperties" and rule is False and isinstance(value, dict):
         allowed = sorted(error.schema.get("properties", {}))
+        patterns = [re.compile(p) for p in error.schema.get("patternProperties", {})]
         out = []
         for key in value:
-            if key in allowed:
+            if key in allowed or any(p.search(key) for p in patterns):
                 continue
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f"did you mean {close[0]!r}?" if close else "allowed: " + ", ".join(allowed)
@@ -163,10 +171,20 @@ def _describe(error: ValidationError) -> list[SchemaIssue]:
     if kind == "required" and isinstance(value, dict):
         missing = [key for key in rule if key not in value]
         if path == () and "version" in missing:
-            return [SchemaIssue(path, False, f"missing required key 'version' (add `version: {MANIFEST_VERSION}`)")]
+            return [
+                SchemaIssue(
+                    path, False, f"missing required key 'version' (add `version: {MANIFEST_VERSION}`)"
+                )
+            ]
         return [SchemaIssue(path, False, f"missing required key {key!r}") for key in missing]
     if kind == "const" and path == ("version",):
-        return [SchemaIssue(path, False, f"unsupported manifest version {value!r}; this emo-cli reads version {MANIFEST_VERSION}")]
+        return [
+            SchemaIssue(
+                path,
+                False,
+                f"unsupported manifest version {value!r}; this emo-cli reads version {MANIFEST_VERSION}",
+            )
+        ]
     if kind in ("anyOf", "oneOf"):
         # Explain the branch whose type fits the value (a mapping given for a string-or-mapping
         # gets the mapping's problems); if no branch's type fits, say which types would.
@@ -183,7 +201,22 @@ def _describe(error: ValidationError) -> list[SchemaIssue]:
             for e in type_errors:
                 t = e.validator_value
                 wanted.extend([t] if isinstance(t, str) else t)
-        return [SchemaIssue(path, False, f"expected {_expected(list(dict.fromkeys(wanted)))}, got {_describe_value(value)}")]
+        return [
+            SchemaIssue(
+                path,
+                False,
+                f"expected {_expected(list(dict.fromkeys(wanted)))}, got {_describe_value(value)}",
+            )
+        ]
+    return _describe_plain(error)
+
+
+def _describe_plain(error: ValidationError) -> list[SchemaIssue]:
+    """One sentence for a keyword that needs no look at the rest of the document."""
+    path: JsonPath = tuple(error.absolute_path)
+    kind = error.validator
+    value = error.instance
+    rule = error.validator_value
     if kind == "type":
         return [SchemaIssue(path, False, f"expected {_expected(rule)}, got {_describe_value(value)}")]
     sentences = {
@@ -196,11 +229,15 @@ def _describe(error: ValidationError) -> list[SchemaIssue]:
         "multipleOf": lambda: f"must be a multiple of {rule}, got {value}",
         "minLength": lambda: "must not be empty" if rule == 1 else f"must be at least {rule} characters long",
         "maxLength": lambda: f"must be at most {rule} characters long",
-        "minItems": lambda: "must list at least one item" if rule == 1 else f"must list at least {rule} items",
+        "minItems": lambda: (
+            "must list at least one item" if rule == 1 else f"must list at least {rule} items"
+        ),
         "maxItems": lambda: f"must list at most {rule} items",
         "uniqueItems": lambda: f"lists {_first_duplicate(value)!r} more than once",
         "pattern": lambda: f"{value!r} does not match the pattern {rule}",
-        "format": lambda: f"{value!r} is not a valid {rule}" + (" (use YYYY-MM-DD)" if rule == "date" else ""),
+        "format": lambda: (
+            f"{value!r} is not a valid {rule}" + (" (use YYYY-MM-DD)" if rule == "date" else "")
+        ),
     }
     if kind in sentences:
         return [SchemaIssue(path, False, sentences[kind]())]

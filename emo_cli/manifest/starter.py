@@ -31,7 +31,9 @@ def write_starter(directory: Path | str, force: bool = False) -> list[Path]:
     existing = [path for path in targets if path.exists()]
     if existing and not force:
         names = ", ".join(str(path) for path in existing)
-        raise UsageError(f"{names} already exist{'s' if len(existing) == 1 else ''}; pass --force to overwrite")
+        raise UsageError(
+            f"{names} already exist{'s' if len(existing) == 1 else ''}; pass --force to overwrite"
+        )
     for path, text in targets.items():
         atomic_write_text(path, text)
     return list(targets)

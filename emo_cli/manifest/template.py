@@ -16,7 +16,9 @@ def template_problems(template: str) -> list[str]:
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError:
-        return [f"output template {template!r} has an unmatched '{{' or '}}' (write '{{{{' for a literal brace)"]
+        return [
+            f"output template {template!r} has an unmatched '{{' or '}}' (write '{{{{' for a literal brace)"
+        ]
     problems = []
     known = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
     for _, name, spec, conversion in parsed:
@@ -29,7 +31,9 @@ def template_problems(template: str) -> list[str]:
             problems.append(f"field {{{name}}} in output template takes no format spec or conversion")
     if problems:
         return problems
-    rendered = render_output(template, portrait="portrait", audio="audio", job=_JOB_PLACEHOLDER, backend="backend")
+    rendered = render_output(
+        template, portrait="portrait", audio="audio", job=_JOB_PLACEHOLDER, backend="backend"
+    )
     problems.extend(output_path_problems(rendered))
     return problems
 

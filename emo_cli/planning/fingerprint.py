@@ -43,7 +43,9 @@ def job_id(
 
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys, no spaces, and 1.0 written as 1, so equal settings hash equally."""
-    return json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return json.dumps(
+        _canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def _canonical(value: Any) -> Any:

@@ -50,7 +50,9 @@ def make_plan(manifest: Manifest) -> Plan:
             backend_version=cls.version,
             weights_identity=weights,
         )
-        relative = render_output(spec.output, portrait=spec.portrait, audio=spec.audio, job=identity, backend=cls.name)
+        relative = render_output(
+            spec.output, portrait=spec.portrait, audio=spec.audio, job=identity, backend=cls.name
+        )
         job = Job(
             id=identity,
             name=spec.name,
@@ -68,7 +70,9 @@ def make_plan(manifest: Manifest) -> Plan:
         if job.output in first_by_output:
             other = first_by_output[job.output]
             problems.append(
-                manifest.problem(spec.where, duplicate_output(spec.field, relative, other.field, other.id == job.id))
+                manifest.problem(
+                    spec.where, duplicate_output(spec.field, relative, other.field, other.id == job.id)
+                )
             )
             continue
         first_by_output[job.output] = job
@@ -97,7 +101,8 @@ def _settings(cls: type[Backend], raw: Mapping[str, Any]) -> Settings:
 
 def _source(spec: SourceSpec, hashes: dict[Path, str]) -> Source:
 
-
     if spec.path not in hashes:
         hashes[spec.path] = sha256_file(spec.path)
-    return Source(name=spec.name, path=spec.path, sha256=hashes[spec.path], field=spec.field, extra=dict(spec.extra))
+    return Source(
+        name=spec.name, path=spec.path, sha256=hashes[spec.path], field=spec.field, extra=dict(spec.extra)
+    )

@@ -86,7 +86,9 @@ def test_plan_and_status_report_progress_from_journals(fixture_backend, write_ma
             segment = job.work_dir / segment_name(index)
             segment.parent.mkdir(parents=True, exist_ok=True)
             segment.write_bytes(b"segment")
-            journal.chunks[index] = ChunkRecord(index, start, count, segment_name(index), "0" * 64, state_name(index), "0" * 64)
+            journal.chunks[index] = ChunkRecord(
+                index, start, count, segment_name(index), "0" * 64, state_name(index), "0" * 64
+            )
         if job is es:
             job.output.parent.mkdir(parents=True, exist_ok=True)
             job.output.write_bytes(b"video")
@@ -114,7 +116,9 @@ def test_plan_and_status_report_progress_from_journals(fixture_backend, write_ma
     assert json.loads(runner.invoke(app, ["status", str(path), "--json"]).stdout) == rows
 
 
-def test_plan_on_an_invalid_manifest_exits_2_without_traceback(fixture_backend, write_manifest, monkeypatch, capsys):
+def test_plan_on_an_invalid_manifest_exits_2_without_traceback(
+    fixture_backend, write_manifest, monkeypatch, capsys
+):
     path = write_manifest(BAD)
     code, out, err = run_main(["plan", str(path)], monkeypatch, capsys)
     assert code == 2 and out == ""
@@ -160,7 +164,9 @@ def test_a_backend_with_a_broken_options_schema_is_named(fixture_backend, monkey
     from emo_cli.errors import BackendError
     from emo_cli.manifest import effective_schema
 
-    monkeypatch.setattr(fixture_backend, "options_schema", {"type": "object", "properties": {"gain": {"type": 5}}})
+    monkeypatch.setattr(
+        fixture_backend, "options_schema", {"type": "object", "properties": {"gain": {"type": 5}}}
+    )
     with pytest.raises(BackendError, match="backend 'fixture' declares an invalid options_schema"):
         effective_schema()
 
@@ -171,7 +177,10 @@ def test_init_writes_a_starter_that_validates_once_files_exist(fixture_backend, 
     assert result.exit_code == 0, result.output
     manifest = target / "manifest.yaml"
     assert manifest.read_text().startswith("# yaml-language-server: $schema=./emo-manifest.schema.json\n")
-    assert "fixture" in json.loads((target / "emo-manifest.schema.json").read_text())["$defs"]["settings"]["properties"]
+    assert (
+        "fixture"
+        in json.loads((target / "emo-manifest.schema.json").read_text())["$defs"]["settings"]["properties"]
+    )
 
     # Before the files exist: exactly the two missing inputs are reported.
     manifest.write_text(manifest.read_text().replace("backend: warp", "backend: fixture"))
@@ -225,7 +234,9 @@ heavy = sorted(m for m in ("torch", "diffusers", "transformers") if m in sys.mod
 print(json.dumps({{"codes": codes, "heavy": heavy}}))
 """
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["heavy"] == []
     assert report["codes"][3:] == [0, 0, 0, 0, 0]

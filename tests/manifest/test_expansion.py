@@ -82,8 +82,14 @@ matrix:
         ("../x.mp4", "output '../x.mp4' escapes output_dir; remove the '..'"),
         ("{portrait}/../../x.mp4", "output '../x.mp4' escapes output_dir; remove the '..'"),
         ("/abs.mp4", "output '/abs.mp4' is absolute; it must be a path under output_dir"),
-        ("{voice}.mp4", "unknown field {voice} in output template (known fields: {portrait}, {audio}, {job}, {backend})"),
-        ("{portrait.mp4", "output template '{portrait.mp4' has an unmatched '{' or '}' (write '{{' for a literal brace)"),
+        (
+            "{voice}.mp4",
+            "unknown field {voice} in output template (known fields: {portrait}, {audio}, {job}, {backend})",
+        ),
+        (
+            "{portrait.mp4",
+            "output template '{portrait.mp4' has an unmatched '{' or '}' (write '{{' for a literal brace)",
+        ),
         ("{job:.8}.mp4", "field {job} in output template takes no format spec or conversion"),
         ("{portrait}/{audio}.mov", "output 'portrait/audio.mov' must end in .mp4"),
     ],
@@ -93,9 +99,16 @@ def test_bad_templates(template, message):
 
 
 def test_good_templates_render_under_output_dir():
-    for template in ("{portrait}/{audio}.mp4", "{backend}/{job}.mp4", "x/./{audio}-{job}.mp4", "{{literal}}.mp4"):
+    for template in (
+        "{portrait}/{audio}.mp4",
+        "{backend}/{job}.mp4",
+        "x/./{audio}-{job}.mp4",
+        "{{literal}}.mp4",
+    ):
         assert template_problems(template) == []
-    path = render_output("x/./{backend}/{portrait}-{audio}-{job}.mp4", portrait="a", audio="en", job="f00d", backend="warp")
+    path = render_output(
+        "x/./{backend}/{portrait}-{audio}-{job}.mp4", portrait="a", audio="en", job="f00d", backend="warp"
+    )
     assert path == "x/warp/a-en-f00d.mp4"
 
 
@@ -111,7 +124,10 @@ jobs:
     )
     with pytest.raises(ManifestError) as info:
         load_manifest(path)
-    assert [(p.line, p.col, p.path) for p in info.value.problems] == [(13, 9, "output"), (15, 38, "jobs[0].output")]
+    assert [(p.line, p.col, p.path) for p in info.value.problems] == [
+        (13, 9, "output"),
+        (15, 38, "jobs[0].output"),
+    ]
 
 
 def test_duplicate_outputs_are_rejected(fixture_backend, write_manifest):
@@ -131,7 +147,10 @@ matrix:
         load_manifest(path)
     [problem] = info.value.problems
     assert (problem.line, problem.path) == (18, "matrix")
-    assert problem.message == "matrix[a,fr] renders to 'a.mp4' under output_dir, like jobs[0]; give one of them its own output:"
+    assert (
+        problem.message
+        == "matrix[a,fr] renders to 'a.mp4' under output_dir, like jobs[0]; give one of them its own output:"
+    )
 
 
 def test_identical_jobs_collide_even_with_job_ids_in_the_template(fixture_backend, write_manifest):

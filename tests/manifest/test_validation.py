@@ -177,7 +177,11 @@ matrix:
     )
     got = {where(p): p.message for p in problems_of(path)}
     assert got == {
-        (9, 15, "matrix.portraits[0]"): "'astronot' is not defined under portraits: (did you mean 'astronaut'?)",
+        (
+            9,
+            15,
+            "matrix.portraits[0]",
+        ): "'astronot' is not defined under portraits: (did you mean 'astronaut'?)",
         (10, 15, "matrix.audio[1]"): "'fr' is not defined under audio:",
     }
 
@@ -255,7 +259,9 @@ def test_consent_policy_names_each_portrait_once_per_place(fixture_backend, writ
 
 
 def test_consent_is_kept_and_only_enforced_by_policy(fixture_backend, write_manifest):
-    manifest = load_manifest(write_manifest(CONSENTED.replace("require_consent: true", "require_consent: false")))
+    manifest = load_manifest(
+        write_manifest(CONSENTED.replace("require_consent: true", "require_consent: false"))
+    )
     assert manifest.portraits["signed"].extra == {
         "consent": {"reference": "REL-1", "subject": "Model A", "expires": "2999-12-31"}
     }

@@ -101,7 +101,11 @@ version: 1
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "123"}
     out = subprocess.run(
         [sys.executable, "-c", script, str(write_manifest(BASE, "three.yaml"))],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert json.loads(out.stdout) == first
 
@@ -120,7 +124,9 @@ def test_each_input_and_setting_changes_the_id(fixture_backend, write_manifest, 
     assert variant(BASE.replace("fps: 25", "fps: 25\n  chunk_frames: 20"))[0] != base_en
 
     # Changing job B's settings leaves job A's id alone.
-    en, fr = variant(BASE.replace('output: "{backend}/{job}.mp4"}', 'output: "{backend}/{job}.mp4", settings: {seed: 9}}'))
+    en, fr = variant(
+        BASE.replace('output: "{backend}/{job}.mp4"}', 'output: "{backend}/{job}.mp4", settings: {seed: 9}}')
+    )
     assert en == base_en and fr != base_fr
 
     with monkeypatch.context() as patch:
