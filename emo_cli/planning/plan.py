@@ -18,7 +18,7 @@ from emo_cli.planning.job import Job, Plan, Settings, Source
 
 
 def make_plan(manifest: Manifest) -> Plan:
-    """Every job of `manifest`, in manifest order, ready to render.
+    """Every job of `manifest` (as returned by `load_manifest`), in manifest order, ready to render.
 
     Effective settings are built-in defaults < `defaults:` < matrix or job settings (backend
     sections merged key by key), then the backend fills in its option defaults.
@@ -33,9 +33,9 @@ def make_plan(manifest: Manifest) -> Plan:
     problems: list[Problem] = []
     first_by_output: dict[Path, Job] = {}
     for spec in manifest.jobs:
-        raw = spec.settings
-        cls = get_backend_class(str(raw["backend"]))
-        settings = _settings(cls, raw)
+        name = str(spec.settings["backend"])
+        cls = get_backend_class(name)
+        settings = _settings(name, cls, spec.settings)
         try:
             weights = cls.weights_identity(settings.options)
         except BackendError as exc:
@@ -51,7 +51,7 @@ def make_plan(manifest: Manifest) -> Plan:
             weights_identity=weights,
         )
         relative = render_output(
-            spec.output, portrait=spec.portrait, audio=spec.audio, job=identity, backend=cls.name
+            spec.output, portrait=spec.portrait, audio=spec.audio, job=identity, backend=name
         )
         job = Job(
             id=identity,
@@ -87,10 +87,10 @@ def plan_manifest(path: Path | str) -> Plan:
     return make_plan(load_manifest(path))
 
 
-def _settings(cls: type[Backend], raw: Mapping[str, Any]) -> Settings:
-    section = raw.get(cls.name)
+def _settings(name: str, cls: type[Backend], raw: Mapping[str, Any]) -> Settings:
+    section = raw.get(name)
     return Settings(
-        backend=cls.name,
+        backend=name,
         fps=int(raw["fps"]),
         resolution=int(raw["resolution"]),
         seed=int(raw["seed"]),
@@ -100,7 +100,6 @@ def _settings(cls: type[Backend], raw: Mapping[str, Any]) -> Settings:
 
 
 def _source(spec: SourceSpec, hashes: dict[Path, str]) -> Source:
-
     if spec.path not in hashes:
         hashes[spec.path] = sha256_file(spec.path)
     return Source(
