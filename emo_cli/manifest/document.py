@@ -9,6 +9,7 @@ keeping the last one.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,9 +83,11 @@ def parse_document(text: str) -> Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         position = (mark.line + 1, mark.column + 1) if mark is not None else None
-        message = f"YAML syntax error: {exc.problem or exc.context}"
-        if exc.context and exc.problem and exc.context_mark is not None:
-            message += f" ({exc.context} that starts on line {exc.context_mark.line + 1})"
+        what = exc.problem or exc.context or "unreadable YAML"
+        if exc.context and exc.problem:
+            where = f" (line {exc.context_mark.line + 1})" if exc.context_mark is not None else ""
+            what = f"{exc.context}{where}, {exc.problem}"
+        message = f"YAML syntax error: {what}"
         return Document(None, issues=(YamlIssue((), position, message),))
     except yaml.YAMLError as exc:
         return Document(None, issues=(YamlIssue((), None, f"YAML error: {exc}"),))
@@ -133,7 +136,10 @@ def _build(
         return mapping
     if isinstance(node, SequenceNode):
         return [_build(loader, item, (*path, i), values, keys, issues) for i, item in enumerate(node.value)]
-    return _plain(loader.construct_object(node, deep=True))
+    value = _plain(loader.construct_object(node, deep=True))
+    if isinstance(value, float) and not math.isfinite(value):
+        issues.append(YamlIssue(path, _mark(node), f"{node.value} is not a finite number"))
+    return value
 
 
 def _plain(value: Any) -> Any:

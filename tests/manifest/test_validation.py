@@ -93,8 +93,23 @@ def test_version_missing_or_unsupported(fixture_backend, write_manifest):
 def test_yaml_syntax_error_reports_its_line(write_manifest):
     path = write_manifest("version: 1\nportraits:\n  a: [x.jpg\naudio: {}\n")
     [problem] = problems_of(path)
-    assert problem.line == 4
-    assert problem.message.startswith("YAML syntax error")
+    assert (problem.line, problem.col) == (4, 6)
+    assert (
+        problem.message
+        == "YAML syntax error: while parsing a flow sequence (line 3), expected ',' or ']', but got ':'"
+    )
+    [tab] = problems_of(write_manifest("version: 1\ndefaults:\n\tfps: 3\n", "tab.yaml"))
+    assert (tab.line, tab.message) == (
+        3,
+        "YAML syntax error: while scanning for the next token, found character '\\t' that cannot start any token",
+    )
+
+
+def test_infinite_numbers_are_refused(fixture_backend, write_manifest):
+    path = write_manifest(VALID.replace("  backend: fixture", "  backend: fixture\n  fixture: {gain: .inf}"))
+    [problem] = problems_of(path)
+    assert (problem.line, problem.col, problem.path) == (4, 19, "defaults.fixture.gain")
+    assert problem.message == ".inf is not a finite number"
 
 
 def test_duplicate_keys_are_reported_not_silently_merged(fixture_backend, write_manifest):
