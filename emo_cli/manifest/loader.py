@@ -18,7 +18,7 @@ from pathlib import Path
 from emo_cli.backends.registry import DEFAULT_BACKEND, get_backend_class
 from emo_cli.errors import BackendError, InputError, ManifestError, Problem
 from emo_cli.manifest.document import Document, JsonPath, format_path, parse_document
-from emo_cli.manifest.model import JobSpec, Manifest, SourceSpec
+from emo_cli.manifest.model import JobSpec, Manifest
 from emo_cli.manifest.schema import effective_schema, schema_issues
 from emo_cli.manifest.template import duplicate_output, render_output, template_problems, uses_job_id
 
@@ -136,35 +136,30 @@ def _reference_where(spec: JobSpec, kind: str, name: str, data: dict) -> JsonPat
 
 
 def _check_sources(manifest: Manifest) -> list[Problem]:
+    """Names jobs use must be defined; every defined file must open (a typo in an unused entry
+    is still a typo, and it is cheaper to hear about it now than in the middle of a batch)."""
     problems = []
-    used: dict[tuple[str, str], SourceSpec] = {}
     for spec in manifest.jobs:
         for kind, name, defined in (
             ("portraits", spec.portrait, manifest.portraits),
             ("audio", spec.audio, manifest.audio),
         ):
-            if name in defined:
-                used[(kind, name)] = defined[name]
-                continue
             section = manifest.data.get(kind)
-            if isinstance(section, dict) and name in section:
-                continue  # defined, but malformed: the schema has said so
+            if name in defined or (isinstance(section, dict) and name in section):
+                continue  # defined (if malformed, the schema has said so)
             close = difflib.get_close_matches(name, list(defined), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             where = _reference_where(spec, kind, name, manifest.data)
             problems.append(manifest.problem(where, f"{name!r} is not defined under {kind}:{hint}"))
-    for (kind, _), source in used.items():
-        try:
-            if kind == "portraits":
-                from emo_cli.media.image import load_portrait
+    from emo_cli.media.image import load_portrait
+    from emo_cli.media.probe import audio_duration
 
-                load_portrait(source.path)
-            else:
-                from emo_cli.media.probe import audio_duration
-
-                audio_duration(source.path)
-        except InputError as exc:
-            problems.append(manifest.problem(source.where, str(exc)))
+    for check, sources in ((load_portrait, manifest.portraits), (audio_duration, manifest.audio)):
+        for source in sources.values():
+            try:
+                check(source.path)
+            except InputError as exc:
+                problems.append(manifest.problem(source.where, str(exc)))
     return problems
 
 

@@ -288,3 +288,10 @@ def test_consent_dates_must_be_dates(fixture_backend, write_manifest):
     problems = problems_of(path)
     assert (7, 60, "portraits.signed.consent.expires") in [where(p) for p in problems]
     assert "'2999-13-31' is not a valid date (use YYYY-MM-DD)" in [p.message for p in problems]
+
+
+def test_unused_entries_are_checked_too(fixture_backend, write_manifest):
+    path = write_manifest(VALID.replace("  en: hello_en.wav", "  en: hello_en.wav\n  de: hello_de.wav"))
+    [problem] = problems_of(path)
+    assert (problem.line, problem.col, problem.path) == (8, 7, "audio.de")
+    assert problem.message.endswith("hello_de.wav does not exist")
