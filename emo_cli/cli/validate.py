@@ -1,0 +1,31 @@
+"""`emo validate MANIFEST`: every problem at once, one `file:line:col path: sentence` per line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from emo_cli.cli import app
+from emo_cli.errors import ManifestError
+
+
+@app.command()
+def validate(
+    manifest: Annotated[Path, typer.Argument(help="The manifest YAML file to check.", show_default=False)],
+) -> None:
+    """Check a manifest (schema, names, files, outputs, backends, consent) without rendering.
+
+    Exits 0 when it is valid, 2 when it is not.
+    """
+    from emo_cli.manifest import validate_manifest
+
+    problems = validate_manifest(manifest)
+    if problems:
+        for problem in problems:
+            typer.echo(str(problem), err=True)
+        count = len(problems)
+        typer.echo(f"{manifest}: {count} problem{'s' if count != 1 else ''}", err=True)
+        raise typer.Exit(ManifestError.exit_code)
+    typer.echo(f"{manifest}: valid")

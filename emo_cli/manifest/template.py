@@ -1,0 +1,68 @@
+"""Output templates: `{portrait}/{audio}.mp4` under output_dir. The one place that renders them."""
+
+from __future__ import annotations
+
+import posixpath
+import string
+
+TEMPLATE_FIELDS = ("portrait", "audio", "job", "backend")
+OUTPUT_SUFFIX = ".mp4"
+# Stand-in for {job} when checking a template before job ids exist (same length, hex).
+_JOB_PLACEHOLDER = "0" * 16
+
+
+def template_problems(template: str) -> list[str]:
+    """What is wrong with a template on its own: syntax, unknown fields, escaping output_dir."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError:
+        return [
+            f"output template {template!r} has an unmatched '{{' or '}}' (write '{{{{' for a literal brace)"
+        ]
+    problems = []
+    known = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if name not in TEMPLATE_FIELDS:
+            shown = "{" + name + "}" if name else "{}"
+            problems.append(f"unknown field {shown} in output template (known fields: {known})")
+        elif spec or conversion:
+            problems.append(f"field {{{name}}} in output template takes no format spec or conversion")
+    if problems:
+        return problems
+    rendered = render_output(
+        template, portrait="portrait", audio="audio", job=_JOB_PLACEHOLDER, backend="backend"
+    )
+    problems.extend(output_path_problems(rendered))
+    return problems
+
+
+def output_path_problems(rendered: str) -> list[str]:
+    """Problems of a rendered output path, relative to output_dir."""
+    if rendered.startswith(("/", "\\")) or (rendered[:1].isalpha() and rendered[1:3] in (":/", ":\\")):
+        return [f"output {rendered!r} is absolute; it must be a path under output_dir"]
+    normal = posixpath.normpath(rendered.replace("\\", "/"))
+    if normal == ".." or normal.startswith("../"):
+        return [f"output {rendered!r} escapes output_dir; remove the '..'"]
+    if normal == "." or rendered.endswith("/"):
+        return [f"output {rendered!r} names a folder, not a file"]
+    if not normal.lower().endswith(OUTPUT_SUFFIX):
+        return [f"output {rendered!r} must end in {OUTPUT_SUFFIX}"]
+    return []
+
+
+def render_output(template: str, *, portrait: str, audio: str, job: str, backend: str) -> str:
+    """The output path (relative to output_dir, normalised, '/'-separated) for one job."""
+    rendered = template.format(portrait=portrait, audio=audio, job=job, backend=backend)
+    return posixpath.normpath(rendered.replace("\\", "/"))
+
+
+def uses_job_id(template: str) -> bool:
+    return any(name == "job" for _, name, _, _ in string.Formatter().parse(template))
+
+
+def duplicate_output(field: str, rendered: str, other_field: str, same_job: bool = False) -> str:
+    """The sentence for two jobs that would write one file."""
+    twice = " (the same job twice)" if same_job else ""
+    return f"{field} renders to {rendered!r} under output_dir, like {other_field}{twice}; give one of them its own output:"

@@ -1,0 +1,107 @@
+"""make_plan: a checked manifest -> jobs with effective settings, hashed inputs and ids."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from emo_cli.backends.base import Backend
+from emo_cli.backends.registry import get_backend_class
+from emo_cli.errors import BackendError, ManifestError, Problem
+from emo_cli.fsutil import sha256_file
+from emo_cli.manifest import Manifest, SourceSpec, load_manifest
+from emo_cli.manifest.template import duplicate_output, render_output
+from emo_cli.media.probe import audio_duration
+from emo_cli.planning.fingerprint import job_id
+from emo_cli.planning.job import Job, Plan, Settings, Source
+
+
+def make_plan(manifest: Manifest) -> Plan:
+    """Every job of `manifest` (as returned by `load_manifest`), in manifest order, ready to render.
+
+    Effective settings are built-in defaults < `defaults:` < matrix or job settings (backend
+    sections merged key by key), then the backend fills in its option defaults.
+
+    Raises:
+        ManifestError: a backend cannot describe its weights, or two jobs share an output.
+        InputError: an input changed since the manifest was checked and no longer decodes.
+    """
+    output_dir = manifest.output_dir
+    hashes: dict[Path, str] = {}
+    jobs: list[Job] = []
+    problems: list[Problem] = []
+    first_by_output: dict[Path, Job] = {}
+    for spec in manifest.jobs:
+        name = str(spec.settings["backend"])
+        cls = get_backend_class(name)
+        settings = _settings(name, cls, spec.settings)
+        try:
+            weights = cls.weights_identity(settings.options)
+        except BackendError as exc:
+            problems.append(manifest.problem(spec.where, f"{spec.field}: {exc}"))
+            continue
+        portrait = _source(manifest.portraits[spec.portrait], hashes)
+        audio = _source(manifest.audio[spec.audio], hashes)
+        identity = job_id(
+            portrait_sha256=portrait.sha256,
+            audio_sha256=audio.sha256,
+            settings=settings,
+            backend_version=cls.version,
+            weights_identity=weights,
+        )
+        relative = render_output(
+            spec.output, portrait=spec.portrait, audio=spec.audio, job=identity, backend=name
+        )
+        job = Job(
+            id=identity,
+            name=spec.name,
+            portrait=portrait,
+            audio=audio,
+            settings=settings,
+            output=output_dir / relative,
+            output_dir=output_dir,
+            manifest=manifest.path,
+            field=spec.field,
+            duration=audio_duration(audio.path),
+            backend_version=cls.version,
+            weights_identity=weights,
+        )
+        if job.output in first_by_output:
+            other = first_by_output[job.output]
+            problems.append(
+                manifest.problem(
+                    spec.where, duplicate_output(spec.field, relative, other.field, other.id == job.id)
+                )
+            )
+            continue
+        first_by_output[job.output] = job
+        jobs.append(job)
+    if problems:
+        raise ManifestError(problems)
+    return Plan(manifest=manifest.path, output_dir=output_dir, jobs=tuple(jobs), policy=manifest.policy)
+
+
+def plan_manifest(path: Path | str) -> Plan:
+    """load_manifest then make_plan: what `emo plan`, `emo status` and `emo render` start from."""
+    return make_plan(load_manifest(path))
+
+
+def _settings(name: str, cls: type[Backend], raw: Mapping[str, Any]) -> Settings:
+    section = raw.get(name)
+    return Settings(
+        backend=name,
+        fps=int(raw["fps"]),
+        resolution=int(raw["resolution"]),
+        seed=int(raw["seed"]),
+        chunk_frames=int(raw["chunk_frames"]),
+        options=cls.resolve_options(section if isinstance(section, Mapping) else None),
+    )
+
+
+def _source(spec: SourceSpec, hashes: dict[Path, str]) -> Source:
+    if spec.path not in hashes:
+        hashes[spec.path] = sha256_file(spec.path)
+    return Source(
+        name=spec.name, path=spec.path, sha256=hashes[spec.path], field=spec.field, extra=dict(spec.extra)
+    )

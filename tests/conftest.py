@@ -1,0 +1,70 @@
+"""Shared fixtures.
+
+`fixture_backend`: a tiny real Backend, registered as "fixture" through the public
+`register_backend` mechanism, with an options schema, so manifest and planning tests do not
+depend on which built-in backends are importable.
+"""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emo_cli.backends import registry
+from emo_cli.backends.base import Backend, JobInput, JobRenderer
+
+ASSETS = Path(__file__).resolve().parents[1] / "manifests" / "assets"
+
+
+class FixtureBackend(Backend):
+    """Options-only backend: manifest and planning never call start_job."""
+
+    name = "fixture"
+    version = "1.0"
+    options_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "gain": {"type": "number", "minimum": 0, "default": 1.0},
+            "mode": {"enum": ["calm", "lively"], "default": "calm"},
+            "weights": {"type": "string", "default": "tiny"},
+        },
+    }
+
+    @classmethod
+    def weights_identity(cls, options: Mapping[str, Any]) -> str:
+        return f"fixture-weights:{options['weights']}"
+
+    def start_job(self, job: JobInput) -> JobRenderer:
+        raise NotImplementedError("the fixture backend only describes itself")
+
+
+@pytest.fixture
+def fixture_backend(monkeypatch: pytest.MonkeyPatch) -> type[FixtureBackend]:
+    monkeypatch.setitem(registry._registered, FixtureBackend.name, FixtureBackend)
+    return FixtureBackend
+
+
+@pytest.fixture
+def media_dir(tmp_path: Path) -> Path:
+    """A folder with the demo portrait and the three demo audio tracks."""
+    for name in ("astronaut.jpg", "hello_en.wav", "hello_fr.wav", "hello_es.wav"):
+        shutil.copyfile(ASSETS / name, tmp_path / name)
+    return tmp_path
+
+
+@pytest.fixture
+def write_manifest(media_dir: Path) -> Callable[..., Path]:
+    """write_manifest(yaml_text, name="m.yaml") -> path, beside the media files."""
+
+    def write(text: str, name: str = "m.yaml") -> Path:
+        path = media_dir / name
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return path
+
+    return write
