@@ -13,8 +13,9 @@ The pool process owns the bookkeeping:
   with its traceback) and the worker takes the next job;
 - a worker that dies (SIGKILL, segfault, out of memory) is restarted and its job retried up
   to `retries` times; the render loop's resume makes a retry continue from the last chunk;
-- on Ctrl-C it stops handing out jobs, stops the workers, gives the leases back and returns
-  a summary in which every unfinished job is `interrupted`.
+- on Ctrl-C, or SIGTERM from a batch scheduler, it stops handing out jobs, stops the
+  workers, gives the leases back and returns a summary in which every unfinished job is
+  `interrupted`.
 
 The job function is named by import path, "package.module:function", and is called as
 `function(job, device, events)` in the worker. It must be idempotent: a job another process
@@ -168,7 +169,19 @@ def run_pool(
         wait_for_held=wait_for_held,
         host=host if host is not None else socket.gethostname(),
     )
-    return pool.run()
+    # A batch scheduler stops a job with SIGTERM (Slurm preemption, Kubernetes pod deletion):
+    # treat it like Ctrl-C, so workers stop and leases are given back before the SIGKILL.
+    if threading.current_thread() is not threading.main_thread():
+        return pool.run()
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return pool.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 # --- the worker process -------------------------------------------------------------------------

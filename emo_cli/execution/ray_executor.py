@@ -191,8 +191,10 @@ class _RayRun:
                 self._submit(job)
             while self.running or (self.held and self.wait_for_held):
                 self._resubmit_due()
-                timeout = 0.5 if self.running else max(0.0, min(w for w, _ in self.held) - time.monotonic())
-                ready, _ = self.ray.wait(list(self.running), num_returns=1, timeout=timeout)
+                if not self.running:  # only held jobs left: wait for the first to come due
+                    time.sleep(max(0.0, min(when for when, _ in self.held) - time.monotonic()))
+                    continue
+                ready, _ = self.ray.wait(list(self.running), num_returns=1, timeout=0.5)
                 self._drain_events()
                 for ref in ready:
                     self._collect(ref)

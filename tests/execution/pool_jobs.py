@@ -30,7 +30,7 @@ class FakeJob:
     work_dir: Path
     duration: float = 1.0
     log: Path | None = None
-    behaviour: str = "ok"  # ok, input_error, bug, die_once, interrupt, rendezvous
+    behaviour: str = "ok"  # ok, input_error, bug, die_once, interrupt, terminate, rendezvous
     rendezvous: Path | None = None  # for "rendezvous": a dir where the jobs that must overlap meet
     peers: int = 2
 
@@ -52,8 +52,9 @@ def record(job: FakeJob, device: Any, events: Any) -> dict[str, Any]:
         if not marker.exists():
             marker.touch()
             os.kill(os.getpid(), signal.SIGKILL)
-    if job.behaviour == "interrupt":
-        os.kill(os.getppid(), signal.SIGINT)  # as a terminal's Ctrl-C reaches the pool
+    if job.behaviour in ("interrupt", "terminate"):
+        # as a terminal's Ctrl-C, or a batch scheduler's SIGTERM, reaches the pool
+        os.kill(os.getppid(), signal.SIGINT if job.behaviour == "interrupt" else signal.SIGTERM)
         threading.Event().wait()  # until the pool stops this worker
     if job.behaviour == "rendezvous":
         _meet(job)

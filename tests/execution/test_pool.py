@@ -110,9 +110,10 @@ def test_a_job_whose_worker_keeps_dying_fails_after_its_retries(tmp_path):
     assert not lease_path(job.work_dir).exists()
 
 
-def test_ctrl_c_stops_the_workers_and_marks_unfinished_jobs_interrupted(tmp_path):
+@pytest.mark.parametrize("behaviour", ["interrupt", "terminate"])
+def test_ctrl_c_stops_the_workers_and_marks_unfinished_jobs_interrupted(tmp_path, behaviour):
     jobs = make_jobs(tmp_path, 3)
-    jobs[0] = FakeJob(id="job0", work_dir=tmp_path / "out" / "job0", duration=9, behaviour="interrupt")
+    jobs[0] = FakeJob(id="job0", work_dir=tmp_path / "out" / "job0", duration=9, behaviour=behaviour)
     summary = run_pool(jobs, RECORD, parse_devices("cpu"))
     assert summary.interrupted
     assert {o.job_id: o.status for o in summary.outcomes.values()} == {
