@@ -1,20 +1,26 @@
 """Job leases: at most one process renders a job at a time, across processes and hosts.
 
-A lease is the file `<work_dir>/lease.json` naming its holder (host, pid, token), when it
-started and its last heartbeat. While a job renders, a background thread rewrites the
-heartbeat every few seconds.
+A job's lease lives in its work dir as numbered files, `lease.00000001.json`,
+`lease.00000002.json`, ...; the highest number is the current lease. It names its holder (host,
+pid, a token unique to the claim), when it started and its last heartbeat, or says it was
+released. While a job renders, a background thread rewrites the heartbeat every few seconds.
+
+Claiming a job means creating the NEXT number: when the current lease is released, stale or
+absent, the claimant writes a complete file under a unique temporary name and hard-links it to
+`lease.<n+1>.json`. `link(2)` fails when the name exists, so of any number of claimants racing
+for the same job, whether it is free or its holder died, exactly one wins each number. Numbers
+never go back, so a claimant that judged an old lease stale can never displace a newer one: it
+only ever competes for the number after the one it judged. (Renaming a stale lease aside and
+writing a new one in its place is not enough: a slow claimant can rename away the lease a faster
+one just wrote, and a third can slip into the gap.) The winner then deletes the lower numbers.
 
 Filesystem assumptions (local disk, or NFSv3+ with the output dir on one export):
 
-- `link(2)` fails with EEXIST when the target exists. A lease is claimed by writing a
-  complete file under a unique temporary name and hard-linking it to `lease.json`, so the
-  lease appears whole or not at all and exactly one claimant's link succeeds. On NFS a lost
-  reply to a retransmitted LINK can report failure for a link that was made; the claimant
-  then checks its temporary's link count (2 means it won), as open(2) recommends.
-- `rename(2)` within one directory is atomic and fails with ENOENT when the source is gone.
-  A stale lease is taken over by renaming it to a name unique to the claimant first: of two
-  processes racing for the same stale lease only one rename succeeds, and the winner checks
-  that what it moved is the lease it judged stale before it claims the job.
+- `link(2)` fails with EEXIST when the target exists. On NFS a lost reply to a retransmitted
+  LINK can report failure for a link that was made; the claimant then checks its temporary's
+  link count (2 means it won), as open(2) recommends.
+- `rename(2)` within one directory atomically replaces its target (heartbeats and the released
+  marker are written to a temporary and renamed into place, so readers see whole files).
 - Host clocks agree to well within `timeout_s` (NTP), since heartbeats from other hosts are
   compared with the local clock.
 
@@ -29,8 +35,10 @@ true) and must stop; chunk writes are atomic, so the worst outcome is a chunk re
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import re
 import secrets
 import socket
 import threading
@@ -41,7 +49,7 @@ from pathlib import Path
 
 from emo_cli.fsutil import atomic_write_text
 
-LEASE_NAME = "lease.json"
+_LEASE_FILE = re.compile(r"lease\.(\d{8})\.json")
 DEFAULT_TIMEOUT_S = 60.0
 
 Clock = Callable[[], float]
@@ -56,6 +64,8 @@ class LeaseInfo:
     token: str  # unique per claim: tells one claim from another by the same process
     started: float  # seconds since the epoch
     heartbeat: float
+    pid_namespace: str = ""  # containers sharing a host name can still have distinct pid spaces
+    released: bool = False
 
     @property
     def holder(self) -> str:
@@ -73,19 +83,52 @@ class LeaseInfo:
             token=str(doc["token"]),
             started=float(doc["started"]),
             heartbeat=float(doc["heartbeat"]),
+            pid_namespace=str(doc.get("pid_namespace", "")),
+            released=bool(doc.get("released", False)),
         )
 
 
-def lease_path(work_dir: Path | str) -> Path:
-    return Path(work_dir) / LEASE_NAME
+def lease_file(work_dir: Path | str, generation: int) -> Path:
+    return Path(work_dir) / f"lease.{generation:08d}.json"
+
+
+def current_generation(work_dir: Path | str) -> int:
+    """The highest lease number in `work_dir`; 0 when the job was never leased."""
+    try:
+        names = os.listdir(work_dir)
+    except FileNotFoundError:
+        return 0
+    numbers = [int(m.group(1)) for m in map(_LEASE_FILE.fullmatch, names) if m]
+    return max(numbers, default=0)
+
+
+def read_current(work_dir: Path | str, now: float | None = None) -> tuple[int, LeaseInfo | None]:
+    """(number, lease) of the current lease; (0, None) when there is none.
+
+    An unreadable file (corruption, a hand edit: leases are always written whole) is described
+    by its mtime, so it counts as held until it is older than the timeout.
+    """
+    while True:
+        generation = current_generation(work_dir)
+        if generation == 0:
+            return 0, None
+        path = lease_file(work_dir, generation)
+        try:
+            text = path.read_text()
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:  # a newer claimant cleaned it up: look again
+            continue
+        try:
+            return generation, LeaseInfo.from_json(text)
+        except (ValueError, KeyError, TypeError):
+            beat = mtime if now is None else min(mtime, now)
+            return generation, LeaseInfo(host="?", pid=0, token="unreadable", started=mtime, heartbeat=beat)
 
 
 def read_lease(work_dir: Path | str) -> LeaseInfo | None:
-    """The lease on a job, or None if the job is free (no lease, or an unreadable one)."""
-    try:
-        return LeaseInfo.from_json(lease_path(work_dir).read_text())
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    """Who holds the job, or None if it is free (never leased, or released)."""
+    _, info = read_current(work_dir)
+    return None if info is None or info.released else info
 
 
 def pid_alive(pid: int) -> bool:
@@ -101,13 +144,22 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def pid_namespace() -> str:
+    """This process's pid namespace ("pid:[4026531836]" on Linux), "" where there is none."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
 def is_stale(info: LeaseInfo, *, host: str, now: float, timeout_s: float) -> bool:
     """A lease is stale when its holder is a dead process on this host, or its heartbeat is old.
 
-    The heartbeat test applies to every host, this one included: it also covers a pid that was
-    reused by an unrelated process after the holder died.
+    The pid is only checked when the holder shares this host name and pid namespace (two
+    containers with the host's name see different pids). The heartbeat test applies to every
+    holder: it also covers a pid reused by an unrelated process after the holder died.
     """
-    if info.host == host and not pid_alive(info.pid):
+    if info.host == host and info.pid_namespace == pid_namespace() and not pid_alive(info.pid):
         return True
     return now - info.heartbeat > timeout_s
 
@@ -116,10 +168,18 @@ class JobLease:
     """A claim on one job's work dir. Create with `acquire`; give it back with `release`."""
 
     def __init__(
-        self, work_dir: Path, info: LeaseInfo, *, timeout_s: float, clock: Clock, took_over: LeaseInfo | None
+        self,
+        work_dir: Path,
+        generation: int,
+        info: LeaseInfo,
+        *,
+        timeout_s: float,
+        clock: Clock,
+        took_over: LeaseInfo | None,
     ):
         self.work_dir = work_dir
-        self.path = lease_path(work_dir)
+        self.generation = generation
+        self.path = lease_file(work_dir, generation)
         self.info = info
         self.timeout_s = timeout_s
         self.took_over = took_over  # the stale lease this claim replaced, if any
@@ -152,35 +212,23 @@ class JobLease:
         host = host if host is not None else socket.gethostname()
         pid = pid if pid is not None else os.getpid()
         now = clock()
-        info = LeaseInfo(host=host, pid=pid, token=secrets.token_hex(8), started=now, heartbeat=now)
-
+        generation, current = read_current(work_dir, now)
         took_over: LeaseInfo | None = None
-        if not _link_new(work_dir, info):
-            current = read_lease(work_dir)
-            if current is None:
-                current = _unreadable_lease(work_dir, now)
-                if current is None:  # released between our link and our read: try once more
-                    if not _link_new(work_dir, info):
-                        return None
-                    return cls._start(work_dir, info, timeout_s, heartbeat_s, clock, None)
+        if current is not None and not current.released:
             if not is_stale(current, host=host, now=now, timeout_s=timeout_s):
                 return None
-            if not take_over(work_dir, current, info):
-                return None
             took_over = current
-        return cls._start(work_dir, info, timeout_s, heartbeat_s, clock, took_over)
-
-    @classmethod
-    def _start(
-        cls,
-        work_dir: Path,
-        info: LeaseInfo,
-        timeout_s: float,
-        heartbeat_s: float | None,
-        clock: Clock,
-        took_over: LeaseInfo | None,
-    ) -> JobLease:
-        lease = cls(work_dir, info, timeout_s=timeout_s, clock=clock, took_over=took_over)
+        info = LeaseInfo(
+            host=host,
+            pid=pid,
+            token=secrets.token_hex(8),
+            started=now,
+            heartbeat=now,
+            pid_namespace=pid_namespace(),
+        )
+        if not claim_next(work_dir, generation, info):
+            return None
+        lease = cls(work_dir, generation + 1, info, timeout_s=timeout_s, clock=clock, took_over=took_over)
         interval = min(5.0, timeout_s / 6) if heartbeat_s is None else heartbeat_s
         if interval > 0:
             lease._thread = threading.Thread(
@@ -191,25 +239,24 @@ class JobLease:
 
     @property
     def lost(self) -> bool:
-        """True once a heartbeat found the lease file no longer ours (taken over or removed)."""
+        """True once a heartbeat found a newer lease on the job (this one was taken over)."""
         return self._lost
 
     def refresh(self, now: float | None = None) -> bool:
-        """Rewrite the heartbeat (atomically); False, and `lost` set, if the lease is not ours."""
+        """Rewrite the heartbeat (atomically); False, and `lost` set, if the lease is not current."""
         with self._lock:
             if self._released or self._lost:
                 return False
-            current = read_lease(self.work_dir)
-            if current is None or current.token != self.info.token:
+            if current_generation(self.work_dir) != self.generation:
                 self._lost = True
                 return False
             beat = self._clock() if now is None else now
-            self.info = LeaseInfo(self.info.host, self.info.pid, self.info.token, self.info.started, beat)
+            self.info = dataclasses.replace(self.info, heartbeat=beat)
             atomic_write_text(self.path, self.info.to_json())
             return True
 
     def release(self) -> None:
-        """Give the job back: stop the heartbeat and remove the lease if it is still ours."""
+        """Give the job back: stop the heartbeat and mark the lease released if it is current."""
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
@@ -217,20 +264,11 @@ class JobLease:
             if self._released:
                 return
             self._released = True
-            if self._lost:
+            if self._lost or current_generation(self.work_dir) != self.generation:
                 return
-            # Move the lease aside before deleting it so that a lease another process claimed
-            # meanwhile is never the one removed.
-            aside = self.work_dir / f".{LEASE_NAME}.released.{self.info.token}"
-            try:
-                os.rename(self.path, aside)
-            except FileNotFoundError:
-                return
-            moved = _read_info(aside)
-            if moved is not None and moved.token != self.info.token:
-                _restore(aside, self.path)
-            else:
-                aside.unlink(missing_ok=True)
+            # The file stays, marked released, so that lease numbers never go back.
+            self.info = dataclasses.replace(self.info, released=True, heartbeat=self._clock())
+            atomic_write_text(self.path, self.info.to_json())
 
     def __enter__(self) -> JobLease:
         return self
@@ -247,32 +285,15 @@ class JobLease:
                 continue
 
 
-def take_over(work_dir: Path | str, stale: LeaseInfo, claim: LeaseInfo) -> bool:
-    """Replace the lease `stale` (as read by the caller) with `claim`; True if this caller won.
+def claim_next(work_dir: Path | str, seen_generation: int, info: LeaseInfo) -> bool:
+    """Create lease number `seen_generation + 1` holding `info`; True if this caller made it.
 
-    The stale lease is first renamed to a name unique to this claim: when several processes
-    race, only one rename succeeds. The winner then checks that the file it moved is the very
-    lease it judged stale; if another claimant replaced it in between, the moved lease is put
-    back and this caller loses.
+    Exactly one caller can create each number, and the claim only stands while its number is
+    the highest. The winner deletes the older lease files.
     """
     work_dir = Path(work_dir)
-    path = lease_path(work_dir)
-    tombstone = work_dir / f".{LEASE_NAME}.stale.{claim.token}"
-    try:
-        os.rename(path, tombstone)
-    except FileNotFoundError:
-        return False
-    moved = _read_info(tombstone)
-    if moved is not None and moved.token != stale.token:
-        _restore(tombstone, path)
-        return False
-    tombstone.unlink(missing_ok=True)
-    return _link_new(work_dir, claim)
-
-
-def _link_new(work_dir: Path, info: LeaseInfo) -> bool:
-    """Create the lease file holding `info` if there is none; True on success."""
-    tmp = work_dir / f".{LEASE_NAME}.{info.token}.tmp"
+    target = lease_file(work_dir, seen_generation + 1)
+    tmp = work_dir / f".lease.{info.token}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         os.write(fd, info.to_json().encode("utf-8"))
@@ -281,38 +302,22 @@ def _link_new(work_dir: Path, info: LeaseInfo) -> bool:
         os.close(fd)
     try:
         try:
-            os.link(tmp, lease_path(work_dir))
-            return True
+            os.link(tmp, target)
+            won = True
         except FileExistsError:
             # NFS: the LINK may have succeeded even though its reply was lost.
-            return os.stat(tmp).st_nlink == 2
+            won = os.stat(tmp).st_nlink == 2
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _restore(moved: Path, path: Path) -> None:
-    """Put a lease moved aside by mistake back, unless a new lease already took its place."""
-    with contextlib.suppress(FileExistsError):
-        os.link(moved, path)
-    moved.unlink(missing_ok=True)
-
-
-def _read_info(path: Path) -> LeaseInfo | None:
-    try:
-        return LeaseInfo.from_json(path.read_text())
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _unreadable_lease(work_dir: Path, now: float) -> LeaseInfo | None:
-    """A lease file that exists but cannot be parsed, described by its mtime; None if gone.
-
-    Leases are written whole, so this only happens after disk corruption or a hand edit; such
-    a lease counts as held until its mtime is older than the timeout.
-    """
-    path = lease_path(work_dir)
-    try:
-        mtime = path.stat().st_mtime
-    except FileNotFoundError:
-        return None
-    return LeaseInfo(host="?", pid=0, token="unreadable", started=mtime, heartbeat=min(mtime, now))
+    if won and current_generation(work_dir) != seen_generation + 1:
+        # A claimant so slow that the number it saw was superseded and cleaned up meanwhile has
+        # just re-created an old number: a newer lease exists, so this claim loses.
+        target.unlink(missing_ok=True)
+        return False
+    if won:
+        for name in os.listdir(work_dir):
+            match = _LEASE_FILE.fullmatch(name)
+            if match and int(match.group(1)) <= seen_generation:
+                with contextlib.suppress(FileNotFoundError):
+                    (work_dir / name).unlink()
+    return won

@@ -14,7 +14,7 @@ from pool_jobs import FakeJob, output_of
 
 from emo_cli.errors import RenderError, UsageError
 from emo_cli.execution.devices import parse_devices
-from emo_cli.execution.lease import JobLease, lease_path
+from emo_cli.execution.lease import JobLease, read_lease
 from emo_cli.execution.pool import DONE, FAILED, HELD, INTERRUPTED, PoolEvent, run_pool
 
 RECORD = "pool_jobs:record"
@@ -47,7 +47,7 @@ def test_each_worker_sees_only_its_own_gpu(tmp_path):
     progress = [e for e in events if e.kind == "progress"]
     assert {(e.data["done"], e.data["total"]) for e in progress} == {(1, 2), (2, 2)}
     assert all(e.worker in (0, 1) and e.device in ("cuda:0", "cuda:1") for e in progress)
-    assert not any(lease_path(job.work_dir).exists() for job in jobs)
+    assert not any(read_lease(job.work_dir) for job in jobs)
 
 
 def test_one_worker_renders_many_jobs_longest_first(tmp_path):
@@ -107,7 +107,7 @@ def test_a_job_whose_worker_keeps_dying_fails_after_its_retries(tmp_path):
     outcome = summary.outcomes["dies"]
     assert outcome.status == FAILED and outcome.attempts == 1
     assert outcome.message == "the worker process died (killed by SIGKILL); gave up after 1 attempt"
-    assert not lease_path(job.work_dir).exists()
+    assert read_lease(job.work_dir) is None
 
 
 @pytest.mark.parametrize("behaviour", ["interrupt", "terminate"])
@@ -122,7 +122,7 @@ def test_ctrl_c_stops_the_workers_and_marks_unfinished_jobs_interrupted(tmp_path
         "job2": INTERRUPTED,
     }
     assert summary.outcomes["job0"].attempts == 1 and summary.outcomes["job1"].attempts == 0
-    assert not any(lease_path(job.work_dir).exists() for job in jobs)  # leases given back
+    assert not any(read_lease(job.work_dir) for job in jobs)  # leases given back
 
 
 def test_a_job_held_by_a_live_process_is_not_rendered(tmp_path):
@@ -160,7 +160,7 @@ def test_two_pools_on_one_output_dir_render_every_job_exactly_once(tmp_path):
     assert sorted(reports[0]["ran"] + reports[1]["ran"]) == ids
     for report in reports:
         assert set(report["statuses"].values()) == {DONE}
-    assert not any((shared / i / "lease.json").exists() for i in ids)
+    assert not any(read_lease(shared / i) for i in ids)
 
 
 def test_usage_errors_and_a_job_function_that_cannot_be_imported(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pool_jobs import FakeJob, output_of
 
-from emo_cli.execution.lease import JobLease, lease_path
+from emo_cli.execution.lease import JobLease, read_lease
 from emo_cli.execution.pool import DONE, FAILED, HELD, PoolEvent
 
 ray = pytest.importorskip("ray")
@@ -94,7 +94,7 @@ def test_jobs_run_as_ray_tasks_one_gpu_each(local_ray, tmp_path):
     for i in range(5):
         value = summary.outcomes[f"job{i}"].value
         assert value["cuda"] in ("0", "1") and value["device"] == f"cuda:{value['cuda']}"
-        assert not lease_path(jobs[i].work_dir).exists()
+        assert read_lease(jobs[i].work_dir) is None
     logged = [line.split()[0] for line in (tmp_path / "log.txt").read_text().splitlines()]
     assert sorted(logged) == [f"job{i}" for i in range(5)]
     kinds = {(e.kind, e.job_id) for e in events}
