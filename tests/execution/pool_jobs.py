@@ -33,6 +33,7 @@ class FakeJob:
     behaviour: str = "ok"  # ok, input_error, bug, die_once, interrupt, terminate, rendezvous
     rendezvous: Path | None = None  # for "rendezvous": a dir where the jobs that must overlap meet
     peers: int = 2
+    meet_as: str = ""  # the name to meet under (default: the job id)
 
 
 def output_of(job: FakeJob) -> Path:
@@ -73,7 +74,7 @@ def _meet(job: FakeJob) -> None:
     """Wait until `peers` jobs are running at once; fail (not hang) if they never are."""
     assert job.rendezvous is not None
     job.rendezvous.mkdir(parents=True, exist_ok=True)
-    (job.rendezvous / job.id).touch()
+    (job.rendezvous / (job.meet_as or job.id)).touch()
     deadline = time.monotonic() + 60
     while len(list(job.rendezvous.iterdir())) < job.peers:
         if time.monotonic() > deadline:
@@ -82,14 +83,24 @@ def _meet(job: FakeJob) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """Run one pool over `count` shared jobs (two of these run at once in a test)."""
+    """Run one pool, named `name`, over `count` shared jobs (two of these run at once in a test).
+
+    Each pool's first job waits for the other pool's first job, so the two pools really do
+    render side by side and compete for the same jobs.
+    """
     from emo_cli.execution.devices import parse_devices
     from emo_cli.execution.pool import run_pool
 
-    shared, count, devices = Path(argv[0]), int(argv[1]), argv[2]
+    shared, count, devices, name = Path(argv[0]), int(argv[1]), argv[2], argv[3]
     jobs = [
         FakeJob(
-            id=f"job{i:02d}", work_dir=shared / f"job{i:02d}", duration=float(i % 5), log=shared / "log.txt"
+            id=f"job{i:02d}",
+            work_dir=shared / f"job{i:02d}",
+            duration=float(i % 5),
+            log=shared / "log.txt",
+            behaviour="rendezvous",
+            rendezvous=shared / "meet",
+            meet_as=name,
         )
         for i in range(count)
     ]

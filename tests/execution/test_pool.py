@@ -147,8 +147,15 @@ def test_two_pools_on_one_output_dir_render_every_job_exactly_once(tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "pool_jobs", str(shared), "12", "cpu:2"]
-    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pool_jobs", str(shared), "12", "cpu:2", name],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("pool-a", "pool-b")
+    ]
     reports = []
     for proc in procs:
         stdout, _ = proc.communicate(timeout=120)
@@ -158,6 +165,7 @@ def test_two_pools_on_one_output_dir_render_every_job_exactly_once(tmp_path):
     logged = Counter(line.split()[0] for line in (shared / "log.txt").read_text().splitlines())
     assert logged == Counter(ids)  # each job rendered once, by one of the two pools
     assert sorted(reports[0]["ran"] + reports[1]["ran"]) == ids
+    assert reports[0]["ran"] and reports[1]["ran"]  # both pools rendered, side by side
     for report in reports:
         assert set(report["statuses"].values()) == {DONE}
     assert not any(read_lease(shared / i) for i in ids)
