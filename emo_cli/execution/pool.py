@@ -88,7 +88,7 @@ class JobOutcome:
 
 @dataclass
 class PoolSummary:
-    outcomes: dict[str, JobOutcome] = field(default_factory=dict)
+    outcomes: dict[str, JobOutcome] = field(default_factory=dict)  # by job id, in the jobs' order
     interrupted: bool = False
 
     def with_status(self, status: str) -> list[JobOutcome]:
@@ -320,6 +320,7 @@ class _Pool:
                     job_id, status, message, attempts=self.attempts.get(job_id, 0)
                 )
                 self._emit(status, job_id, None, message=message)
+        self.summary.outcomes = {job_id: self.summary.outcomes[job_id] for job_id in self.jobs}
         return self.summary
 
     def _finished(self) -> bool:

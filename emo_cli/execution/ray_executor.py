@@ -215,6 +215,7 @@ class _RayRun:
                     job_id, status, message, attempts=self.attempts.get(job_id, 0)
                 )
                 self._emit(status, job_id, None, message=message)
+        self.summary.outcomes = {job_id: self.summary.outcomes[job_id] for job_id in self.jobs}
         return self.summary
 
     def _submit(self, job: Schedulable) -> None:
