@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from emo_cli.backends.base import Backend
 from emo_cli.backends.registry import get_backend_class
@@ -73,6 +74,22 @@ def render(
     summary = RunSummary(tuple(results), time.monotonic() - began)
     emit({"event": "run_done", **summary.to_dict()})
     return summary
+
+
+def render_manifest(
+    manifest: Path | str,
+    *,
+    resume: bool = True,
+    events: EventSink | None = None,
+    only: Sequence[str] | None = None,
+    device: str | None = None,
+) -> RunSummary:
+    """Load and plan `manifest` (raising ManifestError with every problem), then `render` it."""
+    from emo_cli.manifest import load_manifest
+    from emo_cli.planning import make_plan
+
+    plan = make_plan(load_manifest(Path(manifest)))
+    return render(plan, resume=resume, events=events, only=only, device=device)
 
 
 class BackendUnavailable:
