@@ -153,6 +153,7 @@ def render(
         Console(stderr=True).print(
             f"interrupted: finished chunks are kept; run `emo render {escape(str(manifest))}` again to resume.",
             highlight=False,
+            soft_wrap=True,
         )
         raise typer.Exit(INTERRUPTED_EXIT) from None
     if not as_json:
