@@ -160,5 +160,5 @@ def render(
         console.print(summary_table(summary))
         if summary.failed:
             console.print(f"[red]{len(summary.failed)} job(s) failed[/]; the others are done. "
-                          "Fix the inputs named above and run the same command again.")  # fmt: skip
+                      "Fix the inputs named above and run the same command again.", highlight=False)  # fmt: skip
     raise typer.Exit(summary.exit_code)
