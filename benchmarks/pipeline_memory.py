@@ -4,8 +4,8 @@ Renders a 10 s and a 10 min speech-like WAV with the cheap `testbars` backend (t
 through `render_job` (decode, chunk render, segment encode, checkpoint + journal, mux), each in
 its own process, and prints each process's peak RSS, their ratio (the pipeline streams frames
 chunk by chunk, so the long render should stay within 1.2x of the short one), and the
-pipeline's own time per frame split into decode, encode, journal and mux. (ffmpeg's own
-memory is not counted: it runs in child processes whose footprint does not depend on duration.)
+pipeline's own time per frame split into decode, encode, journal and mux (ffmpeg itself runs
+in child processes; their memory is not part of these figures).
 
     python benchmarks/pipeline_memory.py [--resolution 256] [--chunk-frames 50]
 """

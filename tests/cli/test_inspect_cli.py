@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 from emo_cli.backends import get_backend_class
 from emo_cli.cli import app
+from emo_cli.errors import MediaError
 from emo_cli.execution import render_job
-from emo_cli.provenance.tags import sidecar_path
+from emo_cli.provenance.tags import read_tags, sidecar_path
 
 runner = CliRunner()
 
@@ -51,3 +52,10 @@ def test_inspect_says_when_a_file_has_no_emo_provenance():
 
 def test_inspect_missing_file_is_a_usage_error(tmp_path):
     assert runner.invoke(app, ["inspect", str(tmp_path / "nope.mp4")]).exit_code == 2
+
+
+def test_inspect_unreadable_file_names_it(tmp_path):
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"\x00not a video" * 50)
+    with pytest.raises(MediaError, match="garbage.mp4"):
+        read_tags(garbage)
