@@ -150,7 +150,7 @@ def _render_chunks(
             frames_done += count
             emit({
                 "event": "chunk_done", **base, "chunk": index, "chunks": len(ranges), "start": start,
-                "count": count, "frames_done": frames_done, "frames": job.num_frames,
+                "count": count, "frames_done": frames_done, "frames": job.num_frames, "fps": job.settings.fps,
                 "seconds": round(time.monotonic() - began, 3),
             })  # fmt: skip
     finally:

@@ -79,7 +79,9 @@ def test_state_matters_for_the_test_backend(tmp_path, voice):
     assert not np.array_equal(good.frames, wrong.frames)
 
 
-@pytest.mark.parametrize("damage", ["truncate_segment", "delete_segment", "flip_state", "delete_journal_entry"])
+@pytest.mark.parametrize(
+    "damage", ["truncate_segment", "delete_segment", "flip_state", "flip_state_and_next_segment", "delete_journal_entry"]
+)
 def test_damaged_chunk_is_rendered_again_and_the_video_is_identical(tmp_path, voice, damage):
     job = make_job(tmp_path / "out", audio=voice)
     render_job(job, backend())
@@ -100,6 +102,14 @@ def test_damaged_chunk_is_rendered_again_and_the_video_is_identical(tmp_path, vo
         state[len(state) // 2] ^= 0xFF
         (work / state_name(1)).write_bytes(bytes(state))
         redone = [1]
+    elif damage == "flip_state_and_next_segment":
+        # Chunk 2 needs chunk 1's state, which is bad: both are rendered again, chunk 2 from the
+        # state chunk 1 has just produced; chunk 3 (intact) is reused.
+        state = bytearray((work / state_name(1)).read_bytes())
+        state[-10] ^= 0x01
+        (work / state_name(1)).write_bytes(bytes(state))
+        (work / segment_name(2)).write_bytes(b"")
+        redone = [1, 2]
     else:
         journal = json.loads((work / "journal.json").read_text())
         del journal["chunks"]["3"]
@@ -154,6 +164,17 @@ def test_run_keeps_going_past_failed_jobs_and_names_the_field(tmp_path, voice):
         "job_failed", "job_started", "job_done", "run_done",
     ]  # fmt: skip
     assert all(json.loads(json.dumps(e)) == e for e in events)
+
+
+def test_a_bug_propagates_after_what_is_done_is_kept(tmp_path, voice):
+    jobs = [make_job(tmp_path / "out", audio=voice, name="a/ok", output="ok.mp4"),
+            make_job(tmp_path / "out", audio=voice, name="b/bug", options={"bug_at_frame": 12}, output="bug.mp4"),
+            make_job(tmp_path / "out", audio=voice, name="c/never", seed=9, output="never.mp4")]  # fmt: skip
+    with pytest.raises(ZeroDivisionError, match="bug at frame 12"):
+        render(make_plan(tmp_path / "out", jobs))
+    assert read_progress(jobs[0]).state == "done"
+    assert read_progress(jobs[1]).chunks_done == 1
+    assert read_progress(jobs[2]).state == "pending"
 
 
 def test_unknown_backend_fails_its_jobs_only(tmp_path, voice):

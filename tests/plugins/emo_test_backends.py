@@ -28,6 +28,7 @@ class TestBarsBackend(Backend):
         "type": "object",
         "properties": {
             "fail_at_frame": {"type": ["integer", "null"], "default": None},
+            "bug_at_frame": {"type": ["integer", "null"], "default": None},
             "reject_portrait": {"type": "boolean", "default": False},
         },
         "additionalProperties": False,
@@ -69,10 +70,13 @@ class TestBarsRenderer(JobRenderer):
         acc = np.array(state["acc"], dtype=np.float64)
         frames = np.empty((count, self.height, self.width, 3), dtype=np.uint8)
         fail_at = self.job.options.get("fail_at_frame")
+        bug_at = self.job.options.get("bug_at_frame")
         for offset in range(count):
             index = start + offset
             if fail_at is not None and index == fail_at:
                 raise RenderError(f"testbars was told to fail at frame {index}")
+            if bug_at is not None and index == bug_at:
+                raise ZeroDivisionError(f"testbars has a bug at frame {index}")
             noise = np.random.default_rng([self.job.seed, index]).random(3)
             acc = (acc * 0.9 + noise * 40 + self._loudness(index) * 600) % 256
             for channel in range(3):
