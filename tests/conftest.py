@@ -6,7 +6,7 @@ import importlib
 import sys
 
 import pytest
-from helpers import PLUGINS
+from factories import PLUGINS
 
 
 @pytest.fixture

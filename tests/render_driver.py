@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from helpers import make_job, make_plan
+from factories import make_job, make_plan
 
 from emo_cli.execution import render
 

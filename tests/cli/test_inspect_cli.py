@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import SPEECH, make_job, write_wav
+from factories import SPEECH, make_job, write_wav
 from typer.testing import CliRunner
 
 from emo_cli.backends import get_backend_class

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import PLUGINS, PORTRAIT, REPO, write_wav
+from factories import PLUGINS, PORTRAIT, REPO, write_wav
 
 pytestmark = pytest.mark.skipif(
     not hasattr(importlib.import_module("emo_cli.manifest"), "load_manifest"),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import PLUGINS, REPO, decoded_frames, write_wav
+from factories import PLUGINS, REPO, decoded_frames, write_wav
 
 from emo_cli.execution.journal import Journal, segment_name, state_name
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import PORTRAIT, decoded_frames, make_job, make_plan, write_wav
+from factories import PORTRAIT, decoded_frames, make_job, make_plan, write_wav
 
 from emo_cli.backends import get_backend_class
 from emo_cli.backends.base import decode_state

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import SPEECH
+from factories import SPEECH
 
 from emo_cli.errors import InputError, MediaError
 from emo_cli.media.audio import decode_audio

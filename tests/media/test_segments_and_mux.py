@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from helpers import decoded_frames, write_wav
+from factories import decoded_frames, write_wav
 
 from emo_cli.errors import MediaError, RenderError
 from emo_cli.media.mux import mux, write_concat_list
