@@ -3,10 +3,21 @@
 A chunk is committed when its segment (`journal.segment_name`) and the state after it
 (`journal.state_name`) are both in place and the journal lists their sha256. Anything else
 (missing, truncated, altered, or written but never journaled) is rendered again.
+
+On disk, under `job.work_dir` (`<output_dir>/.emo/jobs/<job id>/`)::
+
+    journal.json               chunk records with sha256 of both files; the output once muxed
+    chunks/00000.mp4           frames [0, chunk_frames) as H.264, one GOP starting with an IDR
+    chunks/00000.state.npz     the backend state after that chunk (`encode_state`: npz + JSON)
+    segments.ffconcat          the concat demuxer's list, written just before the mux
+
+The state after chunk k is what chunk k + 1 starts from, so a chunk is only ever rendered from
+a state file that passed its hash (or from the state the run has just produced).
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from emo_cli.backends.base import State, decode_state, encode_state
@@ -36,8 +47,6 @@ def load_state(work_dir: Path, index: int) -> State:
 
 def write_state(work_dir: Path, index: int, state: State) -> str:
     """Checkpoint the state after chunk `index` atomically; returns its sha256."""
-    import hashlib
-
     data = encode_state(state)
     atomic_write_bytes(work_dir / state_name(index), data)
     return hashlib.sha256(data).hexdigest()
