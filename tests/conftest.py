@@ -1,5 +1,8 @@
 """Shared fixtures.
 
+`test_backends`: puts tests/plugins on sys.path so its dist-info registers the `testbars`
+backend in the `emo_cli.backends` entry-point group (the real plugin mechanism).
+
 `fixture_backend`: a tiny real Backend, registered as "fixture" through the public
 `register_backend` mechanism, with an options schema, so manifest and planning tests do not
 depend on which built-in backends are importable.
@@ -7,13 +10,16 @@ depend on which built-in backends are importable.
 
 from __future__ import annotations
 
+import importlib
 import shutil
+import sys
 import textwrap
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from factories import PLUGINS
 
 from emo_cli.backends import registry
 from emo_cli.backends.base import Backend, JobInput, JobRenderer
@@ -68,3 +74,15 @@ def write_manifest(media_dir: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def test_backends():
+    """Put tests/plugins on sys.path so its dist-info registers `testbars` in `emo_cli.backends`."""
+    sys.path.insert(0, str(PLUGINS))
+    importlib.invalidate_caches()
+    try:
+        yield PLUGINS
+    finally:
+        sys.path.remove(str(PLUGINS))
+        sys.modules.pop("emo_test_backends", None)

@@ -1,0 +1,32 @@
+"""Named points in the render loop where a test can freeze the process, to kill it there.
+
+Resume tests must interrupt a render at an exact moment (mid-chunk, during the final mux)
+without sleeping and hoping. When `EMO_TEST_PAUSE_AT` lists a point (comma-separated) and
+`EMO_TEST_PAUSE_FIFO` names a FIFO, reaching that point writes the point's name into the FIFO
+(blocking until the test reads it) and then blocks opening the FIFO again until the test
+either kills the process or opens the FIFO for writing to let it go on. Unset, this costs one
+environment lookup.
+
+Points: `render:K` (before chunk K is rendered; chunks before it are committed),
+`encode:K` (half of chunk K's frames are in ffmpeg's pipe), `commit:K` (chunk K's segment and
+state are in place, the journal does not list them yet), `mux:start` (every chunk is
+committed, the mux has not begun), `mux:running` (ffmpeg is writing the output's temporary).
+"""
+
+from __future__ import annotations
+
+import os
+
+PAUSE_AT_ENV = "EMO_TEST_PAUSE_AT"
+PAUSE_FIFO_ENV = "EMO_TEST_PAUSE_FIFO"
+
+
+def pause_point(name: str) -> None:
+    points = os.environ.get(PAUSE_AT_ENV)
+    if not points or name not in points.split(","):
+        return
+    fifo = os.environ[PAUSE_FIFO_ENV]
+    with open(fifo, "w") as announce:
+        announce.write(name + "\n")
+    with open(fifo) as release:
+        release.read()

@@ -1,0 +1,86 @@
+"""What a render reports: one `JobResult` per job, a `RunSummary` per run, and the events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from emo_cli.errors import EmoError
+from emo_cli.planning.job import Job
+
+# A progress event: {"event": "run_started" | "job_started" | "chunk_done" | "job_done" |
+# "job_skipped" | "job_failed" | "run_done", "job_id", "job", "output", ...}. JSON-ready.
+Event = dict[str, Any]
+EventSink = Callable[[Event], None]
+
+JobStatus = Literal["done", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job_id: str
+    job: str  # the job's name, "anna/fr"
+    output: Path
+    status: JobStatus
+    frames: int  # frames in the job
+    chunks_total: int
+    chunks_rendered: int  # rendered in this run (the rest were verified and reused)
+    seconds: float
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "job": self.job,
+            "output": str(self.output),
+            "status": self.status,
+            "frames": self.frames,
+            "chunks_total": self.chunks_total,
+            "chunks_rendered": self.chunks_rendered,
+            "seconds": round(self.seconds, 3),
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    results: tuple[JobResult, ...]
+    seconds: float
+
+    def count(self, status: JobStatus) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def failed(self) -> tuple[JobResult, ...]:
+        return tuple(r for r in self.results if r.status == "failed")
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every job is done (rendered now or before), 1 when any failed."""
+        return 1 if self.failed else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "done": self.count("done"),
+            "skipped": self.count("skipped"),
+            "failed": self.count("failed"),
+            "seconds": round(self.seconds, 3),
+            "jobs": [r.to_dict() for r in self.results],
+        }
+
+
+class JobFailed(EmoError):
+    """A job could not be rendered because of an expected failure (bad input, backend, media).
+
+    The message starts with the job's name and the manifest field or file at fault; `cause` is
+    the original error and the exit code is its own.
+    """
+
+    def __init__(self, job: Job, where: str, cause: EmoError) -> None:
+        self.job = job
+        self.where = where
+        self.cause = cause
+        self.exit_code = cause.exit_code
+        super().__init__(f"job {job.name} ({where}): {cause}")

@@ -1,0 +1,70 @@
+"""The final mux: concatenate a job's segments (stream copy) and add its audio as AAC.
+
+The concat demuxer joins the per-chunk MP4s without re-encoding (each starts with an IDR frame
+and all share one encoder configuration). The output is H.264 yuv420p + AAC in an MP4 with the
+index up front (`+faststart`) and the provenance tags, and appears atomically: a temporary in
+the output's folder renamed into place. A failed mux leaves the segments for the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from emo_cli.fsutil import atomic_path, atomic_write_text
+from emo_cli.media.ffmpeg import FfmpegProcess
+from emo_cli.provenance.tags import metadata_args
+
+AUDIO_BITRATE = "192k"
+CONCAT_LIST_NAME = "segments.ffconcat"
+
+
+def write_concat_list(work_dir: Path, segments: Sequence[str]) -> Path:
+    """An ffconcat list of `segments` (paths relative to `work_dir`, where the list lives).
+
+    Relative names made of letters, digits, '.', '_', '-' and '/' pass the demuxer's safe mode.
+    """
+    lines = ["ffconcat version 1.0", *(f"file '{name}'" for name in segments)]
+    path = work_dir / CONCAT_LIST_NAME
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def remove_stale_temporaries(output: Path) -> None:
+    """Delete temporaries of `output` left by a mux that was killed."""
+    for stale in output.parent.glob(f".{output.name}.*.tmp{output.suffix}"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+
+
+def mux(
+    concat_list: Path,
+    audio: Path,
+    output: Path,
+    *,
+    tags: Mapping[str, str],
+    while_running: Callable[[], None] | None = None,
+) -> None:
+    """Mux the segments in `concat_list` with `audio` into `output` (atomically).
+
+    `while_running` is called once ffmpeg has started (a checkpoint hook).
+    """
+    remove_stale_temporaries(output)
+    with atomic_path(output) as tmp:
+        proc = FfmpegProcess(
+            ["-f", "concat", "-safe", "1", "-i", os.fspath(concat_list), "-i", os.fspath(audio),
+             "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", AUDIO_BITRATE,
+             "-map_metadata", "-1", *metadata_args(tags),
+             "-movflags", "+faststart+use_metadata_tags", "-f", "mp4", os.fspath(tmp)],
+            what="mux",
+            file=output,
+        )  # fmt: skip
+        try:
+            if while_running is not None:
+                while_running()
+        except BaseException:
+            proc.kill()
+            raise
+        proc.finish()

@@ -1,0 +1,133 @@
+"""`emo render` end to end in a real process: JSON events, exit codes, resume, Ctrl-C."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from factories import PLUGINS, PORTRAIT, REPO, write_wav
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(importlib.import_module("emo_cli.manifest"), "load_manifest"),
+    reason="needs the manifest loader (emo_cli.manifest.load_manifest)",
+)
+DEADLINE_S = 60
+
+MANIFEST = """\
+version: 1
+output_dir: out
+output: "{portrait}/{audio}.mp4"
+defaults: {backend: testbars, fps: 25, resolution: 64, seed: 0, chunk_frames: 10}
+portraits: {astro: astronaut.jpg}
+audio: {voice: voice.wav, other: other.wav}
+jobs:
+  - {portrait: astro, audio: voice}
+  - {portrait: astro, audio: other, settings: {testbars: {fail_at_frame: %s}}}
+"""
+
+
+def env(**extra: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("EMO_")}
+    base["PYTHONPATH"] = os.pathsep.join([str(REPO), str(PLUGINS)])
+    return {**base, **extra}
+
+
+def emo(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "emo_cli", *args], env=env(**extra_env), capture_output=True,
+                          text=True, timeout=DEADLINE_S)  # fmt: skip
+
+
+def project(tmp_path: Path, fail_at: int | None = None) -> Path:
+    shutil.copy(PORTRAIT, tmp_path / "astronaut.jpg")
+    write_wav(tmp_path / "voice.wav", 0.9)
+    write_wav(tmp_path / "other.wav", 0.7, seed=3)
+    manifest = tmp_path / "demo.yaml"
+    manifest.write_text(MANIFEST % ("null" if fail_at is None else fail_at))
+    return manifest
+
+
+def events_of(proc: subprocess.CompletedProcess) -> list[dict]:
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def test_json_events_exit_codes_and_resume(tmp_path):
+    manifest = project(tmp_path, fail_at=12)
+    first = emo("render", "--json", str(manifest))
+    assert first.returncode == 1, first.stderr
+    events = events_of(first)
+    assert events[0]["event"] == "run_started" and events[-1]["event"] == "run_done"
+    failed = [e for e in events if e["event"] == "job_failed"]
+    assert len(failed) == 1 and "astro/other" in failed[0]["error"] and "fail at frame 12" in failed[0]["error"]
+    done = next(e for e in events if e["event"] == "job_done")
+    assert Path(done["output"]) == tmp_path / "out" / "astro" / "voice.mp4"
+
+    inspect = emo("inspect", "--json", done["output"])
+    assert inspect.returncode == 0 and json.loads(inspect.stdout)["tags"]["emo_backend"] == "testbars"
+
+    manifest.write_text(MANIFEST % "null")  # fixed: the failed job changes id, the done one is kept
+    second = emo("render", "--json", str(manifest))
+    assert second.returncode == 0, second.stderr
+    kinds = [(e["event"], e.get("job")) for e in events_of(second) if e["event"].startswith("job_")]
+    assert ("job_skipped", "astro/voice") in kinds and ("job_done", "astro/other") in kinds
+
+    fresh = emo("render", "--json", "--no-resume", "--only", "astro/voice", str(manifest))
+    assert fresh.returncode == 0
+    assert sum(e["event"] == "chunk_done" for e in events_of(fresh)) == 3  # 23 frames in chunks of 10
+
+
+def test_plain_output_has_a_summary_table(tmp_path):
+    manifest = project(tmp_path)
+    proc = emo("render", str(manifest))
+    assert proc.returncode == 0, proc.stderr
+    assert "render summary" in proc.stdout and "astro/voice" in proc.stdout and "done" in proc.stdout
+
+
+def test_invalid_manifest_and_unknown_job_exit_2(tmp_path):
+    manifest = project(tmp_path)
+    manifest.write_text(manifest.read_text().replace("audio: voice}", "audio: nosuch}"))
+    proc = emo("render", str(manifest))
+    assert proc.returncode == 2 and "nosuch" in proc.stderr
+    manifest = project(tmp_path)
+    proc = emo("render", "--only", "zz/zz", str(manifest))
+    assert proc.returncode == 2 and "--only zz/zz" in proc.stderr
+
+
+def test_ctrl_c_keeps_finished_chunks_and_exits_130(tmp_path):
+    manifest = project(tmp_path)
+    fifo = tmp_path / "pause.fifo"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emo_cli", "render", "--json", str(manifest)],
+        env=env(EMO_TEST_PAUSE_AT="render:1", EMO_TEST_PAUSE_FIFO=str(fifo)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        announced, deadline = b"", time.monotonic() + DEADLINE_S
+        while not announced.endswith(b"\n"):
+            assert proc.poll() is None and time.monotonic() < deadline
+            if select.select([reader], [], [], 0.5)[0]:
+                announced += os.read(reader, 100)
+        os.close(reader)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=DEADLINE_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130
+    assert "again to resume" in stderr
+    assert json.loads(stdout.splitlines()[-1]) == {"event": "interrupted"}
+    again = emo("render", "--json", str(manifest))
+    assert again.returncode == 0
+    started = next(e for e in events_of(again) if e["event"] == "job_started")
+    assert started["chunks_reused"] == 1

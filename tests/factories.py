@@ -1,0 +1,91 @@
+"""Build render jobs straight from files (no manifest), and small media fixtures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emo_cli.fsutil import sha256_file
+from emo_cli.media.audio import decode_audio
+from emo_cli.planning.job import Job, Plan, Settings, Source
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGINS = REPO / "tests" / "plugins"
+ASSETS = REPO / "manifests" / "assets"
+PORTRAIT = ASSETS / "astronaut.jpg"
+SPEECH = ASSETS / "hello_en.wav"
+
+
+def make_job(
+    output_dir: Path,
+    portrait: Path = PORTRAIT,
+    audio: Path = SPEECH,
+    *,
+    name: str | None = None,
+    backend: str = "testbars",
+    fps: int = 25,
+    resolution: int = 64,
+    seed: int = 0,
+    chunk_frames: int = 10,
+    options: dict[str, Any] | None = None,
+    output: str | None = None,
+    duration: float | None = None,
+) -> Job:
+    """A job as the planner would make it: content-addressed id, output under output_dir."""
+    output_dir = Path(output_dir).resolve()
+    portrait, audio = Path(portrait).resolve(), Path(audio).resolve()
+    settings = Settings(backend, fps, resolution, seed, chunk_frames, dict(options or {}))
+    portrait_src = Source(portrait.stem, portrait, sha256_file(portrait), f"portraits.{portrait.stem}")
+    audio_src = Source(audio.stem, audio, sha256_file(audio), f"audio.{audio.stem}")
+    recipe = json.dumps(
+        [portrait_src.sha256, audio_src.sha256, settings.to_dict(), backend, "1.0"], sort_keys=True
+    )
+    name = name or f"{portrait.stem}/{audio.stem}"
+    return Job(
+        id=hashlib.sha256(recipe.encode()).hexdigest()[:16],
+        name=name,
+        portrait=portrait_src,
+        audio=audio_src,
+        settings=settings,
+        output=output_dir / (output or f"{portrait.stem}/{audio.stem}.mp4"),
+        output_dir=output_dir,
+        manifest=output_dir / "manifest.yaml",
+        field=f"jobs[{name}]",
+        duration=duration if duration is not None else len(decode_audio(audio, 16000)) / 16000,
+        backend_version="1.0",
+        weights_identity="none",
+    )
+
+
+def make_plan(output_dir: Path, jobs: list[Job]) -> Plan:
+    return Plan(manifest=Path(output_dir).resolve() / "manifest.yaml", output_dir=Path(output_dir).resolve(),
+                jobs=tuple(jobs))
+
+
+def write_wav(path: Path, seconds: float, rate: int = 16000, seed: int = 0) -> Path:
+    """A speech-like test tone: a gliding pitch with syllable-rate loudness and a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(seconds * rate))) / rate
+    pitch = 140 + 40 * np.sin(2 * np.pi * 0.7 * t)
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4.0 * t) ** 2
+    signal = envelope * np.sin(2 * np.pi * np.cumsum(pitch) / rate) * 0.5 + rng.normal(0, 0.02, t.size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((np.clip(signal, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def decoded_frames(path: Path) -> list[np.ndarray]:
+    """Every video frame of `path`, decoded to RGB."""
+    import av
+
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]

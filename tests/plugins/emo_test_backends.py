@@ -1,0 +1,84 @@
+"""`testbars`: a cheap, deterministic backend for tests, installed through the real entry point.
+
+Putting this folder on sys.path (or PYTHONPATH) makes the `emo_test_backends-0.1.dist-info`
+beside it visible to `importlib.metadata`, which registers `testbars` in the `emo_cli.backends`
+group exactly like a third-party package would.
+
+Each frame is a pattern of diagonal bars whose colours come from a running accumulator fed by
+the seed, the frame index and the audio's loudness. The accumulator is the chunk-to-chunk
+state, so resuming from a wrong state gives visibly different frames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, ClassVar
+
+import numpy as np
+
+from emo_cli.backends.base import Backend, ChunkOutput, JobInput, JobRenderer, State
+from emo_cli.errors import InputError, RenderError
+
+
+class TestBarsBackend(Backend):
+    name: ClassVar[str] = "testbars"
+    version: ClassVar[str] = "1.0"
+    sample_rate: ClassVar[int] = 16000
+    options_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {
+            "fail_at_frame": {"type": ["integer", "null"], "default": None},
+            "bug_at_frame": {"type": ["integer", "null"], "default": None},
+            "reject_portrait": {"type": "boolean", "default": False},
+        },
+        "additionalProperties": False,
+    }
+    instances = 0  # how many times the class was instantiated in this process (load once)
+
+    def __init__(self, device: str | None = None) -> None:
+        super().__init__(device)
+        type(self).instances += 1
+
+    def start_job(self, job: JobInput) -> JobRenderer:
+        if job.options.get("reject_portrait"):
+            raise InputError(f"no face found in portrait {job.portrait_path}")
+        try:
+            digest = hashlib.sha256(job.portrait_path.read_bytes()).digest()
+        except OSError as exc:
+            raise InputError(f"portrait {job.portrait_path} cannot be read ({exc.strerror})") from exc
+        return TestBarsRenderer(job, np.frombuffer(digest[:3], dtype=np.uint8).astype(np.float64))
+
+
+class TestBarsRenderer(JobRenderer):
+    def __init__(self, job: JobInput, base: np.ndarray) -> None:
+        self.job = job
+        self.base = base
+        self.width = self.height = job.resolution - job.resolution % 2
+        ys, xs = np.mgrid[0 : self.height, 0 : self.width]
+        self.bars = ((xs + ys) * 4 % 256).astype(np.float64)
+        self.samples_per_frame = job.sample_rate / job.fps
+
+    def initial_state(self) -> State:
+        return {"acc": self.base.copy(), "frames": 0}
+
+    def _loudness(self, index: int) -> float:
+        lo = int(index * self.samples_per_frame)
+        window = self.job.audio[lo : int((index + 1) * self.samples_per_frame)]
+        return float(np.sqrt(np.mean(np.square(window, dtype=np.float64)))) if window.size else 0.0
+
+    def render_chunk(self, start: int, count: int, state: State) -> ChunkOutput:
+        acc = np.array(state["acc"], dtype=np.float64)
+        frames = np.empty((count, self.height, self.width, 3), dtype=np.uint8)
+        fail_at = self.job.options.get("fail_at_frame")
+        bug_at = self.job.options.get("bug_at_frame")
+        for offset in range(count):
+            index = start + offset
+            if fail_at is not None and index == fail_at:
+                raise RenderError(f"testbars was told to fail at frame {index}")
+            if bug_at is not None and index == bug_at:
+                raise ZeroDivisionError(f"testbars has a bug at frame {index}")
+            noise = np.random.default_rng([self.job.seed, index]).random(3)
+            acc = (acc * 0.9 + noise * 40 + self._loudness(index) * 600) % 256
+            for channel in range(3):
+                frames[offset, :, :, channel] = (self.bars + acc[channel]) % 256
+        return ChunkOutput(frames=frames, state={"acc": acc, "frames": int(state["frames"]) + count})
