@@ -62,8 +62,9 @@ class ProgressView:
         if kind == "run_started":
             self.overall = self.progress.add_task(f"[bold]{event['jobs']} jobs", total=event["frames"])
         elif kind == "job_started":
+            where = f" [dim]{escape(event['device'])}[/]" if event.get("device") else ""
             self.jobs[event["job_id"]] = self.progress.add_task(
-                f"  {escape(event['job'])}", total=event["frames"], completed=event["frames_reused"]
+                f"  {escape(event['job'])}{where}", total=event["frames"], completed=event["frames_reused"]
             )
             self.progress.advance(self.overall, event["frames_reused"])
         elif kind == "chunk_done":
@@ -76,6 +77,13 @@ class ProgressView:
             task = self.jobs.get(event["job_id"])
             if task is not None:
                 self.progress.update(task, description=f"  [red]{escape(event['job'])} (failed)")
+        elif kind == "job_retrying":
+            self.progress.console.print(
+                f"  [yellow]{escape(event['job'])}: the worker on {escape(str(event['device']))} died "
+                f"({escape(event['cause'])}); retrying from its last chunk"
+            )
+        elif kind == "job_held":
+            self.progress.console.print(f"  {escape(event['job'])}: waiting, {escape(event['holder'])} renders it")
 
 
 class PlainLog:
@@ -94,6 +102,9 @@ class PlainLog:
                                highlight=False)  # fmt: skip
         elif kind == "job_failed":
             self.console.print(f"failed   {event['error']}", markup=False, highlight=False)
+        elif kind == "job_retrying":
+            self.console.print(f"retrying {event['job']}: the worker on {event['device']} died ({event['cause']})",
+                               markup=False, highlight=False)  # fmt: skip
 
 
 def json_lines(event: dict[str, Any]) -> None:
@@ -103,13 +114,14 @@ def json_lines(event: dict[str, Any]) -> None:
 
 def summary_table(summary: Any) -> Table:
     table = Table(title="render summary", title_justify="left")
-    for column in ("job", "status", "frames", "chunks rendered", "time", "output / error"):
+    for column in ("job", "status", "device", "frames", "chunks rendered", "time", "output / error"):
         table.add_column(column, overflow="fold")
-    colour = {"done": "green", "skipped": "cyan", "failed": "red"}
+    colour = {"done": "green", "skipped": "cyan", "failed": "red", "held": "yellow"}
     for result in summary.results:
         table.add_row(
             escape(result.job),
             f"[{colour[result.status]}]{result.status}",
+            escape(result.device or "-"),
             str(result.frames),
             f"{result.chunks_rendered}/{result.chunks_total}",
             f"{result.seconds:.1f} s",
@@ -134,19 +146,41 @@ def render(
     only: Annotated[
         list[str] | None, typer.Option("--only", help="Render only this job (name or id prefix); repeatable.")
     ] = None,
+    devices: Annotated[
+        str,
+        typer.Option(
+            "--devices",
+            help="Local workers: auto (every visible GPU, else CPU workers), cuda, cuda:0,1,3, cpu or cpu:N.",
+        ),
+    ] = "auto",
+    retries: Annotated[
+        int, typer.Option("--retries", min=0, help="Retries of a job whose worker process died.")
+    ] = 2,
+    shard: Annotated[
+        str | None,
+        typer.Option("--shard", help="Render only shard INDEX/COUNT of the jobs (by job id), e.g. 0/4."),
+    ] = None,
+    executor: Annotated[
+        str, typer.Option("--executor", help="local (worker processes on this machine) or ray.")
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option("--address", help="With --executor ray: the cluster to join (default: local).")
+    ] = None,
 ) -> None:
     """Render a manifest's jobs; an interrupted render resumes where it stopped."""
     from emo_cli.execution import render_manifest
 
     console = Console()
+    options = dict(resume=resume, only=only, devices=devices, retries=retries, shard=shard, executor=executor,
+                   address=address)  # fmt: skip
     try:
         if as_json:
-            summary = render_manifest(manifest, resume=resume, events=json_lines, only=only)
+            summary = render_manifest(manifest, events=json_lines, **options)
         elif console.is_terminal:
             with ProgressView(console) as view:
-                summary = render_manifest(manifest, resume=resume, events=view, only=only)
+                summary = render_manifest(manifest, events=view, **options)
         else:
-            summary = render_manifest(manifest, resume=resume, events=PlainLog(console), only=only)
+            summary = render_manifest(manifest, events=PlainLog(console), **options)
     except KeyboardInterrupt:
         if as_json:
             json_lines({"event": "interrupted"})

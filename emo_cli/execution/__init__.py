@@ -1,7 +1,8 @@
 """Execution: render a plan's jobs chunk by chunk, resume from checkpoints, mux the outputs.
 
-    render(plan, *, resume=True, events=None, only=None) -> RunSummary
-    render_manifest(path, *, resume=True, events=None, only=None) -> RunSummary
+    render(plan, *, resume=True, events=None, only=None, devices=None, retries=2, shard=None,
+           executor="local", address=None) -> RunSummary
+    render_manifest(path, **the same options) -> RunSummary
     render_job(job, backend, *, events=None, resume=True) -> JobResult
     read_progress(job) -> JobProgress
 """

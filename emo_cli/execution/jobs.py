@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 
 from emo_cli.backends.base import Backend, JobInput, JobRenderer, State
 from emo_cli.errors import EmoError, InputError, RenderError
 from emo_cli.execution.checkpoints import pause_point
 from emo_cli.execution.chunks import chunk_is_good, commit_chunk, load_state, write_state
-from emo_cli.execution.journal import Journal, segment_name
+from emo_cli.execution.journal import CHUNKS_DIRNAME, Journal, segment_name
 from emo_cli.execution.results import EventSink, JobFailed, JobResult
 from emo_cli.fsutil import sha256_file
 from emo_cli.media.audio import decode_audio
@@ -39,11 +40,17 @@ def is_finished(job: Job, journal: Journal | None) -> bool:
         return False
 
 
+def _forget_chunks(work: Path) -> None:
+    """Drop a job's journal and chunks, keeping its lease files (the lease is held meanwhile)."""
+    Journal.path_for(work).unlink(missing_ok=True)
+    shutil.rmtree(work / CHUNKS_DIRNAME, ignore_errors=True)
+
+
 def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, resume: bool = True) -> JobResult:
     """Render `job` with `backend` (already loaded) into `job.output`.
 
     With `resume`, committed chunks that pass their hash are reused and a finished job is
-    skipped; without, the job's work dir is cleared and everything is rendered again.
+    skipped; without, the job's journal and chunks are dropped and everything is rendered again.
 
     Raises:
         JobFailed: an expected failure (unusable input, backend or ffmpeg error), naming the
@@ -55,8 +62,8 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
     base = {"job_id": job.id, "job": job.name, "output": str(job.output)}
     ranges = job.chunks()
 
-    if not resume and work.exists():
-        shutil.rmtree(work)
+    if not resume:
+        _forget_chunks(work)
     journal = Journal.load(work)
     if is_finished(job, journal):
         emit({"event": "job_skipped", **base, "reason": "already done", "frames": job.num_frames})

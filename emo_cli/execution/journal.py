@@ -19,12 +19,15 @@ FORMAT = 1
 JOURNAL_NAME = "journal.json"
 
 
+CHUNKS_DIRNAME = "chunks"
+
+
 def segment_name(index: int) -> str:
-    return f"chunks/{index:05d}.mp4"
+    return f"{CHUNKS_DIRNAME}/{index:05d}.mp4"
 
 
 def state_name(index: int) -> str:
-    return f"chunks/{index:05d}.state.npz"
+    return f"{CHUNKS_DIRNAME}/{index:05d}.state.npz"
 
 
 @dataclass

@@ -15,7 +15,9 @@ from emo_cli.planning.job import Job
 Event = dict[str, Any]
 EventSink = Callable[[Event], None]
 
-JobStatus = Literal["done", "skipped", "failed"]
+# done: rendered in this run; skipped: finished before; failed: an expected failure or a worker
+# that died too often; held: another process held the job's lease (a serial run does not wait).
+JobStatus = Literal["done", "skipped", "failed", "held"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class JobResult:
     chunks_rendered: int  # rendered in this run (the rest were verified and reused)
     seconds: float
     error: str | None = None
+    device: str | None = None  # the worker's device ("cpu:1", "cuda:0", "host/cuda:0" on Ray)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +44,7 @@ class JobResult:
             "chunks_rendered": self.chunks_rendered,
             "seconds": round(self.seconds, 3),
             "error": self.error,
+            "device": self.device,
         }
 
 
@@ -58,14 +62,15 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        """0 when every job is done (rendered now or before), 1 when any failed."""
-        return 1 if self.failed else 0
+        """0 when every job is done (rendered now or before), 1 when any failed or was held."""
+        return 1 if self.failed or self.count("held") else 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "done": self.count("done"),
             "skipped": self.count("skipped"),
             "failed": self.count("failed"),
+            "held": self.count("held"),
             "seconds": round(self.seconds, 3),
             "jobs": [r.to_dict() for r in self.results],
         }
