@@ -1,17 +1,15 @@
-"""How render throughput scales with local workers: prints jobs per minute per `--devices` value.
+"""How render throughput scales with workers: jobs per minute for 1 and 2 workers, locally and on Ray.
 
-Without a manifest it times the pool itself on synthetic CPU-bound jobs (fixed work per job), so
-the figures show worker start-up, hand-out overhead and core contention:
+By default it renders a batch of real jobs (the demo portrait with the committed speech clips,
+one seed per job, so every job has its own id) on the CPU `warp` backend, through the same
+`render()` that `emo render` calls, into a fresh output dir per run:
 
-    python benchmarks/scaling.py --devices cpu:1 cpu:2 --jobs 16 --work 40
+    python benchmarks/scaling.py                        # 8 jobs; cpu:1 vs cpu:2, then Ray with 1 and 2 CPUs
+    python benchmarks/scaling.py --jobs 16 --devices cpu:1 cpu:2 cuda:0,1 --no-ray
+    python benchmarks/scaling.py --manifest my.yaml     # a manifest's own jobs instead
 
-With a manifest it plans the real jobs and renders each with the job function given by
-`--run-job` (the render loop's pool entry point), into a fresh output dir per `--devices` value:
-
-    python benchmarks/scaling.py --manifest manifests/demo.yaml --run-job MODULE:FUNCTION \
-        --devices cpu:1 cpu:2 cuda:0 cuda:0,1
-
-Never run as a test.
+`--synthetic` times the pool itself on fixed CPU-bound work per job (worker start-up, hand-out
+overhead, core contention), without rendering. Never run as a test.
 """
 
 from __future__ import annotations
@@ -24,6 +22,101 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / "manifests" / "assets"
+
+
+def batch_manifest(folder: Path, count: int, backend: str) -> Path:
+    """A manifest of `count` jobs: the demo portrait with each committed clip, a seed per job."""
+    clips = sorted(p.name for p in ASSETS.glob("hello_*.wav"))
+    shutil.copy(ASSETS / "astronaut.jpg", folder / "astronaut.jpg")
+    for clip in clips:
+        shutil.copy(ASSETS / clip, folder / clip)
+    audio = "\n".join(f"  {Path(c).stem}: {c}" for c in clips)
+    jobs = "\n".join(
+        f"  - {{portrait: astronaut, audio: {Path(clips[i % len(clips)]).stem}, settings: {{seed: {i}}},"
+        f" output: 'job{i:02d}.mp4'}}"
+        for i in range(count)
+    )
+    manifest = folder / "batch.yaml"
+    manifest.write_text(
+        "version: 1\noutput_dir: out\n"
+        f"defaults: {{backend: {backend}, fps: 25, resolution: 512, chunk_frames: 50}}\n"
+        f"portraits:\n  astronaut: astronaut.jpg\naudio:\n{audio}\njobs:\n{jobs}\n"
+    )
+    return manifest
+
+
+def fresh_plan(manifest: Path, output_dir: Path) -> Any:
+    """The manifest's plan, redirected to `output_dir` so each run starts from nothing."""
+    from emo_cli.manifest import load_manifest
+    from emo_cli.planning import make_plan
+
+    plan = make_plan(load_manifest(manifest))
+    jobs = tuple(
+        dataclasses.replace(job, output_dir=output_dir, output=output_dir / job.output.relative_to(job.output_dir))
+        for job in plan.jobs
+    )
+    return dataclasses.replace(plan, output_dir=output_dir, jobs=jobs)
+
+
+def time_render(plan: Any, **where: Any) -> tuple[float, float, int]:
+    """(wall seconds, seconds until the first job started, frames) of rendering `plan`."""
+    from emo_cli.execution import render
+
+    first: list[float] = []
+    start = time.perf_counter()
+
+    def on_event(event: dict) -> None:
+        if event["event"] == "job_started" and not first:
+            first.append(time.perf_counter() - start)
+
+    summary = render(plan, resume=False, events=on_event, **where)
+    wall = time.perf_counter() - start
+    bad = [r for r in summary.results if r.status not in ("done", "skipped")]
+    if bad:
+        raise SystemExit(f"{len(bad)} job(s) did not finish: {bad[0].status}: {bad[0].error}")
+    return wall, first[0] if first else 0.0, sum(r.frames for r in summary.results)
+
+
+def report(label: str, workers: int, jobs: int, wall: float, first: float, frames: int, baseline: float | None) -> float:
+    rate = jobs / wall * 60
+    ratio = rate / baseline if baseline else 1.0
+    print(f"{label:<16} {workers:>7} {jobs:>5} {frames:>7} {wall:>8.2f} {first:>9.2f} {rate:>9.1f} {ratio:>7.2f}x")
+    return rate
+
+
+def real_runs(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="emo-scaling-"))
+    try:
+        manifest = args.manifest or batch_manifest(work, args.jobs, args.backend)
+        print(f"{'executor':<16} {'workers':>7} {'jobs':>5} {'frames':>7} {'wall s':>8} {'1st job s':>9} "
+              f"{'jobs/min':>9} {'ratio':>8}")  # fmt: skip
+        baseline = None
+        for spec in args.devices:
+            from emo_cli.execution.devices import parse_devices
+
+            plan = fresh_plan(manifest, work / f"out-{spec.replace(':', '-').replace(',', '_')}")
+            wall, first, frames = time_render(plan, devices=spec)
+            rate = report(f"local {spec}", len(parse_devices(spec)), len(plan.jobs), wall, first, frames, baseline)
+            baseline = baseline or rate
+        if args.ray:
+            import ray
+
+            baseline = None
+            for cpus in args.ray_cpus:
+                plan = fresh_plan(manifest, work / f"out-ray-{cpus}")
+                ray.init(num_cpus=cpus, num_gpus=0, _node_ip_address="127.0.0.1", include_dashboard=False,
+                         log_to_driver=False, _temp_dir=tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # fmt: skip
+                try:
+                    wall, first, frames = time_render(plan, executor="ray")
+                finally:
+                    ray.shutdown()
+                rate = report(f"ray {cpus} cpu", cpus, len(plan.jobs), wall, first, frames, baseline)
+                baseline = baseline or rate
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -47,80 +140,51 @@ def synthetic_job(job: SyntheticJob, device: Any, events: Any) -> float:
     return float(acc.sum())
 
 
-def synthetic_jobs(root: Path, count: int, work: int) -> list[SyntheticJob]:
-    # Durations vary like a studio batch (3-12 s clips); work follows duration.
-    durations = [3.0 + (7 * i) % 10 for i in range(count)]
-    return [
-        SyntheticJob(
-            id=f"job{i:03d}", work_dir=root / f"job{i:03d}", duration=d, work=max(1, int(work * d / 7.5))
-        )
-        for i, d in enumerate(durations)
-    ]
+def synthetic_runs(args: argparse.Namespace) -> None:
+    from emo_cli.execution.devices import parse_devices
+    from emo_cli.execution.pool import PoolEvent, run_pool
 
+    print(f"{'executor':<16} {'workers':>7} {'jobs':>5} {'frames':>7} {'wall s':>8} {'1st job s':>9} "
+          f"{'jobs/min':>9} {'ratio':>8}")  # fmt: skip
+    baseline = None
+    for spec in args.devices:
+        root = Path(tempfile.mkdtemp(prefix="emo-scaling-"))
+        try:
+            durations = [3.0 + (7 * i) % 10 for i in range(args.jobs)]  # 3-12 s clips, work follows
+            jobs = [SyntheticJob(f"job{i:03d}", root / f"job{i:03d}", d, max(1, int(args.work * d / 7.5)))
+                    for i, d in enumerate(durations)]  # fmt: skip
+            first: list[float] = []
+            start = time.perf_counter()
 
-def planned_jobs(manifest: Path, output_dir: Path) -> list[Any]:
-    """The manifest's jobs, redirected to `output_dir` so each run starts from nothing."""
-    from emo_cli.manifest import load_manifest
-    from emo_cli.planning import make_plan
+            def on_event(event: PoolEvent, first: list[float] = first, start: float = start) -> None:
+                if event.kind == "started" and not first:
+                    first.append(time.perf_counter() - start)
 
-    plan = make_plan(load_manifest(manifest))
-    jobs = []
-    for job in plan.jobs:
-        relative = job.output.relative_to(job.output_dir)
-        jobs.append(dataclasses.replace(job, output_dir=output_dir, output=output_dir / relative))
-    return jobs
+            summary = run_pool(jobs, "scaling:synthetic_job", parse_devices(spec), on_event=on_event)
+            wall = time.perf_counter() - start
+            if not summary.ok:
+                raise SystemExit(f"{spec}: some jobs did not finish")
+            rate = report(f"pool {spec}", len(parse_devices(spec)), len(jobs), wall, first[0], 0, baseline)
+            baseline = baseline or rate
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--devices", nargs="+", default=["cpu:1", "cpu:2"], help="--devices values to compare"
-    )
-    parser.add_argument("--jobs", type=int, default=16, help="synthetic jobs per run")
+    parser.add_argument("--devices", nargs="+", default=["cpu:1", "cpu:2"], help="--devices values to compare")
+    parser.add_argument("--jobs", type=int, default=8, help="jobs in the batch")
+    parser.add_argument("--backend", default="warp", help="backend of the generated batch")
+    parser.add_argument("--manifest", type=Path, help="render this manifest's jobs instead of the batch")
+    parser.add_argument("--no-ray", dest="ray", action="store_false", help="skip the Ray runs")
+    parser.add_argument("--ray-cpus", type=int, nargs="+", default=[1, 2], help="CPUs of the local Ray runs")
+    parser.add_argument("--synthetic", action="store_true", help="time the pool on synthetic work instead")
     parser.add_argument("--work", type=int, default=40, help="synthetic work per 7.5 s of audio")
-    parser.add_argument("--manifest", type=Path, help="render this manifest's jobs instead")
-    parser.add_argument("--run-job", default="scaling:synthetic_job", help="job function, MODULE:FUNCTION")
     args = parser.parse_args()
-
-    from emo_cli.execution.devices import parse_devices
-    from emo_cli.execution.pool import PoolEvent, run_pool
-
-    print(
-        f"{'devices':<12} {'workers':>7} {'jobs':>5} {'wall s':>8} {'first start s':>13} {'jobs/min':>9} {'speed-up':>8}"
-    )
-    baseline: float | None = None
-    for spec in args.devices:
-        devices = parse_devices(spec)
-        root = Path(tempfile.mkdtemp(prefix="emo-scaling-"))
-        try:
-            if args.manifest is not None:
-                jobs: list[Any] = planned_jobs(args.manifest, root)
-            else:
-                jobs = synthetic_jobs(root, args.jobs, args.work)
-            first_start: list[float] = []
-            start = time.perf_counter()
-
-            def on_event(
-                event: PoolEvent, first_start: list[float] = first_start, start: float = start
-            ) -> None:
-                if event.kind == "started" and not first_start:
-                    first_start.append(time.perf_counter() - start)
-
-            summary = run_pool(jobs, args.run_job, devices, on_event=on_event)
-            wall = time.perf_counter() - start
-            if not summary.ok:
-                bad = [o for o in summary.outcomes.values() if o.status != "done"]
-                raise SystemExit(
-                    f"{spec}: {len(bad)} job(s) did not finish: {bad[0].status}: {bad[0].message}"
-                )
-            rate = len(jobs) / wall * 60
-            baseline = baseline or rate
-            print(
-                f"{spec:<12} {len(devices):>7} {len(jobs):>5} {wall:>8.2f} {first_start[0]:>13.2f} "
-                f"{rate:>9.1f} {rate / baseline:>7.2f}x"
-            )
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
+    if args.synthetic:
+        synthetic_runs(args)
+    else:
+        real_runs(args)
 
 
 if __name__ == "__main__":
