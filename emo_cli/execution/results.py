@@ -29,6 +29,7 @@ class JobResult:
     chunks_rendered: int  # rendered in this run (the rest were verified and reused)
     seconds: float
     error: str | None = None
+    credentials: str | None = None  # who signed the output's C2PA credentials, or "off"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +42,7 @@ class JobResult:
             "chunks_rendered": self.chunks_rendered,
             "seconds": round(self.seconds, 3),
             "error": self.error,
+            "credentials": self.credentials,
         }
 
 

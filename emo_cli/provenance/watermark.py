@@ -57,6 +57,11 @@ def payload_bits(job_id: str) -> np.ndarray:
     return np.unpackbits(np.frombuffer(ident + check, dtype=np.uint8)) ^ _MASK
 
 
+def watermark_tag(job_id: str) -> str:
+    """The `emo_watermark` tag of a marked video: method and the job id prefix it carries."""
+    return f"{METHOD}:{job_id[: ID_BITS // 4]}"
+
+
 def read_payload(bits: np.ndarray) -> str | None:
     """The job id prefix (8 hex digits) carried by `bits`, or None if the check fails."""
     raw = np.packbits(np.asarray(bits, dtype=np.uint8) ^ _MASK).tobytes()
