@@ -119,7 +119,8 @@ def render_job(
             mux(concat, job.audio.path, unsigned, tags=tags, while_running=running)
             pause_point("sign")
             remove_stale_temporaries(job.output)
-            sign_video(unsigned, job.output, content_manifest(job, tags), identity)
+            sign_video(unsigned, job.output, content_manifest(job, tags), identity,
+                       before_rename=lambda: pause_point("sign:written"))  # fmt: skip
             unsigned.unlink()
         write_sidecar(job.output, tags)
     except EmoError as exc:

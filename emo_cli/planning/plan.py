@@ -49,7 +49,6 @@ def make_plan(manifest: Manifest) -> Plan:
             settings=settings,
             backend_version=cls.version,
             weights_identity=weights,
-            signing=manifest.signing,
         )
         relative = render_output(
             spec.output, portrait=spec.portrait, audio=spec.audio, job=identity, backend=name

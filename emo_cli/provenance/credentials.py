@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import mimetypes
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,8 +83,17 @@ def _ingredient(path: Path, sha256: str) -> dict[str, Any]:
     return {"title": path.name, "format": mime, "relationship": "inputTo", "instance_id": f"sha256:{sha256}"}
 
 
-def sign_video(source: Path, output: Path, manifest: Mapping[str, Any], identity: SigningIdentity) -> None:
+def sign_video(
+    source: Path,
+    output: Path,
+    manifest: Mapping[str, Any],
+    identity: SigningIdentity,
+    *,
+    before_rename: Callable[[], None] | None = None,
+) -> None:
     """Write `source` signed with `manifest` to `output`, atomically (temp + rename).
+
+    `before_rename` is called once the signed temporary is complete (a checkpoint hook).
 
     Raises:
         ProvenanceError: the SDK refused the key, the chain or the file.
@@ -99,6 +108,8 @@ def sign_video(source: Path, output: Path, manifest: Mapping[str, Any], identity
         with atomic_path(output) as tmp, c2pa.Builder(dict(manifest), context=context) as builder:
             with open(source, "rb") as src, open(tmp, "w+b") as dst:
                 builder.sign(signer, "video/mp4", src, dst)
+            if before_rename is not None:
+                before_rename()
     except c2pa.C2paError as exc:
         raise ProvenanceError(
             f"cannot sign {output} with {identity.describe()}: {exc}; check that the certificate chain "
