@@ -3,13 +3,19 @@
 The method is invisible-watermark's DWT-DCT-SVD ("dwtDctSvd"): the U channel of the frame in
 OpenCV's YUV is split by a one-level Haar DWT; the low band is cut into 4x4 blocks; each
 block's largest singular value (after a DCT) is moved to the lower or upper quarter of a bin
-to carry one bit, bit k of the payload going to every block whose row-major number is k
-modulo the payload length. The library's own decoder reads frames marked here
-(`EmbedDwtDctSvd(wmLen=48, scales=[0, 48, 0]).decode(bgr)`), and frames it marks read here.
+to carry one bit. Two parameters differ from the library's defaults, both measured on
+photographic video (benchmarks/provenance_cost.py):
 
-The bin is 48 wide, not the library's default 36: with 36 a half-size copy of a photographic
-video lost a payload bit; 48 keeps the payload through CRF 28 and a 0.5x downscale at about
-39 dB PSNR (the change is a faint blue-yellow tint per 8x8 block).
+- Bit layout: the library gives bit k to every block whose row-major number is k modulo the
+  payload length, so neighbouring blocks carry different bits. Here 2x2 groups of blocks (16x16
+  pixels) share a bit. A half-size copy in yuv420p keeps one chroma sample per 8x8 block of
+  the original, and H.264 keeps the mean of a 4x4 chroma transform block far better than its
+  detail: with the library's layout a half-size CRF 23 copy read about 80% of the bits, with
+  2x2 groups all of them, and at full size the margins grow too. `group=1` is the library's
+  layout exactly: with it the library's decoder (`EmbedDwtDctSvd(wmLen=48, scales=[0, 48,
+  0]).decode(bgr)`) reads frames marked here, and frames it marks read here (tested).
+- Bin width 48, not 36: more margin against re-encoding, at about 39 dB PSNR (the change is a
+  faint blue-yellow tint, constant over each 8x8 block).
 
 Why it is cheap (the library's Python loop costs ~50 ms per 512x512 frame): the DCT is
 orthonormal, so it changes neither the singular values nor the rank-one update. Moving the
@@ -42,6 +48,7 @@ ID_BITS = 32
 CHECK_BITS = 16
 PAYLOAD_BITS = ID_BITS + CHECK_BITS
 POWER_STEPS = 3
+GROUP = 2  # payload bits go to 2x2 groups of blocks (1: the library's own layout)
 # R, G, B change that moves OpenCV's U by 1 while Y and V stay put (from the BT.601 weights
 # OpenCV uses: Y = .299R + .587G + .114B, U = .492(B - Y) + 128, V = .877(R - Y) + 128).
 _U_TO_RGB = np.array([0.0, -0.114 / 0.587 / 0.492, 1.0 / 0.492], dtype=np.float32)
@@ -69,6 +76,14 @@ def read_payload(bits: np.ndarray) -> str | None:
     if (zlib.crc32(ident) & 0xFFFF).to_bytes(2, "big") != check:
         return None
     return ident.hex()
+
+
+def bit_index(rows: int, cols: int, group: int = GROUP) -> np.ndarray:
+    """Which payload bit each block (row-major) carries: group x group neighbouring blocks
+    share one, numbered row-major over the groups, modulo the payload length."""
+    i, j = np.divmod(np.arange(rows * cols), cols)
+    groups_across = -(-cols // group)
+    return ((i // group) * groups_across + j // group) % PAYLOAD_BITS
 
 
 def _grid(height: int, width: int) -> tuple[int, int]:
@@ -112,8 +127,9 @@ def _u_plane(rgb: np.ndarray) -> np.ndarray:
 class FrameMarker:
     """Marks frames with one payload (a pure function of the frame and the payload)."""
 
-    def __init__(self, bits: np.ndarray) -> None:
+    def __init__(self, bits: np.ndarray, group: int = GROUP) -> None:
         self.bits = np.asarray(bits, dtype=np.uint8)
+        self.group = group
         self._bit_grid: dict[tuple[int, int], np.ndarray] = {}
 
     @classmethod
@@ -135,7 +151,7 @@ class FrameMarker:
     def _bits_for(self, rows: int, cols: int) -> np.ndarray:
         grid = self._bit_grid.get((rows, cols))
         if grid is None:
-            grid = self.bits[np.arange(rows * cols) % self.bits.size].astype(np.float32)
+            grid = self.bits[bit_index(rows, cols, self.group) % self.bits.size].astype(np.float32)
             self._bit_grid[(rows, cols)] = grid
         return grid
 
@@ -153,22 +169,15 @@ class FrameMarker:
         # low-band change as change/2 over its 2x2 pixels.
         delta = (0.5 * (target - s)) * u[:, None, :] * v[None, :, :]
         half = delta.reshape(4, 4, rows, cols).transpose(2, 0, 3, 1).reshape(rows * 4, cols * 4)
-        # rint(x + d) == x + rint(d) for integer x, so rounding happens at half size, and the
-        # signed step is applied as a saturating add of its positive part and subtract of
-        # its negative part (the same as clipping x + d to 0..255).
-        zero = np.zeros(half.shape, dtype=np.uint8)
-        up, down = [zero], [zero]  # red never changes
-        for channel in (1, 2):
-            step = np.rint(half * _U_TO_RGB[channel])
-            up.append(np.clip(step, 0, 255).astype(np.uint8))
-            down.append(np.clip(-step, 0, 255).astype(np.uint8))
-        size = (cols * 8, rows * 8)
-        up = cv2.resize(cv2.merge(up), size, interpolation=cv2.INTER_NEAREST)
-        down = cv2.resize(cv2.merge(down), size, interpolation=cv2.INTER_NEAREST)
+        # rint(x + d) == x + rint(d) for integer x, so the rounding happens at half size. The
+        # signed step travels as step + 128 in a uint8 image, upsampled once, and is applied by
+        # addWeighted, which adds before it saturates: exactly clip(x + step, 0, 255).
+        offset = np.full(half.shape, 128, dtype=np.uint8)  # red never changes
+        coded = cv2.merge([offset, *(np.rint(half * _U_TO_RGB[c] + 128).astype(np.uint8) for c in (1, 2))])
+        coded = cv2.resize(coded, (cols * 8, rows * 8), interpolation=cv2.INTER_NEAREST)
         whole = rows * 8 == rgb.shape[0] and cols * 8 == rgb.shape[1] and rgb.flags.c_contiguous
         region = rgb if whole else np.ascontiguousarray(rgb[: rows * 8, : cols * 8])
-        cv2.add(region, up, dst=region)
-        cv2.subtract(region, down, dst=region)
+        cv2.addWeighted(region, 1.0, coded, 1.0, -128.0, dst=region)
         if not whole:
             rgb[: rows * 8, : cols * 8] = region
 
@@ -178,9 +187,7 @@ def mark_frames(frames: np.ndarray, job_id: str) -> np.ndarray:
     return FrameMarker.for_job(job_id).mark(frames)
 
 
-def frame_votes(
-    rgb: np.ndarray, scale: float = 1.0, length: int = PAYLOAD_BITS
-) -> tuple[np.ndarray, np.ndarray]:
+def frame_votes(rgb: np.ndarray, scale: float = 1.0, group: int = GROUP) -> tuple[np.ndarray, np.ndarray]:
     """(ones, counts) per payload bit from one frame: how many blocks read 1, of how many.
 
     `scale` is how much larger the marked original was: a half-size copy is read with 2.0,
@@ -192,7 +199,7 @@ def frame_votes(
     height, width = rgb.shape[:2]
     rows, cols = _grid(round(height * scale), round(width * scale))
     if rows == 0 or cols == 0:
-        return np.zeros(length), np.zeros(length)
+        return np.zeros(PAYLOAD_BITS), np.zeros(PAYLOAD_BITS)
     crop_h, crop_w = min(height, round(rows * 8 / scale)), min(width, round(cols * 8 / scale))
     u = _u_plane(rgb[:crop_h, :crop_w]).astype(np.float32)
     if (crop_w, crop_h) != (cols * 4, rows * 4):
@@ -203,8 +210,11 @@ def frame_votes(
     # a quarter boundary, where noise could push it either way, counts for little.
     soft = -np.sin(2 * np.pi * np.mod(s, SCALE) / SCALE).astype(np.float64)
     ones = (soft + 1) * 0.5
-    index = np.arange(ones.size) % length
-    return np.bincount(index, ones, length), np.bincount(index, minlength=length).astype(np.float64)
+    index = bit_index(rows, cols, group)
+    return (
+        np.bincount(index, ones, PAYLOAD_BITS),
+        np.bincount(index, minlength=PAYLOAD_BITS).astype(np.float64),
+    )
 
 
 @dataclass(frozen=True)
@@ -222,7 +232,9 @@ class Detection:
         return self.job_id_prefix is not None and self.confidence >= MIN_CONFIDENCE
 
 
-def detect(frames: Iterable[np.ndarray], scales: Iterable[float] = (1.0, 2.0)) -> Detection:
+def detect(
+    frames: Iterable[np.ndarray], scales: Iterable[float] = (1.0, 2.0), group: int = GROUP
+) -> Detection:
     """Vote every frame at each upscale factor; the best reading with a valid payload wins.
 
     A copy scaled down by k is read as if it were k times larger, where its blocks line up
@@ -235,7 +247,7 @@ def detect(frames: Iterable[np.ndarray], scales: Iterable[float] = (1.0, 2.0)) -
     for rgb in frames:
         seen += 1
         for scale in scales:
-            o, c = frame_votes(rgb, scale)
+            o, c = frame_votes(rgb, scale, group)
             ones[scale] += o
             counts[scale] += c
     best: Detection | None = None

@@ -48,15 +48,27 @@ def test_payload_carries_the_job_id_prefix_and_a_check():
     assert wm.read_payload(np.ones(48, np.uint8)) is None
 
 
-def test_the_librarys_decoder_reads_our_mark_and_we_read_its(photo):
+def test_with_the_librarys_layout_its_decoder_reads_our_mark_and_we_read_its(photo):
+    """Same transform chain as invisible-watermark's dwtDctSvd: only the bit layout differs by
+    default, and with group=1 (the library's layout) the two read each other's marks."""
     import cv2
 
     bits = wm.payload_bits(JOB_ID)
-    ours = wm.mark_frames(photo[None], JOB_ID)[0]
+    ours = wm.FrameMarker(bits, group=1).mark_frame(photo)
     library = library_codec(bits)
     assert np.array_equal(library.decode(cv2.cvtColor(ours, cv2.COLOR_RGB2BGR)).astype(np.uint8), bits)
     theirs = cv2.cvtColor(library.encode(cv2.cvtColor(photo, cv2.COLOR_RGB2BGR)), cv2.COLOR_BGR2RGB)
-    assert wm.detect([theirs]).job_id_prefix == JOB_ID[:8]
+    assert wm.detect([theirs], group=1).job_id_prefix == JOB_ID[:8]
+    assert wm.detect([ours], group=1).job_id_prefix == JOB_ID[:8]
+    # The default layout groups 2x2 blocks per bit, which the library's layout does not read.
+    assert wm.detect([wm.mark_frames(photo[None], JOB_ID)[0]], group=1).job_id_prefix is None
+
+
+def test_bit_layout_groups_neighbouring_blocks():
+    assert wm.bit_index(2, 4, group=1).tolist() == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert wm.bit_index(4, 4, group=2).tolist() == [0, 0, 1, 1, 0, 0, 1, 1, 2, 2, 3, 3, 2, 2, 3, 3]
+    counts = np.bincount(wm.bit_index(64, 64), minlength=48)
+    assert counts.min() >= 4096 // 48 - 4 and counts.max() <= 4096 // 48 + 4
 
 
 def test_mark_is_faint_and_a_pure_function_of_the_frame(photo):
