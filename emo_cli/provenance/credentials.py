@@ -113,7 +113,8 @@ def sign_video(
     except c2pa.C2paError as exc:
         raise ProvenanceError(
             f"cannot sign {output} with {identity.describe()}: {exc}; check that the certificate chain "
-            "is valid now and its signing certificate allows digital signatures"
+            "is valid now and that its signing certificate has the digitalSignature key usage and the "
+            "emailProtection extended key usage"
         ) from exc
 
 
