@@ -107,9 +107,12 @@ def render_job(
     pause_point("mux:start")
     segments = [segment_name(i) for i in range(len(ranges))]
     tags = provenance_tags(job, signer=identity)
+
+    def running() -> None:
+        pause_point("mux:running")
+
     try:
         concat = write_concat_list(work, segments)
-        running = lambda: pause_point("mux:running")  # noqa: E731
         if identity is None:
             mux(concat, job.audio.path, job.output, tags=tags, while_running=running)
         else:
