@@ -216,14 +216,15 @@ def _render_one(
     if tuple(out.frames.shape) != expected:
         raise RenderError(f"backend {job.settings.backend} returned frames of shape {tuple(out.frames.shape)}, "
                           f"expected {expected}")  # fmt: skip
-    # Marked here, not in the backends, so every backend's frames carry the mark.
-    frames = marker.mark(out.frames) if marker is not None else out.frames
+    # Marked here, not in the backends, so every backend's frames carry the mark; frame by frame
+    # as they go to ffmpeg, so marking overlaps with encoding.
     encode_segment(
-        frames,
+        out.frames,
         work / segment_name(index),
         fps=job.settings.fps,
         gop=job.settings.chunk_frames,
         on_half=lambda: pause_point(f"encode:{index}"),
+        prepare=marker.mark_frame if marker is not None else None,
     )
     state_sha256 = write_state(work, index, out.state)
     pause_point(f"commit:{index}")
