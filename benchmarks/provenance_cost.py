@@ -218,6 +218,7 @@ def render_overhead(folder: Path, seconds: float) -> None:
             return Replay()
 
     registry.register_backend(ReplayBackend)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "astronaut.jpg").write_bytes(PORTRAIT.read_bytes())
     rate = 16000
     import wave
