@@ -62,6 +62,8 @@ def verify(
         c2pa += f", signed by {cred.signer})" if cred.signer else ")"
         if cred.failures:
             c2pa += "; " + "; ".join(cred.failures)
+        if cred.status == "valid":
+            c2pa += "; signature and hashes check out, signer not trusted (see --trust-anchor)"
     table.add_row("C2PA credentials", escape(c2pa))
     table.add_row("container tags", escape(f"{len(report.tags)} emo-cli tags") if report.tags else "none")
     side = report.sidecar
@@ -77,8 +79,10 @@ def verify(
         match = {True: ", matches the job id in the tags", False: ", does NOT match the job id in the tags",
                  None: ""}[report.watermark_matches_job]  # fmt: skip
         mark = f"job {wm.job_id_prefix}, confidence {wm.confidence:.2f} over {wm.frames} frames{match}"
+    elif wm.job_id_prefix is None:
+        mark = f"none found (no valid payload in {wm.frames} frames)"
     else:
-        mark = f"none found (confidence {wm.confidence:.2f} over {wm.frames} frames)"
+        mark = f"none found (payload {wm.job_id_prefix} read with confidence {wm.confidence:.2f}, below the threshold)"
     table.add_row("watermark", escape(mark))
     console.print(table)
     console.print(escape(report.verdict()), highlight=False, soft_wrap=True)

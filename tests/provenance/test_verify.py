@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 
 from emo_cli.backends import registry
 from emo_cli.cli import app
+from emo_cli.execution.journal import Journal
+from emo_cli.fsutil import sha256_file
 from emo_cli.media.ffmpeg import run_ffmpeg
 from emo_cli.provenance.identity import LOCAL_ROOT, local_dir
 from emo_cli.provenance.tags import read_tags, sidecar_path
@@ -56,6 +58,11 @@ def test_the_final_mp4_carries_every_mark(rendered):
     assert report.watermark.marked and report.watermark.job_id_prefix == rendered.job_id[:8]
     assert report.watermark_matches_job is True
     assert report.watermark.scale == 1.0 and report.watermark.confidence > 0.4
+    # The journal holds the hash of the signed file, which resume compares against.
+    (work,) = (rendered.folder / "out" / ".emo" / "jobs").iterdir()
+    journal = Journal.load(work)
+    assert journal.output_sha256 == sha256_file(rendered.output) and journal.signer not in (None, "off")
+    assert not (work / "unsigned.mp4").exists()
 
 
 def test_the_summary_says_who_signed(rendered):
