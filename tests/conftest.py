@@ -3,9 +3,9 @@
 `test_backends`: puts tests/plugins on sys.path so its dist-info registers the `testbars`
 backend in the `emo_cli.backends` entry-point group (the real plugin mechanism).
 
-`emo_config_dir` (autouse, session-wide): points `EMO_CONFIG_DIR` at a temporary folder, so
-the local C2PA signing identity that renders create is made there once, never in the user's
-config dir. Subprocesses and Ray workers inherit it. Tests of the identity itself point it at
+`emo_config_dir` (autouse, session-wide): points `EMO_CONFIG_DIR` at a temporary folder (and
+hides `EMO_C2PA_KEY` / `EMO_C2PA_CERTS`), so the local C2PA signing identity that renders
+create is made there once, never in the user's config dir. Subprocesses and Ray workers inherit it. Tests of the identity itself point it at
 their own `tmp_path`.
 
 `fixture_backend`: a tiny real Backend, registered as "fixture" through the public
@@ -36,15 +36,18 @@ ASSETS = Path(__file__).resolve().parents[1] / "manifests" / "assets"
 @pytest.fixture(scope="session", autouse=True)
 def emo_config_dir(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("emo-config")
-    previous = os.environ.get("EMO_CONFIG_DIR")
+    # A signing key configured in the caller's environment must not sign test renders.
+    names = ("EMO_CONFIG_DIR", "EMO_C2PA_KEY", "EMO_C2PA_CERTS")
+    previous = {name: os.environ.pop(name, None) for name in names}
     os.environ["EMO_CONFIG_DIR"] = str(folder)
     try:
         yield folder
     finally:
-        if previous is None:
-            os.environ.pop("EMO_CONFIG_DIR", None)
-        else:
-            os.environ["EMO_CONFIG_DIR"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class FixtureBackend(Backend):
