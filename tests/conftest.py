@@ -3,6 +3,11 @@
 `test_backends`: puts tests/plugins on sys.path so its dist-info registers the `testbars`
 backend in the `emo_cli.backends` entry-point group (the real plugin mechanism).
 
+`emo_config_dir` (autouse, session-wide): points `EMO_CONFIG_DIR` at a temporary folder (and
+hides `EMO_C2PA_KEY` / `EMO_C2PA_CERTS`), so the local C2PA signing identity that renders
+create is made there once, never in the user's config dir. Subprocesses and Ray workers inherit it. Tests of the identity itself point it at
+their own `tmp_path`.
+
 `fixture_backend`: a tiny real Backend, registered as "fixture" through the public
 `register_backend` mechanism, with an options schema, so manifest and planning tests do not
 depend on which built-in backends are importable.
@@ -11,6 +16,7 @@ depend on which built-in backends are importable.
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 import sys
 import textwrap
@@ -25,6 +31,23 @@ from emo_cli.backends import registry
 from emo_cli.backends.base import Backend, JobInput, JobRenderer
 
 ASSETS = Path(__file__).resolve().parents[1] / "manifests" / "assets"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def emo_config_dir(tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("emo-config")
+    # A signing key configured in the caller's environment must not sign test renders.
+    names = ("EMO_CONFIG_DIR", "EMO_C2PA_KEY", "EMO_C2PA_CERTS")
+    previous = {name: os.environ.pop(name, None) for name in names}
+    os.environ["EMO_CONFIG_DIR"] = str(folder)
+    try:
+        yield folder
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class FixtureBackend(Backend):

@@ -130,6 +130,19 @@ def summary_table(summary: Any) -> Table:
     return table
 
 
+def credentials_note(summary: Any) -> str | None:
+    """A sentence on who signed the outputs' content credentials, when it matters."""
+    signers = {r.credentials for r in summary.results if r.status != "failed" and r.credentials}
+    local = sorted(s for s in signers if s.startswith("an untrusted local identity"))
+    if local:
+        return (f"Content credentials are signed by {local[0]}: they show which emo-cli install made "
+                "each video but prove nothing to anyone else. Configure a real signing key with "
+                "`signing:` in the manifest or EMO_C2PA_KEY / EMO_C2PA_CERTS.")  # fmt: skip
+    if signers == {"off"}:
+        return "Content credentials are off (settings.provenance.sign: false); the outputs are not signed."
+    return None
+
+
 @app.command()
 def render(
     manifest: Annotated[Path, typer.Argument(help="The manifest (YAML) to render.")],
@@ -192,6 +205,9 @@ def render(
         raise typer.Exit(INTERRUPTED_EXIT) from None
     if not as_json:
         console.print(summary_table(summary))
+        note = credentials_note(summary)
+        if note:
+            console.print(note, markup=False, highlight=False, soft_wrap=True)
         if summary.failed:
             console.print(f"[red]{len(summary.failed)} job(s) failed[/]; the others are done. "
                       "Fix the inputs named above and run the same command again.", highlight=False)  # fmt: skip

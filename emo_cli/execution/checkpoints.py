@@ -10,7 +10,10 @@ environment lookup.
 Points: `render:K` (before chunk K is rendered; chunks before it are committed),
 `encode:K` (half of chunk K's frames are in ffmpeg's pipe), `commit:K` (chunk K's segment and
 state are in place, the journal does not list them yet), `mux:start` (every chunk is
-committed, the mux has not begun), `mux:running` (ffmpeg is writing the output's temporary).
+committed, the mux has not begun), `mux:running` (ffmpeg is writing the output's temporary;
+the work dir's unsigned MP4 when signing is on), `sign` (the unsigned MP4 is complete, signing
+has not begun), `sign:written` (the signed temporary beside the output is complete, not yet
+renamed into place).
 """
 
 from __future__ import annotations

@@ -1,9 +1,14 @@
-"""One job, chunk by chunk: render, encode, checkpoint, journal; then mux with provenance.
+"""One job, chunk by chunk: render, watermark, encode, checkpoint, journal; then mux and sign.
 
 Frames never accumulate: each chunk's frames go to ffmpeg and are dropped before the next
 chunk is rendered, so memory does not grow with the audio's length. Every file is written
 temp-then-rename, and the journal is rewritten after each chunk, so a run killed at any moment
 resumes from what is on disk and produces the same video as an uninterrupted run.
+
+Every frame is watermarked with the job id before it is encoded (unless the job's settings
+turn that off), and the final MP4 gets C2PA content credentials as part of its atomic write
+(unless turned off). The journal records how the output was signed, so a change of signing
+identity re-muxes and re-signs a finished job without rendering a chunk.
 """
 
 from __future__ import annotations
@@ -20,10 +25,15 @@ from emo_cli.execution.journal import CHUNKS_DIRNAME, Journal, segment_name
 from emo_cli.execution.results import EventSink, JobFailed, JobResult
 from emo_cli.fsutil import sha256_file
 from emo_cli.media.audio import decode_audio
-from emo_cli.media.mux import mux, write_concat_list
+from emo_cli.media.mux import mux, remove_stale_temporaries, write_concat_list
 from emo_cli.media.segment import encode_segment
 from emo_cli.planning.job import Job
-from emo_cli.provenance.tags import provenance_tags, write_sidecar
+from emo_cli.provenance.credentials import content_manifest, sign_video
+from emo_cli.provenance.identity import resolve_identity
+from emo_cli.provenance.tags import C2PA_OFF, provenance_tags, write_sidecar
+from emo_cli.provenance.watermark import FrameMarker
+
+UNSIGNED_NAME = "unsigned.mp4"  # the muxed, not yet signed output, in the job's work dir
 
 
 def _ignore(event: dict) -> None:
@@ -62,12 +72,20 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
     base = {"job_id": job.id, "job": job.name, "output": str(job.output)}
     ranges = job.chunks()
 
+    try:
+        identity = resolve_identity(job.signing) if job.settings.sign else None
+    except EmoError as exc:
+        raise JobFailed(job, "signing" if job.signing else "signing identity", exc) from exc
+    signer = identity.fingerprint if identity is not None else C2PA_OFF
+    credentials = identity.describe() if identity is not None else C2PA_OFF
+
     if not resume:
         _forget_chunks(work)
     journal = Journal.load(work)
-    if is_finished(job, journal):
+    if is_finished(job, journal) and journal is not None and journal.signer == signer:
         emit({"event": "job_skipped", **base, "reason": "already done", "frames": job.num_frames})
-        return JobResult(job.id, job.name, job.output, "skipped", job.num_frames, len(ranges), 0, 0.0)
+        return JobResult(job.id, job.name, job.output, "skipped", job.num_frames, len(ranges), 0, 0.0,
+                         credentials=credentials)  # fmt: skip
 
     if (
         journal is None
@@ -75,8 +93,10 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
         or (journal.num_frames, journal.chunk_frames) != (job.num_frames, job.settings.chunk_frames)
     ):
         journal = Journal(job_id=job.id, num_frames=job.num_frames, chunk_frames=job.settings.chunk_frames)
-    journal.output = journal.output_sha256 = None
-    good = [chunk_is_good(work, journal.chunks.get(i), i, start, count) for i, (start, count) in enumerate(ranges)]
+    journal.output = journal.output_sha256 = journal.signer = None
+    good = [
+        chunk_is_good(work, journal.chunks.get(i), i, start, count) for i, (start, count) in enumerate(ranges)
+    ]
     for index in [i for i in journal.chunks if i >= len(ranges) or not good[i]]:
         del journal.chunks[index]
     todo = [i for i, ok in enumerate(good) if not ok]
@@ -91,20 +111,38 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
 
     pause_point("mux:start")
     segments = [segment_name(i) for i in range(len(ranges))]
-    tags = provenance_tags(job)
+    tags = provenance_tags(job, signer=identity)
+
+    def running() -> None:
+        pause_point("mux:running")
+
     try:
         concat = write_concat_list(work, segments)
-        mux(concat, job.audio.path, job.output, tags=tags, while_running=lambda: pause_point("mux:running"))
+        if identity is None:
+            mux(concat, job.audio.path, job.output, tags=tags, while_running=running)
+        else:
+            # Mux beside the chunks, then sign into a temporary beside the output that is renamed
+            # into place: a kill at any point leaves no output or a complete, signed one.
+            unsigned = work / UNSIGNED_NAME
+            mux(concat, job.audio.path, unsigned, tags=tags, while_running=running)
+            pause_point("sign")
+            remove_stale_temporaries(job.output)
+            sign_video(unsigned, job.output, content_manifest(job, tags), identity,
+                       before_rename=lambda: pause_point("sign:written"))  # fmt: skip
+            unsigned.unlink()
         write_sidecar(job.output, tags)
     except EmoError as exc:
         raise JobFailed(job, f"{job.field}, mux into {job.output}", exc) from exc
     journal.output = str(job.output)
     journal.output_sha256 = sha256_file(job.output)
+    journal.signer = signer
     journal.save(work)
     seconds = time.monotonic() - began
     emit({"event": "job_done", **base, "frames": job.num_frames, "chunks_rendered": len(todo),
-          "seconds": round(seconds, 3)})  # fmt: skip
-    return JobResult(job.id, job.name, job.output, "done", job.num_frames, len(ranges), len(todo), seconds)
+          "seconds": round(seconds, 3), "watermark": tags["emo_watermark"], "credentials": credentials,
+          "credentials_trusted": identity is not None and not identity.is_local})  # fmt: skip
+    return JobResult(job.id, job.name, job.output, "done", job.num_frames, len(ranges), len(todo), seconds,
+                     credentials=credentials)  # fmt: skip
 
 
 def _render_chunks(
@@ -139,6 +177,7 @@ def _render_chunks(
         raise JobFailed(job, f"{job.field}, {job.portrait.field}", exc) from exc
     except EmoError as exc:
         raise JobFailed(job, f"{job.field}, settings.{job.settings.backend}", exc) from exc
+    marker = FrameMarker.for_job(job.id) if job.settings.watermark else None
     try:
         state: State | None = None
         state_after = -2  # index of the chunk whose following state `state` is (-1: initial)
@@ -150,9 +189,11 @@ def _render_chunks(
             assert state is not None
             pause_point(f"render:{index}")
             try:
-                state = _render_one(job, renderer, journal, index, start, count, state)
+                state = _render_one(job, renderer, journal, index, start, count, state, marker)
             except EmoError as exc:
-                raise JobFailed(job, f"{job.field}, chunk {index} (frames {start}-{start + count - 1})", exc) from exc
+                raise JobFailed(
+                    job, f"{job.field}, chunk {index} (frames {start}-{start + count - 1})", exc
+                ) from exc
             state_after = index
             frames_done += count
             emit({
@@ -165,7 +206,14 @@ def _render_chunks(
 
 
 def _render_one(
-    job: Job, renderer: JobRenderer, journal: Journal, index: int, start: int, count: int, state: State
+    job: Job,
+    renderer: JobRenderer,
+    journal: Journal,
+    index: int,
+    start: int,
+    count: int,
+    state: State,
+    marker: FrameMarker | None,
 ) -> State:
     work = job.work_dir
     out = renderer.render_chunk(start, count, state)
@@ -173,12 +221,15 @@ def _render_one(
     if tuple(out.frames.shape) != expected:
         raise RenderError(f"backend {job.settings.backend} returned frames of shape {tuple(out.frames.shape)}, "
                           f"expected {expected}")  # fmt: skip
+    # Marked here, not in the backends, so every backend's frames carry the mark; frame by frame
+    # as they go to ffmpeg, so marking overlaps with encoding.
     encode_segment(
         out.frames,
         work / segment_name(index),
         fps=job.settings.fps,
         gop=job.settings.chunk_frames,
         on_half=lambda: pause_point(f"encode:{index}"),
+        prepare=marker.mark_frame if marker is not None else None,
     )
     state_sha256 = write_state(work, index, out.state)
     pause_point(f"commit:{index}")

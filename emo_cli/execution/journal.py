@@ -52,6 +52,7 @@ class Journal:
     chunks: dict[int, ChunkRecord] = field(default_factory=dict)
     output: str | None = None  # final MP4 path once muxed
     output_sha256: str | None = None
+    signer: str | None = None  # how the output was signed: certificate sha256, or "off"
 
     @classmethod
     def path_for(cls, work_dir: Path) -> Path:
@@ -72,6 +73,7 @@ class Journal:
                 chunks={int(k): ChunkRecord(**v) for k, v in doc["chunks"].items()},
                 output=doc.get("output"),
                 output_sha256=doc.get("output_sha256"),
+                signer=doc.get("signer"),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -85,6 +87,7 @@ class Journal:
             "chunks": {str(i): rec.to_dict() for i, rec in sorted(self.chunks.items())},
             "output": self.output,
             "output_sha256": self.output_sha256,
+            "signer": self.signer,
         }
         atomic_write_text(self.path_for(work_dir), json.dumps(doc, indent=1, sort_keys=True))
 

@@ -32,6 +32,7 @@ class JobResult:
     seconds: float
     error: str | None = None
     device: str | None = None  # the worker's device ("cpu:1", "cuda:0", "host/cuda:0" on Ray)
+    credentials: str | None = None  # who signed the output's C2PA credentials, or "off"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +46,7 @@ class JobResult:
             "seconds": round(self.seconds, 3),
             "error": self.error,
             "device": self.device,
+            "credentials": self.credentials,
         }
 
 

@@ -72,6 +72,7 @@ def check_manifest(manifest: Manifest) -> list[Problem]:
     problems += _check_sources(manifest)
     problems += _check_outputs(manifest)
     problems += _check_consent(manifest)
+    problems += _check_signing(manifest)
     return _sorted(problems)
 
 
@@ -221,4 +222,24 @@ def _check_consent(manifest: Manifest) -> list[Problem]:
                     "and policy.require_consent is true",
                 )
             )
+    return problems
+
+
+def _check_signing(manifest: Manifest) -> list[Problem]:
+    """The signing files must be readable PEM files (their contents are checked when signing)."""
+    signing = manifest.signing
+    if signing is None:
+        return []
+    problems = []
+    for name, path in (("key", signing.key), ("certs", signing.certs)):
+        try:
+            head = path.read_bytes()[:4096]
+        except OSError as exc:
+            reason = (
+                "does not exist" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.strerror})"
+            )
+            problems.append(manifest.problem(("signing", name), f"{path} {reason}"))
+            continue
+        if b"-----BEGIN " not in head:
+            problems.append(manifest.problem(("signing", name), f"{path} is not a PEM file"))
     return problems

@@ -16,6 +16,7 @@ from typing import Any
 from emo_cli.errors import Problem
 from emo_cli.manifest.document import Document, JsonPath, format_path
 from emo_cli.manifest.schema import builtin_default, builtin_settings
+from emo_cli.planning.job import SigningFiles
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,19 @@ class Manifest:
         policy = self.data.get("policy")
         require = policy.get("require_consent") if isinstance(policy, dict) else None
         return {"require_consent": require if isinstance(require, bool) else False}
+
+    @property
+    def signing(self) -> SigningFiles | None:
+        """The `signing:` key and certificate files, resolved against the manifest's folder."""
+        section = self.data.get("signing")
+        if not isinstance(section, dict):
+            return None
+        key, certs = section.get("key"), section.get("certs")
+        if not (isinstance(key, str) and key and isinstance(certs, str) and certs):
+            return None
+        return SigningFiles(
+            key=(self.base_dir / key).resolve(), certs=(self.base_dir / certs).resolve(), origin="signing"
+        )
 
     @cached_property
     def portraits(self) -> dict[str, SourceSpec]:

@@ -42,15 +42,20 @@ def encode_segment(
     fps: int,
     gop: int,
     on_half: Callable[[], None] | None = None,
+    prepare: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> None:
     """Encode `frames` (uint8 RGB, (n, H, W, 3)) to the MP4 `path`, atomically.
 
     `gop` is the job's chunk size: every segment is one GOP (the last one may be shorter).
     `on_half` is called once half the frames are in ffmpeg's pipe (a checkpoint hook).
+    `prepare` maps each frame just before it is written (the watermark), so that work overlaps
+    with ffmpeg encoding the frames before it.
     """
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise RenderError(f"backend returned frames of shape {frames.shape} and dtype {frames.dtype}, "
-                          "expected uint8 (n, height, width, 3)")
+        raise RenderError(
+            f"backend returned frames of shape {frames.shape} and dtype {frames.dtype}, "
+            "expected uint8 (n, height, width, 3)"
+        )
     count, height, width, _ = frames.shape
     if count == 0:
         raise RenderError("backend returned no frames for a chunk")
@@ -66,7 +71,8 @@ def encode_segment(
         )  # fmt: skip
         try:
             for index in range(count):
-                encoder.write(np.ascontiguousarray(frames[index]).data)
+                frame = frames[index] if prepare is None else prepare(frames[index])
+                encoder.write(np.ascontiguousarray(frame).data)
                 if on_half is not None and index + 1 == (count + 1) // 2:
                     on_half()
         except BaseException:

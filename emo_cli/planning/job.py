@@ -25,8 +25,16 @@ class Settings:
     seed: int
     chunk_frames: int
     options: Mapping[str, Any] = field(default_factory=dict)  # the backend's own, defaults filled
+    watermark: bool = True  # settings.provenance.watermark: mark every frame (changes frames)
+    sign: bool = True  # settings.provenance.sign: C2PA-sign the final MP4 (changes no frame)
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings that shape the frames, as hashed into the job id.
+
+        `sign` is left out on purpose: it changes no frame, so turning it on or off re-muxes
+        and re-signs a finished job (the journal records how its output was signed) without
+        rendering a single chunk again. The watermark changes every frame, so it is in.
+        """
         return {
             "backend": self.backend,
             "fps": self.fps,
@@ -34,7 +42,17 @@ class Settings:
             "seed": self.seed,
             "chunk_frames": self.chunk_frames,
             "options": dict(self.options),
+            "provenance": {"watermark": self.watermark},
         }
+
+
+@dataclass(frozen=True)
+class SigningFiles:
+    """A configured C2PA signing identity: a private key and its certificate chain (PEM)."""
+
+    key: Path
+    certs: Path  # the signing certificate first, then its issuers
+    origin: str  # where it was configured, for messages: "signing" (manifest) or "EMO_C2PA_KEY"
 
 
 @dataclass(frozen=True)
@@ -62,6 +80,13 @@ class Job:
     duration: float  # seconds of audio
     backend_version: str
     weights_identity: str
+    signing: SigningFiles | None = None  # the manifest's `signing:`; None: environment or local
+
+    @property
+    def consent(self) -> Mapping[str, Any] | None:
+        """The portrait's consent record (reference, subject, expires), if it has one."""
+        consent = self.portrait.extra.get("consent")
+        return consent if isinstance(consent, Mapping) else None
 
     @property
     def num_frames(self) -> int:

@@ -66,6 +66,7 @@ def make_plan(manifest: Manifest) -> Plan:
             duration=audio_duration(audio.path),
             backend_version=cls.version,
             weights_identity=weights,
+            signing=manifest.signing,
         )
         if job.output in first_by_output:
             other = first_by_output[job.output]
@@ -89,6 +90,8 @@ def plan_manifest(path: Path | str) -> Plan:
 
 def _settings(name: str, cls: type[Backend], raw: Mapping[str, Any]) -> Settings:
     section = raw.get(name)
+    provenance = raw.get("provenance")
+    provenance = provenance if isinstance(provenance, Mapping) else {}
     return Settings(
         backend=name,
         fps=int(raw["fps"]),
@@ -96,6 +99,8 @@ def _settings(name: str, cls: type[Backend], raw: Mapping[str, Any]) -> Settings
         seed=int(raw["seed"]),
         chunk_frames=int(raw["chunk_frames"]),
         options=cls.resolve_options(section if isinstance(section, Mapping) else None),
+        watermark=bool(provenance.get("watermark", True)),
+        sign=bool(provenance.get("sign", True)),
     )
 
 

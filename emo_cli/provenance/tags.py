@@ -18,6 +18,7 @@ from typing import Any
 from emo_cli.errors import MediaError
 from emo_cli.fsutil import atomic_write_text, sha256_file
 from emo_cli.planning.job import Job
+from emo_cli.provenance.identity import SigningIdentity
 
 TOOL = "emo-cli"
 SIDECAR_SUFFIX = ".provenance.json"
@@ -37,16 +38,29 @@ KEYS = (
     "emo_audio_sha256",
     "emo_seed",
     "emo_settings",
+    "emo_consent",
+    "emo_watermark",
+    "emo_c2pa",
     "emo_created",
 )
+WATERMARK_OFF = "off"
+C2PA_OFF = "off"
 
 
-def provenance_tags(job: Job, *, created: datetime | None = None) -> dict[str, str]:
-    """The tags for `job`'s video, as strings ready for `-metadata`."""
+def provenance_tags(
+    job: Job, *, signer: SigningIdentity | None = None, created: datetime | None = None
+) -> dict[str, str]:
+    """The tags for `job`'s video, as strings ready for `-metadata`.
+
+    `emo_watermark` is `dwtDctSvd:<job id prefix>` or `off`; `emo_c2pa` says who signs the
+    content credentials (`local`, `manifest` or `environment`) or `off`; both opt-outs are
+    thus recorded in the file itself. `emo_consent` is the portrait's consent reference.
+    """
     from emo_cli import __version__
+    from emo_cli.provenance.watermark import watermark_tag
 
     created = (created or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
-    return {
+    tags = {
         "ai_generated": "true",
         "emo_tool": TOOL,
         "emo_tool_version": __version__,
@@ -59,8 +73,14 @@ def provenance_tags(job: Job, *, created: datetime | None = None) -> dict[str, s
         "emo_audio_sha256": job.audio.sha256,
         "emo_seed": str(job.settings.seed),
         "emo_settings": json.dumps(job.settings.to_dict(), sort_keys=True, separators=(",", ":")),
-        "emo_created": created.isoformat().replace("+00:00", "Z"),
     }
+    consent = job.consent
+    if consent is not None and consent.get("reference"):
+        tags["emo_consent"] = str(consent["reference"])
+    tags["emo_watermark"] = watermark_tag(job.id) if job.settings.watermark else WATERMARK_OFF
+    tags["emo_c2pa"] = signer.origin if signer is not None else C2PA_OFF
+    tags["emo_created"] = created.isoformat().replace("+00:00", "Z")
+    return tags
 
 
 def metadata_args(tags: Mapping[str, str]) -> list[str]:
@@ -84,7 +104,11 @@ def sidecar_path(output: Path | str) -> Path:
 
 def write_sidecar(output: Path, tags: Mapping[str, str]) -> Path:
     """Write `<output>.provenance.json` atomically; returns its path."""
-    doc: dict[str, Any] = {"format": SIDECAR_FORMAT, "output": output.name, "output_sha256": sha256_file(output)}
+    doc: dict[str, Any] = {
+        "format": SIDECAR_FORMAT,
+        "output": output.name,
+        "output_sha256": sha256_file(output),
+    }
     for key, value in tags.items():
         if key == "emo_settings":
             doc[key] = json.loads(value)

@@ -84,7 +84,12 @@ def reference(tmp_path_factory):
     voice = write_wav(folder / "voice.wav", 1.5)
     events = run_to_end(write_spec(folder, voice))
     output = Path(events[-1]["jobs"][0]["output"])
-    return {"voice": voice, "output": output, "frames": decoded_frames(output), "audio": decoded_audio(output)}
+    return {
+        "voice": voice,
+        "output": output,
+        "frames": decoded_frames(output),
+        "audio": decoded_audio(output),
+    }
 
 
 def decoded_audio(path: Path) -> np.ndarray:
@@ -102,6 +107,8 @@ def decoded_audio(path: Path) -> np.ndarray:
         ("commit:1", [0], [1, 2, 3]),  # chunk 1's files are in place but not journaled
         ("mux:start", [0, 1, 2, 3], []),  # after the last chunk, before the mux
         ("mux:running", [0, 1, 2, 3], []),  # during the final mux
+        ("sign", [0, 1, 2, 3], []),  # muxed, not yet signed
+        ("sign:written", [0, 1, 2, 3], []),  # signed temporary complete, not renamed into place
     ],
 )
 def test_sigkill_then_resume_gives_the_same_video(tmp_path, reference, point, on_disk, rerendered):

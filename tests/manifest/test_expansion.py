@@ -69,6 +69,7 @@ matrix:
         "resolution": 512,
         "seed": 7,
         "chunk_frames": 50,
+        "provenance": {"watermark": True, "sign": True},
         "fixture": {"gain": 0.5, "mode": "lively"},
     }
     assert cell.settings["resolution"] == 256
