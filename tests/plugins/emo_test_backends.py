@@ -1,4 +1,5 @@
-"""`testbars`: a cheap, deterministic backend for tests, installed through the real entry point.
+"""`testbars` and `portraitpatch`: cheap, deterministic backends for tests, installed through the
+real entry point.
 
 Putting this folder on sys.path (or PYTHONPATH) makes the `emo_test_backends-0.1.dist-info`
 beside it visible to `importlib.metadata`, which registers `testbars` in the `emo_cli.backends`
@@ -12,6 +13,8 @@ state, so resuming from a wrong state gives visibly different frames.
 from __future__ import annotations
 
 import hashlib
+import os
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -82,3 +85,44 @@ class TestBarsRenderer(JobRenderer):
             for channel in range(3):
                 frames[offset, :, :, channel] = (self.bars + acc[channel]) % 256
         return ChunkOutput(frames=frames, state={"acc": acc, "frames": int(state["frames"]) + count})
+
+
+PATCH = 40  # side of the moving patch, pixels
+
+
+def portrait_frame(path: Path, size: int) -> np.ndarray:
+    """The portrait as an RGB frame of size x size pixels."""
+    import cv2
+
+    bgr = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
+    assert bgr is not None, path
+    return cv2.cvtColor(cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+
+
+class PortraitPatchBackend(Backend):
+    name: ClassVar[str] = "portraitpatch"
+    version: ClassVar[str] = "1.0"
+
+    def start_job(self, job: JobInput) -> JobRenderer:
+        return PortraitPatchRenderer(portrait_frame(job.portrait_path, job.resolution))
+
+
+class PortraitPatchRenderer(JobRenderer):
+    def __init__(self, base: np.ndarray) -> None:
+        self.base = base
+        self.height, self.width = base.shape[:2]
+
+    def initial_state(self) -> State:
+        return {"frames": 0}
+
+    def render_chunk(self, start: int, count: int, state: State) -> ChunkOutput:
+        frames = np.repeat(self.base[None], count, axis=0)
+        for offset in range(count):
+            index = start + offset
+            y = (self.height // 4 + 3 * index) % (self.height - PATCH)
+            x = self.width // 2
+            # The patch shows the portrait's own pixels, shifted: still photographic content.
+            frames[offset, y : y + PATCH, x : x + PATCH] = np.roll(
+                self.base[y : y + PATCH, x : x + PATCH], index, axis=1
+            )
+        return ChunkOutput(frames=frames, state={"frames": int(state["frames"]) + count})

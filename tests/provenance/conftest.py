@@ -4,67 +4,33 @@ ffmpeg re-encodes of the results.
 `testbars` draws flat synthetic bars, a poor carrier for a watermark that lives in 8x8 block
 statistics. `PortraitPatchBackend` ("portraitpatch") shows the real portrait at the job's
 resolution with a small patch that moves from frame to frame, so marks are tested on
-photographic content that changes over time. It registers through `register_backend`.
+photographic content that changes over time. It lives in tests/plugins beside `testbars`, so
+the render's worker processes find it through the entry point as well.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-import numpy as np
 import pytest
-from factories import PORTRAIT, write_wav
+from factories import PLUGINS, PORTRAIT, write_wav
 
 from emo_cli.backends import registry
-from emo_cli.backends.base import Backend, ChunkOutput, JobInput, JobRenderer, State
 from emo_cli.media.ffmpeg import run_ffmpeg
 
-PATCH = 40  # side of the moving patch, pixels
-
-
-def portrait_frame(path: Path, size: int) -> np.ndarray:
-    """The portrait as an RGB frame of size x size pixels."""
-    import cv2
-
-    bgr = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
-    assert bgr is not None, path
-    return cv2.cvtColor(cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
-
-
-class PortraitPatchBackend(Backend):
-    name: ClassVar[str] = "portraitpatch"
-    version: ClassVar[str] = "1.0"
-
-    def start_job(self, job: JobInput) -> JobRenderer:
-        return PortraitPatchRenderer(portrait_frame(job.portrait_path, job.resolution))
-
-
-class PortraitPatchRenderer(JobRenderer):
-    def __init__(self, base: np.ndarray) -> None:
-        self.base = base
-        self.height, self.width = base.shape[:2]
-
-    def initial_state(self) -> State:
-        return {"frames": 0}
-
-    def render_chunk(self, start: int, count: int, state: State) -> ChunkOutput:
-        frames = np.repeat(self.base[None], count, axis=0)
-        for offset in range(count):
-            index = start + offset
-            y = (self.height // 4 + 3 * index) % (self.height - PATCH)
-            x = self.width // 2
-            # The patch shows the portrait's own pixels, shifted: still photographic content.
-            frames[offset, y : y + PATCH, x : x + PATCH] = np.roll(
-                self.base[y : y + PATCH, x : x + PATCH], index, axis=1
-            )
-        return ChunkOutput(frames=frames, state={"frames": int(state["frames"]) + count})
-
+sys.path.insert(0, str(PLUGINS))
+try:
+    from emo_test_backends import PortraitPatchBackend, portrait_frame  # noqa: F401 - re-exported for tests
+finally:
+    sys.path.remove(str(PLUGINS))
 
 @pytest.fixture
-def portrait_backend(monkeypatch: pytest.MonkeyPatch) -> type[PortraitPatchBackend]:
+def portrait_backend(test_backends, monkeypatch: pytest.MonkeyPatch) -> type[PortraitPatchBackend]:
+    """`portraitpatch`, registered here and, through tests/plugins, in worker processes too."""
     monkeypatch.setitem(registry._registered, PortraitPatchBackend.name, PortraitPatchBackend)
     return PortraitPatchBackend
 
