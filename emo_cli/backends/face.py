@@ -76,3 +76,28 @@ def _detector(selection: int, min_score: float):
                 model_selection=selection, min_detection_confidence=min_score
             )
         return _detectors[key]
+
+
+_meshes: dict[bool, object] = {}
+
+
+def face_mesh_landmarks(rgb: np.ndarray, refine: bool = True) -> np.ndarray | None:
+    """The 478 (refined) or 468 face-mesh landmarks of the face in `rgb` as (N, 2) pixel x, y.
+
+    Runs mediapipe's bundled face mesh in static-image mode on the whole image and returns the
+    landmarks of the face it finds (None if it finds none). For several faces, crop to the one
+    you want first (see `detect_faces`). `refine` adds the iris points and sharpens lips and eyes.
+    """
+    height, width = rgb.shape[:2]
+    with _lock:
+        if refine not in _meshes:
+            import mediapipe as mp
+
+            _meshes[refine] = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=1, refine_landmarks=refine, min_detection_confidence=0.5
+            )
+        result = _meshes[refine].process(np.ascontiguousarray(rgb))
+    if not result.multi_face_landmarks:
+        return None
+    points = result.multi_face_landmarks[0].landmark
+    return np.array([(p.x * width, p.y * height) for p in points], dtype=np.float64)
