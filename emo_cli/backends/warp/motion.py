@@ -216,9 +216,9 @@ def head_curves(
         semis = np.zeros(n)
     lift = _follow(semis * energy, attack=_alpha(0.25, fps), release=_alpha(0.25, fps))
     liveliness = 0.45 + 0.55 * energy
-    roll = np.deg2rad(1.6) * wander[0] * liveliness
-    shift_x = 0.010 * wander[1] * liveliness
-    shift_y = 0.006 * wander[2] * liveliness - 0.010 * lift + 0.004 * energy
+    roll = np.deg2rad(1.1) * wander[0] * liveliness
+    shift_x = 0.007 * wander[1] * liveliness
+    shift_y = 0.005 * wander[2] * liveliness - 0.008 * lift + 0.003 * energy
     return roll * amount, shift_x * amount, shift_y * amount
 
 

@@ -34,7 +34,7 @@ EYES = (  # (upper lid, lower lid, crease above), each from corner to corner
 FOREHEAD, CHIN, MOUTH_LEFT, MOUTH_RIGHT = 10, 152, 61, 291
 MESH_POINTS = 468
 
-MIN_FACE_PX = 32  # smaller faces have too few pixels to animate
+MIN_FACE_PX = 48  # smaller faces have too few pixels to animate
 CROP_FACE_HEIGHTS = 2.3  # crop side, in face heights (forehead to chin): head and shoulders
 JAW_OPEN = 0.065  # wide-open jaw drop, in face heights
 LIP_SPREAD = 0.14  # mouth-corner travel at full spread, in half mouth widths
@@ -66,7 +66,8 @@ def analyse_portrait(rgb: np.ndarray, path: Path) -> np.ndarray:
     faces = detect_faces(rgb)
     if not faces:
         raise InputError(
-            f"no face found in {path}; use a photo with one clearly visible, roughly frontal face"
+            f"no face found in {path}; use a photo with one clearly visible, roughly frontal human face "
+            f"at least {MIN_FACE_PX} pixels wide"
         )
     face = faces[0]
     if len(faces) > 1:
