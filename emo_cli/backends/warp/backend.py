@@ -10,12 +10,16 @@ so any split into chunks, and any resume, gives the same frames.
 from __future__ import annotations
 
 import hashlib
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import numpy as np
 
 from emo_cli.backends.base import Backend, ChunkOutput, JobInput, JobRenderer, State
 from emo_cli.errors import RenderError
+
+PREFETCH_MAX_BYTES = 512 * 2**20  # render ahead only chunks up to this size
 
 
 class WarpBackend(Backend):
@@ -78,6 +82,8 @@ class WarpBackend(Backend):
 class WarpRenderer(JobRenderer):
     """Renders frames of one job from its precomputed rig and motion curves."""
 
+    render_ahead: ClassVar[bool] = True  # render the likely next chunk while this one is encoded
+
     def __init__(self, framing, rig, motion: np.ndarray, num_frames: int) -> None:
         import cv2
 
@@ -95,11 +101,13 @@ class WarpRenderer(JobRenderer):
         m = framing.margin
         x0, y0, x1, y1 = rig.roi
         gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32) + m, np.arange(y0, y1, dtype=np.float32) + m)
-        self._grid = (gx, gy)
+        self._grid = np.stack([gx, gy], axis=-1)  # canvas coordinates of the ROI's pixels
+        self._map = np.empty_like(self._grid)
         self.frame = framing.canvas[m : m + self.height, m : m + self.width]
         self.mouth = MouthPainter(rig, face_h)
-        # Timings of the last render_chunk, for the benchmark: seconds spent warping and painting.
-        self.last_timing: dict[str, float] = {}
+        self._lock = threading.Lock()  # render_frame shares the map buffer
+        self._pool: ThreadPoolExecutor | None = None
+        self._ahead: tuple[int, int, Future] | None = None
 
     def initial_state(self) -> State:
         return {"next_frame": 0, "motion": self.motion_id}
@@ -114,42 +122,82 @@ class WarpRenderer(JobRenderer):
             raise RenderError(
                 f"frames {start}-{start + count - 1} are outside this job's {self.num_frames} frames"
             )
+        frames = self._take_ahead(start, count)
+        if frames is None:
+            frames = self._render(start, count)
+        following = start + count
+        if (
+            self.render_ahead
+            and following < self.num_frames
+            and count * self.width * self.height * 3 <= PREFETCH_MAX_BYTES
+        ):
+            self._prefetch(following, min(count, self.num_frames - following))
+        return ChunkOutput(frames=frames, state={"next_frame": following, "motion": self.motion_id})
+
+    def _render(self, start: int, count: int) -> np.ndarray:
         frames = np.empty((count, self.height, self.width, 3), dtype=np.uint8)
         for offset in range(count):
             self.render_frame(start + offset, out=frames[offset])
-        return ChunkOutput(frames=frames, state={"next_frame": start + count, "motion": self.motion_id})
+        return frames
 
-    def displacement(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The content displacement (dx, dy) over the ROI at frame `index`, in frame pixels."""
+    # Frames are a pure function of their index, so the chunk the render loop will most likely
+    # ask for next is rendered in a thread while it encodes this one (OpenCV and NumPy release
+    # the GIL): on two cores, render and encode overlap instead of taking turns.
+    def _prefetch(self, start: int, count: int) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warp-ahead")
+        self._ahead = (start, count, self._pool.submit(self._render, start, count))
+
+    def _take_ahead(self, start: int, count: int) -> np.ndarray | None:
+        if self._ahead is None:
+            return None
+        ahead_start, ahead_count, future = self._ahead
+        self._ahead = None
+        frames = future.result()  # also waits, so the shared buffers are free again
+        return frames if (ahead_start, ahead_count) == (start, count) else None
+
+    def close(self) -> None:
+        if self._ahead is not None:
+            self._ahead[2].cancel()
+            self._ahead = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def displacement(self, index: int) -> np.ndarray:
+        """The content displacement (h, w, 2) over the ROI at frame `index`, in frame pixels."""
         cv2 = self._cv2
         rig = self.rig
         params = self.params[index]
         rows, cols = rig.grid_shape
-        field = (params @ rig.fields).reshape(2, rows * cols)
+        field = (params @ rig.fields).reshape(rows * cols, 2)
         blink = float(params[2])
         if blink > 0:
             # Below the closing lid's edge the eye stays as it is: undo the blink field there.
             for cells, gap, depth in rig.eye_cells:
                 covered = np.clip((blink - depth) * gap + 0.5, 0, 1)
-                field[1, cells] -= blink * gap * (1 - covered)
-        field = field.reshape(2, rows, cols)
+                field[cells, 1] -= blink * gap * (1 - covered)
+        field = field.reshape(rows, cols, 2)
         x0, y0, x1, y1 = rig.roi
-        size = (x1 - x0, y1 - y0)
-        if (cols, rows) != size:
-            return (cv2.resize(field[0], size, interpolation=cv2.INTER_LINEAR),
-                    cv2.resize(field[1], size, interpolation=cv2.INTER_LINEAR))  # fmt: skip
-        return field[0], field[1]
+        if (cols, rows) != (x1 - x0, y1 - y0):
+            return cv2.resize(field, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        return field
 
     def render_frame(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
         """Frame `index` as (height, width, 3) uint8 RGB."""
-        cv2 = self._cv2
         if out is None:
             out = np.empty((self.height, self.width, 3), dtype=np.uint8)
-        out[...] = self.frame
-        dx, dy = self.displacement(index)
-        gx, gy = self._grid
+        with self._lock:
+            return self._draw(index, out)
+
+    def _draw(self, index: int, out: np.ndarray) -> np.ndarray:
+        cv2 = self._cv2
         x0, y0, x1, y1 = self.rig.roi
-        out[y0:y1, x0:x1] = cv2.remap(self.framing.canvas, gx - dx, gy - dy, cv2.INTER_LINEAR,
-                                      borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        frame = self.frame
+        out[:y0], out[y1:] = frame[:y0], frame[y1:]
+        out[y0:y1, :x0], out[y0:y1, x1:] = frame[y0:y1, :x0], frame[y0:y1, x1:]
+        np.subtract(self._grid, self.displacement(index), out=self._map)
+        cv2.remap(self.framing.canvas, self._map, None, cv2.INTER_LINEAR, dst=out[y0:y1, x0:x1],
+                  borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
         self.mouth.paint(out, self.params[index])
         return out

@@ -53,7 +53,8 @@ def analyse_audio(audio: np.ndarray, sample_rate: int, fps: int, num_frames: int
     """Loudness, voicing, pitch and the first two formants at the centre of every video frame."""
     audio = np.asarray(audio, dtype=np.float64)
     win = max(64, int(round(WINDOW_S * sample_rate)))
-    nfft = 1 << int(np.ceil(np.log2(2 * win)))
+    # Long enough that autocorrelation lags up to the lowest pitch do not wrap around.
+    nfft = 2 * ((win + int(sample_rate / PITCH_RANGE_HZ[0]) + 2) // 2)
     window = np.hanning(win)
     # Autocorrelation of the window itself, to unbias the normalised autocorrelation.
     window_ac = np.fft.irfft(np.abs(np.fft.rfft(window, nfft)) ** 2)[:win]
@@ -69,28 +70,28 @@ def analyse_audio(audio: np.ndarray, sample_rate: int, fps: int, num_frames: int
     pitch = np.full(num_frames, np.nan)
     f1 = np.full(num_frames, np.nan)
     f2 = np.full(num_frames, np.nan)
+    # Pre-emphasis (1 - 0.97 z^-1) applied in the power spectrum: LPC sees a flattened tilt.
+    emphasis = np.abs(1 - 0.97 * np.exp(-1j * np.pi * np.arange(nfft // 2 + 1) / (nfft // 2))) ** 2
     block = 1024
     for lo in range(0, num_frames, block):
         idx = centres[lo : lo + block, None] + (np.arange(win) - win // 2)[None, :]
         idx = np.clip(idx, 0, padded.size - 1)
         frames = padded[idx]
         level[lo : lo + block] = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
-        x = frames * window
-        ac = np.fft.irfft(np.abs(np.fft.rfft(x, nfft, axis=1)) ** 2, axis=1)[:, :win]
+        power = np.abs(np.fft.rfft(frames * window, nfft, axis=1)) ** 2
+        ac = np.fft.irfft(power, nfft, axis=1)[:, :win]
         energy = ac[:, 0] + 1e-12
         norm = ac[:, lag_lo : lag_hi + 1] / energy[:, None] / window_ac[lag_lo : lag_hi + 1]
         best = np.argmax(norm, axis=1)
         voicing[lo : lo + block] = np.clip(norm[np.arange(norm.shape[0]), best], 0, 1)
         pitch[lo : lo + block] = sample_rate / (best + lag_lo)
-        # LPC on the pre-emphasised window (its autocorrelation), then formants from the roots.
-        emph = np.concatenate([x[:, :1], x[:, 1:] - 0.97 * x[:, :-1]], axis=1)
-        r = np.fft.irfft(np.abs(np.fft.rfft(emph, nfft, axis=1)) ** 2, axis=1)[:, : order + 1]
-        r[:, 0] *= 1.0001  # a little white noise keeps Levinson stable on pure tones
-        lpc = _levinson(r, order)
-        for j in range(lpc.shape[0]):
-            frame = lo + j
-            if level[frame] > ABSOLUTE_SILENCE_DB and voicing[frame] > 0.3:
-                f1[frame], f2[frame] = _formants(lpc[j], sample_rate)
+        sounding = np.flatnonzero(
+            (level[lo : lo + block] > ABSOLUTE_SILENCE_DB) & (voicing[lo : lo + block] > 0.3)
+        )
+        if sounding.size:
+            r = np.fft.irfft(power[sounding] * emphasis, nfft, axis=1)[:, : order + 1]
+            r[:, 0] *= 1.0001  # a little white noise keeps Levinson stable on pure tones
+            f1[lo + sounding], f2[lo + sounding] = _formants(_levinson(r, order), sample_rate)
     loud_level = np.percentile(level, 95) if num_frames else 0.0
     floor = max(loud_level - SILENCE_BELOW_PEAK_DB, ABSOLUTE_SILENCE_DB)
     loudness = np.clip((level - floor) / max(loud_level - floor, 1e-6), 0.0, 1.0)
@@ -114,21 +115,22 @@ def _levinson(r: np.ndarray, order: int) -> np.ndarray:
     return a
 
 
-def _formants(lpc: np.ndarray, sample_rate: int) -> tuple[float, float]:
-    """F1 and F2 (Hz) from the LPC polynomial's narrow-band roots; nan where not found."""
-    if not np.all(np.isfinite(lpc)):
-        return np.nan, np.nan
-    roots = np.roots(lpc)
-    roots = roots[np.imag(roots) > 0]
+def _formants(lpc: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """F1 and F2 (Hz) of many frames from their LPC polynomials' narrow-band roots; nan if none."""
+    n, p = lpc.shape[0], lpc.shape[1] - 1
+    ok = np.all(np.isfinite(lpc), axis=1)
+    companion = np.zeros((n, p, p))
+    companion[:, 0, :] = -np.where(ok[:, None], lpc[:, 1:], 0.0)
+    companion[:, np.arange(1, p), np.arange(p - 1)] = 1.0
+    roots = np.linalg.eigvals(companion)
     freqs = np.angle(roots) * sample_rate / (2 * np.pi)
     bands = -np.log(np.maximum(np.abs(roots), 1e-9)) * sample_rate / np.pi
-    keep = (freqs > 150) & (freqs < sample_rate / 2 - 200) & (bands < 500)
-    freqs = np.sort(freqs[keep])
-    first = freqs[(freqs >= 200) & (freqs <= 1100)]
-    if first.size == 0:
-        return np.nan, np.nan
-    second = freqs[(freqs > first[0] + 250) & (freqs <= 3000)]
-    return float(first[0]), float(second[0]) if second.size else np.nan
+    keep = (np.imag(roots) > 0) & (freqs > 150) & (freqs < sample_rate / 2 - 200) & (bands < 500)
+    freqs = np.where(keep & ok[:, None], freqs, np.inf)
+    first = np.min(np.where((freqs >= 200) & (freqs <= 1100), freqs, np.inf), axis=1)
+    second = np.min(np.where((freqs > first[:, None] + 250) & (freqs <= 3000), freqs, np.inf), axis=1)
+    first_ok = np.isfinite(first)
+    return np.where(first_ok, first, np.nan), np.where(first_ok & np.isfinite(second), second, np.nan)
 
 
 def mouth_curves(features: AudioFeatures, fps: int, expression: float) -> tuple[np.ndarray, np.ndarray]:

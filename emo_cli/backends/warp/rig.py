@@ -142,7 +142,7 @@ class Rig:
 
     roi: tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels
     grid_shape: tuple[int, int]  # (rows, cols) of the field grid (the ROI, subsampled)
-    fields: np.ndarray  # (NUM_FIELDS, 2 * rows * cols) float32: x then y components
+    fields: np.ndarray  # (NUM_FIELDS, rows * cols * 2) float32: (x, y) per grid cell, row by row
     vertex_fields: np.ndarray  # (NUM_FIELDS, 478, 2): each field at the landmarks
     eye_cells: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # per eye: grid index, lid gap, depth 0..1
     face_height: float
@@ -181,7 +181,8 @@ def build_rig(framing: Framing) -> Rig:
             "the face lies outside the frame; use framing: full or a portrait with the face inside"
         )
     w, h = x1 - x0, y1 - y0
-    stride = 1 if w * h <= 160_000 else 2
+    # The fields are smooth: a grid of about 40,000 cells, upsampled per frame, is plenty.
+    stride = max(1, int(round(np.sqrt(w * h / 40_000))))
     cols, rows = max(2, w // stride), max(2, h // stride)
     # Grid cell centres exactly where cv2.resize (INTER_LINEAR) samples them when upsampling.
     gx = x0 + (np.arange(cols) + 0.5) * (w / cols) - 0.5
@@ -249,7 +250,7 @@ def build_rig(framing: Framing) -> Rig:
     return Rig(
         roi=(x0, y0, x1, y1),
         grid_shape=(rows, cols),
-        fields=fields.reshape(NUM_FIELDS, -1).astype(np.float32),
+        fields=np.ascontiguousarray(fields.transpose(0, 2, 1)).reshape(NUM_FIELDS, -1).astype(np.float32),
         vertex_fields=vertex_fields,
         eye_cells=eye_cells,
         face_height=face_h,
