@@ -170,7 +170,12 @@ class WarpRenderer(JobRenderer):
         rig = self.rig
         params = self.params[index]
         rows, cols = rig.grid_shape
-        field = (params @ rig.fields).reshape(rows * cols, 2)
+        # A plain weighted sum rather than a BLAS product: the same bits on every CPU.
+        field = rig.fields[0] * params[0]
+        for k in range(1, len(params)):
+            if params[k] != 0:
+                field += rig.fields[k] * params[k]
+        field = field.reshape(rows * cols, 2)
         blink = float(params[2])
         if blink > 0:
             # Below the closing lid's edge the eye stays as it is: undo the blink field there.

@@ -38,10 +38,12 @@ class MouthPainter:
 
     def lips(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Upper and lower edges of the opened gap (11 points each, corner to corner)."""
-        p = np.asarray(params, dtype=np.float64)
-        return self.midline + np.tensordot(p, self.upper_fields, axes=1), self.midline + np.tensordot(
-            p, self.lower_fields, axes=1
-        )
+        upper, lower = self.midline.copy(), self.midline.copy()
+        for k, value in enumerate(np.asarray(params, dtype=np.float64)):  # plain sums: same bits on any CPU
+            if value != 0:
+                upper += value * self.upper_fields[k]
+                lower += value * self.lower_fields[k]
+        return upper, lower
 
     def paint(self, frame: np.ndarray, params: np.ndarray) -> None:
         import cv2

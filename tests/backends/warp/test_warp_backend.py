@@ -118,6 +118,20 @@ def test_a_tiny_face_is_refused_with_its_size(tmp_path, backend, voice):
         backend.start_job(job_input(path, voice))
 
 
+def test_of_several_faces_the_largest_is_animated_and_the_log_says_so(tmp_path, backend, voice, caplog):
+    astronaut = Image.open(PORTRAIT)
+    group = Image.new("RGB", (512 + 384, 512), (200, 200, 210))
+    group.paste(astronaut.resize((384, 384)), (0, 128))
+    group.paste(astronaut, (384, 0))  # the larger face, on the right
+    path = tmp_path / "group.png"
+    group.save(path)
+    with caplog.at_level("INFO", logger="emo_cli"):
+        renderer = backend.start_job(job_input(path, voice[: RATE // 5], resolution=SMALL))
+    assert f"2 faces found in {path}; animating the largest" in caplog.text
+    alone = backend.start_job(job_input(PORTRAIT, voice[: RATE // 5], resolution=SMALL))
+    assert np.abs(renderer.frame.astype(int) - alone.frame).mean() < 8  # the same head-and-shoulders crop
+
+
 def test_bad_portraits_fail_their_own_jobs_and_the_others_finish(media_dir):
     from emo_cli.execution import render_manifest
 
