@@ -214,17 +214,18 @@ def test_expression_scales_the_mouth(voice):
 def test_chunks_and_resumes_give_the_same_frames_as_one_pass(backend, voice):
     job = job_input(PORTRAIT, voice, resolution=SMALL, seed=7)
     _, whole = render_all(backend, job)
+    chunked = backend.start_job(job)
     for cuts in ([0, 13, 27, 50], [0, 1, 49, 50], [0, 25, 50]):
-        parts, state = [], None
+        parts, state = [], chunked.initial_state()
         for start, end in zip(cuts, cuts[1:], strict=False):
-            # A fresh renderer per chunk and a state that went through its on-disk encoding:
-            # what a resume after a kill does.
-            renderer = backend.start_job(job)
-            state = renderer.initial_state() if state is None else decode_state(encode_state(state))
-            out = renderer.render_chunk(start, end - start, state)
+            out = chunked.render_chunk(start, end - start, decode_state(encode_state(state)))
             parts.append(out.frames)
             state = out.state
         assert np.array_equal(np.concatenate(parts), whole), cuts
+    # A resume: a new renderer (after a restart) picks up from the state saved after frame 26.
+    saved = encode_state(chunked.render_chunk(13, 14, {"next_frame": 13, "motion": chunked.motion_id}).state)
+    resumed = backend.start_job(job)
+    assert np.array_equal(resumed.render_chunk(27, 23, decode_state(saved)).frames, whole[27:])
 
 
 def test_a_state_from_elsewhere_is_refused(backend, voice):
