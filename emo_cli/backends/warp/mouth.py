@@ -33,7 +33,7 @@ class MouthPainter:
         upper, lower = rig.landmarks[upper_index], rig.landmarks[lower_index]
         self.midline = ((upper + lower) / 2).astype(np.float64)
         rest_gap = float(np.mean(lower[3:8, 1] - upper[3:8, 1]))
-        self.teeth_px = 0.05 * face_height
+        self.teeth_px = 0.035 * face_height
         self.teeth = float(np.clip(1 - rest_gap / (0.025 * face_height), 0, 1))
 
     def lips(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,9 +77,16 @@ class MouthPainter:
         across = np.clip(1 - ((xs - centre_x) / half_w) ** 2, 0, 1)  # teeth fade towards the corners
         colour = CAVITY + (THROAT - CAVITY) * depth[..., None]
         if self.teeth > 0:
-            band = np.clip((self.teeth_px * across - (ys - top)) / 1.5, 0, 1) * self.teeth
-            low = np.clip((0.4 * self.teeth_px * across - (bottom - ys)) / 1.5, 0, 1) * (0.8 * self.teeth)
-            colour += (UPPER_TEETH - colour) * band[..., None]
+            # Upper teeth: a band under the upper lip, shaded towards its edge and the corners,
+            # with faint gaps between teeth; a thinner, darker row of lower teeth.
+            below_lip = ys - top
+            height = np.minimum(0.3 * (bottom - top), self.teeth_px) * across
+            band = np.clip((height - below_lip) / 1.2, 0, 1) * self.teeth
+            shade = 0.7 + 0.3 * np.clip(1 - below_lip / np.maximum(height, 1e-3), 0, 1)
+            gaps = 0.9 + 0.1 * np.abs(np.cos(np.pi * (xs - centre_x) / max(self.teeth_px * 0.8, 1.0))) ** 0.25
+            upper = UPPER_TEETH * (shade * gaps * (0.8 + 0.2 * across))[..., None]
+            low = np.clip((0.4 * height - (bottom - ys)) / 1.2, 0, 1) * (0.7 * self.teeth)
+            colour += (upper - colour) * band[..., None]
             colour += (LOWER_TEETH - colour) * low[..., None]
         region = frame[y0:y1, x0:x1]
         a = alpha[..., None]

@@ -204,6 +204,26 @@ def test_no_motion_options_reproduce_the_portrait_exactly(backend, voice):
     assert all(np.array_equal(frame, renderer.frame) for frame in frames)
 
 
+def test_an_open_mouth_shows_a_dark_cavity_and_a_closed_one_a_hint_of_teeth(backend, voice):
+    """The astronaut smiles with her teeth showing: they move with the lips and the gap is dark.
+    A closed-mouth portrait has no teeth to move, so the painter adds a row under the upper lip."""
+    renderer = backend.start_job(job_input(PORTRAIT, voice))
+    index = int(np.argmax(renderer.params[:, 0]))
+    upper, lower = renderer.mouth.lips(renderer.params[index])
+    x = int(round(upper[5, 0]))
+    top, bottom = upper[5, 1], lower[5, 1]
+    assert bottom - top > 8  # pixels: a clearly open mouth
+    grey = lambda frame, y: float(frame[int(round(y)), x - 2 : x + 3].mean())  # noqa: E731
+    assert renderer.mouth.teeth == 0
+    open_frame = renderer.render_frame(index)
+    assert grey(open_frame, (top + bottom) / 2) < 70
+    assert grey(open_frame, top + 2) < 90
+    renderer.mouth.teeth = 1.0  # as for a portrait whose lips meet at rest
+    with_teeth = renderer.render_frame(index)
+    assert grey(with_teeth, top + 2) > 150
+    assert grey(with_teeth, (top + bottom) / 2) < 70
+
+
 def test_expression_scales_the_mouth(voice):
     features = analyse_audio(voice, RATE, FPS, 50)
     calm, _ = mouth_curves(features, FPS, 0.5)
