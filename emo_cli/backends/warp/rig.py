@@ -117,26 +117,22 @@ def frame_portrait(rgb: np.ndarray, landmarks: np.ndarray, framing: str, resolut
     size = resolution - resolution % 2
     scale = size / side
     margin = max(8, int(0.1 * size))
-    # An affine resample of the crop plus a margin of real context around it.
-    matrix = np.array([[scale, 0, margin - x0 * scale], [0, scale, margin - y0 * scale]])
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    # An affine resample of the crop plus a margin of real context around it (for head motion).
     if scale < 1:
-        # INTER_AREA is not available for warpAffine: shrink first, then place.
-        small = cv2.resize(
-            rgb, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=interp
-        )
-        sx, sy = small.shape[1] / width, small.shape[0] / height
-        matrix = np.array([[scale / sx, 0, margin - x0 * scale], [0, scale / sy, margin - y0 * scale]])
-        source = small
+        # warpAffine has no area filter: shrink with INTER_AREA first, then place.
+        shrunk = (max(1, round(width * scale)), max(1, round(height * scale)))
+        source = cv2.resize(rgb, shrunk, interpolation=cv2.INTER_AREA)
+        sx, sy, flags = source.shape[1] / width, source.shape[0] / height, cv2.INTER_LINEAR
     else:
-        source = rgb
-    canvas = cv2.warpAffine(source, matrix, (size + 2 * margin, size + 2 * margin), flags=cv2.INTER_CUBIC
-                            if scale >= 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        source, sx, sy, flags = rgb, 1.0, 1.0, cv2.INTER_CUBIC
+    matrix = np.array([[scale / sx, 0, margin - x0 * scale], [0, scale / sy, margin - y0 * scale]])
+    canvas = cv2.warpAffine(source, matrix, (size + 2 * margin, size + 2 * margin), flags=flags,
+                            borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
     points = (landmarks - np.array([x0, y0])) * scale
     return Framing(canvas, margin, size, size, points)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Rig:
     """Displacement fields over the ROI, plus what the mouth and eyelids need per frame."""
 
