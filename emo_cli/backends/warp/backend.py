@@ -61,6 +61,15 @@ class WarpBackend(Backend):
         },
     }
 
+    def __init__(self, device: str | None = None) -> None:
+        super().__init__(device)
+        import cv2
+
+        # One warp is a few hundred thousand pixels: OpenCV's worker threads cost more than they
+        # save, and they compete with the encoder. The renderer overlaps with the encoder on its
+        # own (render ahead), so OpenCV runs single-threaded in a warp worker process.
+        cv2.setNumThreads(1)
+
     def start_job(self, job: JobInput) -> WarpRenderer:
         from emo_cli.backends.warp.motion import motion_curves
         from emo_cli.backends.warp.rig import analyse_portrait, build_rig, frame_portrait
