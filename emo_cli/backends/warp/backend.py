@@ -184,17 +184,18 @@ class WarpRenderer(JobRenderer):
         for k in range(1, len(params)):
             if params[k] != 0:
                 field += rig.fields[k] * params[k]
-        field = field.reshape(rows * cols, 2)
-        blink = float(params[2])
-        if blink > 0:
-            # Below the closing lid's edge the eye stays as it is: undo the blink field there.
-            for cells, gap, depth in rig.eye_cells:
-                covered = np.clip((blink - depth) * gap + 0.5, 0, 1)
-                field[cells, 1] -= blink * gap * (1 - covered)
         field = field.reshape(rows, cols, 2)
         x0, y0, x1, y1 = rig.roi
         if (cols, rows) != (x1 - x0, y1 - y0):
-            return cv2.resize(field, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+            field = cv2.resize(field, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        blink = float(params[2])
+        if blink > 0:
+            # In the eye: the lid's full travel where it covers, nothing below its edge.
+            flat = field.reshape(-1, 2)
+            for pixels, gap, depth, lid in rig.eye_pixels:
+                # The lid edge runs a little past the lower lid at full closure: no sliver of eye.
+                covered = np.clip((1.1 * blink - depth) * gap + 0.5, 0, 1)
+                flat[pixels, 1] += blink * (gap * covered - lid)
         return field
 
     def render_frame(self, index: int, out: np.ndarray | None = None) -> np.ndarray:

@@ -140,7 +140,9 @@ class Rig:
     grid_shape: tuple[int, int]  # (rows, cols) of the field grid (the ROI, subsampled)
     fields: np.ndarray  # (NUM_FIELDS, rows * cols * 2) float32: (x, y) per grid cell, row by row
     vertex_fields: np.ndarray  # (NUM_FIELDS, 478, 2): each field at the landmarks
-    eye_cells: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # per eye: grid index, lid gap, depth 0..1
+    eye_pixels: list[
+        tuple[np.ndarray, np.ndarray, np.ndarray]
+    ]  # per eye: ROI pixel index, lid gap, depth 0..1
     face_height: float
     landmarks: np.ndarray
 
@@ -169,7 +171,7 @@ def build_rig(framing: Framing) -> Rig:
     x0 = int(np.floor(min(lo[0] - feather, centre[0] - ramp * axes[0])))
     y0 = int(np.floor(min(lo[1] - feather, centre[1] - ramp * axes[1])))
     x1 = int(np.ceil(max(hi[0] + feather, centre[0] + ramp * axes[0])))
-    y1 = int(np.ceil(max(hi[1] + feather, pivot[1] + 0.1 * face_h)))
+    y1 = int(np.ceil(max(hi[1] + feather, centre[1] + ramp * axes[1])))
     x0, y0 = max(0, x0), max(0, y0)
     x1, y1 = min(framing.width, x1), min(framing.height, y1)
     if x1 - x0 < 8 or y1 - y0 < 8:
@@ -211,21 +213,33 @@ def build_rig(framing: Framing) -> Rig:
         dense = np.einsum("nc,ncd->nd", bary, vertex_fields[k, :MESH_POINTS][corners])
         fields[k] = (dense[nearest] * fade[:, None]).T
 
-    # Eyelids: inside the eye opening the closing lid covers the eye from the top down.
-    eye_cells = []
-    for upper, lower, _ in EYES:
-        poly = np.array(upper + lower[-2:0:-1])
+    # Eyelids: inside the eye opening the closing lid covers the eye from the top down. The
+    # grid cells there carry the whole lid travel, so the lid skin above follows smoothly; per
+    # frame, the eye's pixels (full resolution, for a crisp lid edge) get exactly the travel of
+    # the lid where it covers them, and none below its edge.
+    eye_polys = [np.array(upper + lower[-2:0:-1]) for upper, lower, _ in EYES]
+    for (upper, lower, _), poly in zip(EYES, eye_polys, strict=True):
         mask = np.zeros((rows, cols), dtype=np.uint8)
         cv2.fillPoly(mask, [np.round(((mesh[poly] - [x0, y0] + 0.5) / cell - 0.5) * 16).astype(np.int32)], 1,
                      shift=4)  # fmt: skip
         index = np.flatnonzero(mask.ravel())
-        top = _polyline_y(mesh[upper], points[index, 0])
-        bottom = _polyline_y(mesh[lower], points[index, 0])
-        gap = np.maximum(bottom - top, 0.5)
-        depth = np.clip((points[index, 1] - top) / gap, 0, 1)
-        fields[2, 1, index] = gap
+        gap = _polyline_y(mesh[lower], points[index, 0]) - _polyline_y(mesh[upper], points[index, 0])
+        fields[2, 1, index] = np.maximum(gap, 0.5)
         fields[2, 0, index] = 0
-        eye_cells.append((index, gap.astype(np.float32), depth.astype(np.float32)))
+    lid_field = fields[2, 1].reshape(rows, cols).astype(np.float32)
+    if (cols, rows) != (w, h):
+        lid_field = cv2.resize(lid_field, (w, h), interpolation=cv2.INTER_LINEAR)
+    eye_pixels = []
+    for (upper, lower, _), poly in zip(EYES, eye_polys, strict=True):
+        full = np.zeros((h, w), dtype=np.uint8)
+        cv2.fillPoly(full, [np.round((mesh[poly] - [x0, y0]) * 16).astype(np.int32)], 1, shift=4)
+        index = np.flatnonzero(full.ravel())
+        px, py = x0 + index % w, y0 + index // w
+        top = _polyline_y(mesh[upper], px)
+        gap = np.maximum(_polyline_y(mesh[lower], px) - top, 0.5)
+        depth = np.clip((py - top) / gap, 0, 1)
+        eye_pixels.append(tuple(a.astype(np.float32) if a.dtype.kind == "f" else a
+                                for a in (index, gap, depth, lid_field.ravel()[index])))  # fmt: skip
 
     rho = np.hypot((points[:, 0] - centre[0]) / axes[0], (points[:, 1] - centre[1]) / axes[1])
     t = np.clip((rho - 1) / (ramp - 1), 0, 1)
@@ -248,7 +262,7 @@ def build_rig(framing: Framing) -> Rig:
         grid_shape=(rows, cols),
         fields=np.ascontiguousarray(fields.transpose(0, 2, 1)).reshape(NUM_FIELDS, -1).astype(np.float32),
         vertex_fields=vertex_fields,
-        eye_cells=eye_cells,
+        eye_pixels=eye_pixels,
         face_height=face_h,
         landmarks=lm,
     )

@@ -90,7 +90,8 @@ def test_unknown_or_bad_option_is_a_validation_error_naming_the_field(tmp_path, 
                           text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 2, proc.stdout + proc.stderr
     text = proc.stdout + proc.stderr
-    assert "blink_rat" in text and "framing" in text and "side" in text
+    assert "jobs[0].settings.warp.blink_rat: unknown key 'blink_rat'" in text
+    assert "jobs[0].settings.warp.framing" in text and "'side'" in text
     assert "Traceback" not in text
 
 
@@ -222,6 +223,22 @@ def test_an_open_mouth_shows_a_dark_cavity_and_a_closed_one_a_hint_of_teeth(back
     with_teeth = renderer.render_frame(index)
     assert grey(with_teeth, top + 2) > 150
     assert grey(with_teeth, (top + bottom) / 2) < 70
+
+
+@pytest.mark.parametrize("framing", ["crop", "full"])
+def test_the_warp_fades_to_nothing_at_the_edge_of_its_region(backend, voice, framing):
+    """No seam: where the warped region meets the untouched frame, the displacement is zero."""
+    renderer = backend.start_job(job_input(PORTRAIT, voice, head_motion=4, framing=framing, resolution=SMALL))
+    x0, y0, x1, y1 = renderer.rig.roi
+    worst = 0.0
+    for index in range(renderer.num_frames):
+        field = renderer.displacement(index)
+        edges = [field[0]] * (y0 > 0) + [field[-1]] * (y1 < renderer.height)
+        edges += [field[:, 0]] * (x0 > 0) + [field[:, -1]] * (x1 < renderer.width)
+        worst = max([worst] + [float(np.abs(edge).max()) for edge in edges])
+    assert worst < 0.02  # pixels: below the remap's 1/32-pixel resolution
+    moved = max(float(np.abs(renderer.displacement(i)).max()) for i in range(renderer.num_frames))
+    assert moved > 1.0
 
 
 def test_expression_scales_the_mouth(voice):
