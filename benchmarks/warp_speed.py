@@ -4,7 +4,8 @@ Loops the committed English, French and Spanish clips into 60 s of speech, write
 manifest (astronaut portrait, 512x512, 25 fps, the demo's chunk size) and renders it with
 `render_manifest`, the same code path as `emo render`. Prints the real-time factor (audio
 seconds per wall-clock second) and where each frame's time went: the once-per-job analysis
-(face mesh, rig, motion curves), the warp itself, the H.264 segment encode and the final mux.
+(face mesh, rig, motion curves; in a fresh process also mediapipe's first import, about 1-2 s),
+the warp itself, the H.264 segment encode and the final mux.
 
     python benchmarks/warp_speed.py [--seconds 60] [--resolution 512] [--chunk-frames 50]
 
