@@ -5,13 +5,52 @@ Shared by the `warp` backend (which adds the face mesh) and the `emo` backend (f
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 _lock = threading.Lock()
 _detectors: dict[int, object] = {}
+_warmed: set[object] = set()  # graphs that have run once (their model-loading chatter is over)
+
+
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Hide what mediapipe's C++ side writes straight to file descriptor 2 while it loads models.
+
+    Loading prints TensorFlow Lite and absl notices ("Created TensorFlow Lite XNNPACK delegate",
+    "Feedback manager requires a model with a single signature...") that are not errors and
+    would clutter every `emo render`. Used only around a graph's first run.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _process(graph, rgb: np.ndarray):
+    """Run a mediapipe graph on an image (caller holds `_lock`), quietly the first time."""
+    if graph in _warmed:
+        return graph.process(rgb)
+    with _quiet_native_stderr():
+        result = graph.process(rgb)
+        _warmed.add(graph)
+    return result
 
 
 @dataclass(frozen=True)
@@ -51,7 +90,7 @@ def detect_faces(rgb: np.ndarray, min_score: float = 0.5) -> list[FaceBox]:
     for selection in (1, 0):
         detector = _detector(selection, min_score)
         with _lock:  # mediapipe graphs are not re-entrant
-            result = detector.process(np.ascontiguousarray(rgb))
+            result = _process(detector, np.ascontiguousarray(rgb))
         faces = []
         for det in result.detections or []:
             box = det.location_data.relative_bounding_box
@@ -72,7 +111,37 @@ def _detector(selection: int, min_score: float):
         if key not in _detectors:
             import mediapipe as mp
 
-            _detectors[key] = mp.solutions.face_detection.FaceDetection(
-                model_selection=selection, min_detection_confidence=min_score
-            )
+            with _quiet_native_stderr():
+                _detectors[key] = mp.solutions.face_detection.FaceDetection(
+                    model_selection=selection, min_detection_confidence=min_score
+                )
         return _detectors[key]
+
+
+_meshes: dict[bool, object] = {}
+
+
+def face_mesh_landmarks(rgb: np.ndarray, refine: bool = True) -> np.ndarray | None:
+    """The 478 (refined) or 468 face-mesh landmarks of the face in `rgb` as (N, 2) pixel x, y.
+
+    Runs mediapipe's bundled face mesh in static-image mode on the whole image and returns the
+    landmarks of the face it finds (None if it finds none). For several faces, crop to the one
+    you want first (see `detect_faces`). `refine` adds the iris points and sharpens lips and eyes.
+    """
+    height, width = rgb.shape[:2]
+    with _lock:
+        if refine not in _meshes:
+            import mediapipe as mp
+
+            with _quiet_native_stderr():
+                _meshes[refine] = mp.solutions.face_mesh.FaceMesh(
+                    static_image_mode=True,
+                    max_num_faces=1,
+                    refine_landmarks=refine,
+                    min_detection_confidence=0.5,
+                )
+        result = _process(_meshes[refine], np.ascontiguousarray(rgb))
+    if not result.multi_face_landmarks:
+        return None
+    points = result.multi_face_landmarks[0].landmark
+    return np.array([(p.x * width, p.y * height) for p in points], dtype=np.float64)

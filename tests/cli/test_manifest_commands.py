@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from emo_cli.backends.registry import get_backend_class
+from emo_cli.backends.warp import WarpBackend
 from emo_cli.cli import app, main
 from emo_cli.execution.journal import ChunkRecord, Journal, segment_name, state_name
 from emo_cli.manifest import validate_manifest
@@ -193,7 +195,7 @@ def test_init_writes_a_starter_that_validates_once_files_exist(fixture_backend, 
 
 
 def test_init_starter_validates_with_the_default_backend(tmp_path, media_dir):
-    pytest.importorskip("emo_cli.backends.warp")
+    assert get_backend_class("warp") is WarpBackend
     assert runner.invoke(app, ["init", str(tmp_path / "p")]).exit_code == 0
     shutil.copyfile(media_dir / "astronaut.jpg", tmp_path / "p" / "portrait.jpg")
     shutil.copyfile(media_dir / "hello_en.wav", tmp_path / "p" / "speech.wav")

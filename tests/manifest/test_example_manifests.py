@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from emo_cli.backends.registry import get_backend_class
+from emo_cli.backends.warp import WarpBackend
 from emo_cli.manifest import Manifest, load_manifest
 from emo_cli.manifest.document import parse_document
 
@@ -35,8 +37,9 @@ def test_localized_is_one_portrait_in_three_languages():
 
 @pytest.mark.parametrize("name", ["demo.yaml", "localized.yaml"])
 def test_example_manifests_validate(name):
-    pytest.importorskip("emo_cli.backends.warp")
     from emo_cli.manifest import validate_manifest
+
+    assert get_backend_class("warp") is WarpBackend
 
     assert validate_manifest(MANIFESTS / name) == []
     assert load_manifest(MANIFESTS / name).jobs

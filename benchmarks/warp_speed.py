@@ -1,0 +1,154 @@
+"""Real-time factor of the `warp` backend through the whole pipeline: render, encode, mux.
+
+Loops the committed English, French and Spanish clips into 60 s of speech, writes a temporary
+manifest (astronaut portrait, 512x512, 25 fps, the demo's chunk size) and renders it with
+`render_manifest`, the same code path as `emo render`. Prints the real-time factor (audio
+seconds per wall-clock second) and where each frame's time went: the once-per-job analysis
+(face mesh, rig, motion curves; in a fresh process also mediapipe's first import, about 1-2 s),
+the warp itself, the H.264 segment encode and the final mux.
+
+    python benchmarks/warp_speed.py [--seconds 60] [--resolution 512] [--chunk-frames 50]
+
+The encoder is single-threaded by design (bit-exact segments); the warp renders the next chunk
+in a thread while the current one is encoded (`--no-render-ahead` makes them take turns). On a
+loaded machine the figures are lower: the script prints the load average it started with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = REPO / "manifests" / "assets"
+
+MANIFEST = """\
+version: 1
+output_dir: out
+output: "{{portrait}}/{{audio}}.mp4"
+defaults: {{backend: warp, fps: 25, resolution: {resolution}, seed: 0, chunk_frames: {chunk_frames}}}
+portraits: {{astronaut: {portrait}}}
+audio: {{speech: speech.wav}}
+jobs:
+  - {{portrait: astronaut, audio: speech}}
+"""
+
+
+def looped_speech(path: Path, seconds: float, rate: int = 16000) -> None:
+    """The committed clips one after another, with short pauses, cut to `seconds`."""
+    from emo_cli.media.audio import decode_audio
+
+    clips = [decode_audio(ASSETS / f"hello_{lang}.wav", rate) for lang in ("en", "fr", "es")]
+    pause = np.zeros(int(0.4 * rate), dtype=np.float32)
+    pieces, total, i = [], 0, 0
+    while total < seconds * rate:
+        pieces += [clips[i % 3], pause]
+        total += clips[i % 3].size + pause.size
+        i += 1
+    audio = np.concatenate(pieces)[: int(seconds * rate)]
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--resolution", type=int, default=512)
+    parser.add_argument("--chunk-frames", type=int, default=50)
+    parser.add_argument("--no-render-ahead", action="store_true", help="render and encode take turns")
+    args = parser.parse_args()
+
+    from emo_cli.backends.warp import WarpBackend, WarpRenderer
+    from emo_cli.execution import jobs as pipeline
+    from emo_cli.execution import render_manifest
+
+    WarpRenderer.render_ahead = not args.no_render_ahead
+    timings = {"decode audio": 0.0, "analysis": 0.0, "warp (waited for)": 0.0, "encode": 0.0, "mux": 0.0}
+    warp_total = [0.0]  # every frame's warp, including chunks rendered ahead during encodes
+
+    def timed(name, fn):
+        def wrapper(*a, **kw):
+            began = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                timings[name] += time.perf_counter() - began
+
+        return wrapper
+
+    # Time the stages where the render loop calls them; the library itself is unchanged.
+    pipeline.decode_audio = timed("decode audio", pipeline.decode_audio)
+    pipeline.encode_segment = timed("encode", pipeline.encode_segment)
+    pipeline.mux = timed("mux", pipeline.mux)
+    start_job = WarpBackend.start_job
+
+    def start_job_timed(self, job):
+        began = time.perf_counter()
+        renderer = start_job(self, job)
+        timings["analysis"] += time.perf_counter() - began
+        renderer.render_chunk = timed("warp (waited for)", renderer.render_chunk)
+        render = renderer._render
+
+        def render_timed(start, count):
+            began = time.perf_counter()
+            try:
+                return render(start, count)
+            finally:
+                warp_total[0] += time.perf_counter() - began
+
+        renderer._render = render_timed
+        return renderer
+
+    WarpBackend.start_job = start_job_timed
+
+    load = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="emo-warp-bench-") as tmp:
+        folder = Path(tmp)
+        looped_speech(folder / "speech.wav", args.seconds)
+        manifest = folder / "bench.yaml"
+        manifest.write_text(MANIFEST.format(resolution=args.resolution, chunk_frames=args.chunk_frames,
+                                            portrait=ASSETS / "astronaut.jpg"))  # fmt: skip
+        cpu_before = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        began = time.perf_counter()
+        summary = render_manifest(manifest, resume=False)
+        wall = time.perf_counter() - began
+        cpu_after = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        (result,) = summary.results
+        if result.status != "done":
+            raise SystemExit(f"render failed: {result.error}")
+        frames = result.frames
+
+    print(f"warp backend: {args.seconds:.0f} s of speech, {args.resolution}x{args.resolution}, 25 fps, "
+          f"chunks of {args.chunk_frames} frames, {frames} frames")  # fmt: skip
+    print(f"cpus: {os.cpu_count()}, load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"wall: {wall:.2f} s   real-time factor: {args.seconds / wall:.1f}x")
+    other = wall - sum(timings.values())
+    print("per frame (ms):")
+    for name, seconds in [*timings.items(), ("other (plan, journal, checks)", other)]:
+        print(f"  {name:<36}{1000 * seconds / frames:8.2f}")
+    own, children = (
+        (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        for before, after in zip(cpu_before, cpu_after, strict=True)
+    )
+    print(f"  {'warp, all frames (overlaps encode)':<36}{1000 * warp_total[0] / frames:8.2f}")
+    render_only = timings["analysis"] + warp_total[0]
+    print(f"backend alone (analysis + warp of all frames): {args.seconds / render_only:.1f}x real time")
+    # CPU seconds do not grow when other processes share the cores, so they show what two
+    # otherwise idle cores could do: (own + ffmpeg) / 2 is the best possible wall time.
+    print(f"cpu: this process {own:.1f} s, ffmpeg (encode, mux) {children:.1f} s; "
+          f"on 2 idle cores at best {args.seconds / ((own + children) / 2):.1f}x real time")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

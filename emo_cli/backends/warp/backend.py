@@ -1,0 +1,218 @@
+"""The `warp` backend: a lip-synced talking portrait on the CPU, with no downloaded weights.
+
+Per job: find the largest face (mediapipe's bundled detector and face mesh), frame it, build
+the rig's displacement fields and compute every motion curve of the track. Per frame: combine
+the fields with that frame's motion values, warp the face region with one `cv2.remap`, and
+paint the mouth interior where the lips part. Chunks are pure functions of their frame range,
+so any split into chunks, and any resume, gives the same frames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, ClassVar
+
+import numpy as np
+
+from emo_cli.backends.base import Backend, ChunkOutput, JobInput, JobRenderer, State
+from emo_cli.errors import RenderError
+
+PREFETCH_MAX_BYTES = 512 * 2**20  # render ahead only chunks up to this size
+
+
+class WarpBackend(Backend):
+    name: ClassVar[str] = "warp"
+    version: ClassVar[str] = "1.0"
+    sample_rate: ClassVar[int] = 16000
+    resources: ClassVar[str] = "cpu"
+    options_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "framing": {
+                "description": "crop: a square head-and-shoulders crop at `resolution`, centred on the face; "
+                "full: the whole image at its own size (rounded down to even width and height).",
+                "enum": ["crop", "full"],
+                "default": "crop",
+            },
+            "head_motion": {
+                "description": "Scale of head tilt and sway following the voice's energy and pitch; 0 = still head.",
+                "type": "number",
+                "minimum": 0,
+                "maximum": 4,
+                "default": 1.0,
+            },
+            "expression": {
+                "description": "How wide the mouth opens (1 = natural, 0 = closed).",
+                "type": "number",
+                "minimum": 0,
+                "maximum": 2.5,
+                "default": 1.0,
+            },
+            "blink_rate": {
+                "description": "Average blinks per minute (at random times chosen by the seed); 0 = none.",
+                "type": "number",
+                "minimum": 0,
+                "maximum": 60,
+                "default": 15,
+            },
+        },
+    }
+
+    def __init__(self, device: str | None = None) -> None:
+        super().__init__(device)
+        import cv2
+
+        # One warp is a few hundred thousand pixels: OpenCV's worker threads cost more than they
+        # save, and they compete with the encoder. The renderer overlaps with the encoder on its
+        # own (render ahead), so OpenCV runs single-threaded in a warp worker process.
+        cv2.setNumThreads(1)
+
+    def start_job(self, job: JobInput) -> WarpRenderer:
+        from emo_cli.backends.warp.motion import motion_curves
+        from emo_cli.backends.warp.rig import analyse_portrait, build_rig, frame_portrait
+        from emo_cli.media.image import load_portrait
+
+        options = type(self).resolve_options(job.options)
+        portrait = load_portrait(job.portrait_path)
+        landmarks = analyse_portrait(portrait, job.portrait_path)
+        framing = frame_portrait(portrait, landmarks, options["framing"], job.resolution)
+        rig = build_rig(framing)
+        curves = motion_curves(
+            job.audio, job.sample_rate, job.fps, job.num_frames, job.seed,
+            expression=float(options["expression"]), blink_rate=float(options["blink_rate"]),
+            head_motion=float(options["head_motion"]),
+        )  # fmt: skip
+        return WarpRenderer(framing, rig, curves.as_array(), job.num_frames)
+
+
+class WarpRenderer(JobRenderer):
+    """Renders frames of one job from its precomputed rig and motion curves."""
+
+    render_ahead: ClassVar[bool] = True  # render the likely next chunk while this one is encoded
+
+    def __init__(self, framing, rig, motion: np.ndarray, num_frames: int) -> None:
+        import cv2
+
+        from emo_cli.backends.warp.mouth import MouthPainter
+
+        self._cv2 = cv2
+        self.framing = framing
+        self.rig = rig
+        self.width, self.height = framing.width, framing.height
+        self.num_frames = num_frames
+        face_h = rig.face_height
+        # Motion values -> field weights: jaw and width are in unit fields, head shift in face heights.
+        self.params = motion.astype(np.float32)
+        self.motion_id = hashlib.sha256(self.params.tobytes()).hexdigest()[:16]
+        m = framing.margin
+        x0, y0, x1, y1 = rig.roi
+        gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32) + m, np.arange(y0, y1, dtype=np.float32) + m)
+        self._grid = np.stack([gx, gy], axis=-1)  # canvas coordinates of the ROI's pixels
+        self._map = np.empty_like(self._grid)
+        self.frame = framing.canvas[m : m + self.height, m : m + self.width]
+        self.mouth = MouthPainter(rig, face_h)
+        self._lock = threading.Lock()  # render_frame shares the map buffer
+        self._pool: ThreadPoolExecutor | None = None
+        self._ahead: tuple[int, int, Future] | None = None
+
+    def initial_state(self) -> State:
+        return {"next_frame": 0, "motion": self.motion_id}
+
+    def render_chunk(self, start: int, count: int, state: State) -> ChunkOutput:
+        if state.get("next_frame") != start or state.get("motion") != self.motion_id:
+            raise RenderError(
+                f"warp chunk state is for frame {state.get('next_frame')} of motion {state.get('motion')}, "
+                f"not frame {start} of motion {self.motion_id}; render again without resuming"
+            )
+        if start < 0 or start + count > self.num_frames:
+            raise RenderError(
+                f"frames {start}-{start + count - 1} are outside this job's {self.num_frames} frames"
+            )
+        frames = self._take_ahead(start, count)
+        if frames is None:
+            frames = self._render(start, count)
+        following = start + count
+        if (
+            self.render_ahead
+            and following < self.num_frames
+            and count * self.width * self.height * 3 <= PREFETCH_MAX_BYTES
+        ):
+            self._prefetch(following, min(count, self.num_frames - following))
+        return ChunkOutput(frames=frames, state={"next_frame": following, "motion": self.motion_id})
+
+    def _render(self, start: int, count: int) -> np.ndarray:
+        frames = np.empty((count, self.height, self.width, 3), dtype=np.uint8)
+        for offset in range(count):
+            self.render_frame(start + offset, out=frames[offset])
+        return frames
+
+    # Frames are a pure function of their index, so the chunk the render loop will most likely
+    # ask for next is rendered in a thread while it encodes this one (OpenCV and NumPy release
+    # the GIL): on two cores, render and encode overlap instead of taking turns.
+    def _prefetch(self, start: int, count: int) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warp-ahead")
+        self._ahead = (start, count, self._pool.submit(self._render, start, count))
+
+    def _take_ahead(self, start: int, count: int) -> np.ndarray | None:
+        if self._ahead is None:
+            return None
+        ahead_start, ahead_count, future = self._ahead
+        self._ahead = None
+        frames = future.result()  # also waits, so the shared buffers are free again
+        return frames if (ahead_start, ahead_count) == (start, count) else None
+
+    def close(self) -> None:
+        if self._ahead is not None:
+            self._ahead[2].cancel()
+            self._ahead = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def displacement(self, index: int) -> np.ndarray:
+        """The content displacement (h, w, 2) over the ROI at frame `index`, in frame pixels."""
+        cv2 = self._cv2
+        rig = self.rig
+        params = self.params[index]
+        rows, cols = rig.grid_shape
+        # A plain weighted sum rather than a BLAS product: the same bits on every CPU.
+        field = rig.fields[0] * params[0]
+        for k in range(1, len(params)):
+            if params[k] != 0:
+                field += rig.fields[k] * params[k]
+        field = field.reshape(rows, cols, 2)
+        x0, y0, x1, y1 = rig.roi
+        if (cols, rows) != (x1 - x0, y1 - y0):
+            field = cv2.resize(field, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        blink = float(params[2])
+        if blink > 0:
+            # In the eye: the lid's full travel where it covers, nothing below its edge.
+            flat = field.reshape(-1, 2)
+            for pixels, gap, depth, lid in rig.eye_pixels:
+                # The lid edge runs a little past the lower lid at full closure: no sliver of eye.
+                covered = np.clip((1.1 * blink - depth) * gap + 0.5, 0, 1)
+                flat[pixels, 1] += blink * (gap * covered - lid)
+        return field
+
+    def render_frame(self, index: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Frame `index` as (height, width, 3) uint8 RGB."""
+        if out is None:
+            out = np.empty((self.height, self.width, 3), dtype=np.uint8)
+        with self._lock:
+            return self._draw(index, out)
+
+    def _draw(self, index: int, out: np.ndarray) -> np.ndarray:
+        cv2 = self._cv2
+        x0, y0, x1, y1 = self.rig.roi
+        frame = self.frame
+        out[:y0], out[y1:] = frame[:y0], frame[y1:]
+        out[y0:y1, :x0], out[y0:y1, x1:] = frame[y0:y1, :x0], frame[y0:y1, x1:]
+        np.subtract(self._grid, self.displacement(index), out=self._map)
+        cv2.remap(self.framing.canvas, self._map, None, cv2.INTER_LINEAR, dst=out[y0:y1, x0:x1],
+                  borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        self.mouth.paint(out, self.params[index])
+        return out

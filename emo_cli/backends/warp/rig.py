@@ -1,0 +1,334 @@
+"""The face rig: the portrait framed for output, its face mesh, and the displacement fields.
+
+Built once per job. Each motion (jaw, lip width, blink, head roll and shift) is a linear
+displacement field over a region of interest (ROI) around the head: values are set on the mesh
+vertices, interpolated inside the mesh triangles (barycentric, i.e. piecewise affine), carried
+outward from the mesh and feathered to zero with a cosine ramp, so the warped region has no
+seam. A frame's field is then one small matrix product, an upsample and a `cv2.remap`.
+
+The fields are "content displacements": the output pixel x shows the portrait at x - field(x).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emo_cli.errors import InputError
+
+log = logging.getLogger(__name__)
+
+# Face-mesh landmark indices (mediapipe's canonical 468-point mesh).
+UPPER_INNER_LIP = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308]
+LOWER_INNER_LIP = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308]
+MOUTH_HOLE = UPPER_INNER_LIP + LOWER_INNER_LIP[-2:0:-1]
+EYES = (  # (upper lid, lower lid, crease above), each from corner to corner
+    ([33, 246, 161, 160, 159, 158, 157, 173, 133], [33, 7, 163, 144, 145, 153, 154, 155, 133],
+     [247, 30, 29, 27, 28, 56, 190]),
+    ([263, 466, 388, 387, 386, 385, 384, 398, 362], [263, 249, 390, 373, 374, 380, 381, 382, 362],
+     [467, 260, 259, 257, 258, 286, 414]),
+)  # fmt: skip
+FOREHEAD, CHIN, MOUTH_LEFT, MOUTH_RIGHT = 10, 152, 61, 291
+MESH_POINTS = 468
+
+MIN_FACE_PX = 48  # smaller faces have too few pixels to animate
+CROP_FACE_HEIGHTS = 2.3  # crop side, in face heights (forehead to chin): head and shoulders
+JAW_OPEN = 0.065  # wide-open jaw drop, in face heights
+LIP_SPREAD = 0.14  # mouth-corner travel at full spread, in half mouth widths
+FEATHER = 0.35  # fade-out distance of the face fields beyond the mesh, in face heights
+NUM_FIELDS = 6  # jaw, width, blink, roll, shift_x, shift_y
+
+
+@dataclass(frozen=True)
+class Framing:
+    """The output frame as a window of a larger canvas (so head motion has pixels to pull in)."""
+
+    canvas: np.ndarray  # uint8 RGB
+    margin: int  # the frame is canvas[margin:margin + height, margin:margin + width]
+    width: int
+    height: int
+    landmarks: np.ndarray  # (478, 2) in frame pixels
+
+
+def analyse_portrait(rgb: np.ndarray, path: Path) -> np.ndarray:
+    """Face-mesh landmarks (478, 2) of the largest face in `rgb`, in its pixels.
+
+    Raises:
+        InputError: no face, a face too small to animate, or one the mesh cannot follow.
+    """
+    import cv2
+
+    from emo_cli.backends.face import detect_faces, face_mesh_landmarks
+
+    faces = detect_faces(rgb)
+    if not faces:
+        raise InputError(
+            f"no face found in {path}; use a photo with one clearly visible, roughly frontal human face "
+            f"at least {MIN_FACE_PX} pixels wide"
+        )
+    face = faces[0]
+    if len(faces) > 1:
+        log.info("%d faces found in %s; animating the largest (%.0f px wide)", len(faces), path, face.width)
+    if max(face.width, face.height) < MIN_FACE_PX:
+        raise InputError(
+            f"the face in {path} is only {face.width:.0f}x{face.height:.0f} pixels; "
+            f"the warp backend needs at least {MIN_FACE_PX} pixels: use a closer or larger portrait"
+        )
+    # The mesh runs on a square around the chosen face, so it follows that face and no other.
+    side = 2.2 * max(face.width, face.height)
+    cx, cy = face.center
+    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    size = int(round(side))
+    pad = max(0, -x0, -y0, x0 + size - rgb.shape[1], y0 + size - rgb.shape[0])
+    padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE) if pad else rgb
+    patch = padded[y0 + pad : y0 + pad + size, x0 + pad : x0 + pad + size]
+    scale = 384 / size
+    patch = cv2.resize(patch, (384, 384), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    points = face_mesh_landmarks(patch)
+    if points is None:
+        raise InputError(
+            f"no face found in {path}: a face-like region was detected but the face mesh cannot follow it; "
+            "use a photo of a human face, roughly frontal"
+        )
+    return points / scale + np.array([x0, y0])
+
+
+def frame_portrait(rgb: np.ndarray, landmarks: np.ndarray, framing: str, resolution: int) -> Framing:
+    """The output framing: a square head-and-shoulders crop, or the full image at even size."""
+    import cv2
+
+    height, width = rgb.shape[:2]
+    mesh = landmarks[:MESH_POINTS]
+    if framing == "full":
+        out_w, out_h = width - width % 2, height - height % 2
+        margin = max(8, int(0.06 * max(out_w, out_h)))
+        canvas = cv2.copyMakeBorder(rgb[:out_h, :out_w], margin, margin, margin, margin, cv2.BORDER_REPLICATE)
+        return Framing(canvas, margin, out_w, out_h, landmarks.copy())
+
+    face_h = float(np.linalg.norm(mesh[CHIN] - mesh[FOREHEAD])) * 1.15
+    lo, hi = mesh.min(axis=0), mesh.max(axis=0)
+    cx, cy = (lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2 + 0.18 * face_h
+    side = min(CROP_FACE_HEIGHTS * face_h, float(min(width, height)))
+    x0 = float(np.clip(cx - side / 2, 0, width - side))
+    y0 = float(np.clip(cy - side / 2, 0, height - side))
+    size = resolution - resolution % 2
+    scale = size / side
+    margin = max(8, int(0.1 * size))
+    # An affine resample of the crop plus a margin of real context around it (for head motion).
+    if scale < 1:
+        # warpAffine has no area filter: shrink with INTER_AREA first, then place.
+        shrunk = (max(1, round(width * scale)), max(1, round(height * scale)))
+        source = cv2.resize(rgb, shrunk, interpolation=cv2.INTER_AREA)
+        sx, sy, flags = source.shape[1] / width, source.shape[0] / height, cv2.INTER_LINEAR
+    else:
+        source, sx, sy, flags = rgb, 1.0, 1.0, cv2.INTER_CUBIC
+    matrix = np.array([[scale / sx, 0, margin - x0 * scale], [0, scale / sy, margin - y0 * scale]])
+    canvas = cv2.warpAffine(source, matrix, (size + 2 * margin, size + 2 * margin), flags=flags,
+                            borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    points = (landmarks - np.array([x0, y0])) * scale
+    return Framing(canvas, margin, size, size, points)
+
+
+@dataclass(frozen=True)
+class Rig:
+    """Displacement fields over the ROI, plus what the mouth and eyelids need per frame."""
+
+    roi: tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels
+    grid_shape: tuple[int, int]  # (rows, cols) of the field grid (the ROI, subsampled)
+    fields: np.ndarray  # (NUM_FIELDS, rows * cols * 2) float32: (x, y) per grid cell, row by row
+    vertex_fields: np.ndarray  # (NUM_FIELDS, 478, 2): each field at the landmarks
+    eye_pixels: list[
+        tuple[np.ndarray, np.ndarray, np.ndarray]
+    ]  # per eye: ROI pixel index, lid gap, depth 0..1
+    face_height: float
+    landmarks: np.ndarray
+
+
+def build_rig(framing: Framing) -> Rig:
+    """Every displacement field of a framed portrait."""
+    import cv2
+    from scipy.ndimage import distance_transform_edt
+    from scipy.spatial import Delaunay
+
+    lm = framing.landmarks
+    mesh = lm[:MESH_POINTS]
+    face_h = float(np.linalg.norm(mesh[CHIN] - mesh[FOREHEAD])) * 1.15
+    vertex_fields = np.zeros((NUM_FIELDS, lm.shape[0], 2))
+    vertex_fields[0, :MESH_POINTS], vertex_fields[1, :MESH_POINTS] = _mouth_vertex_fields(mesh, face_h)
+    vertex_fields[2, :MESH_POINTS] = _blink_vertex_field(mesh)
+
+    # Head: a soft ellipse over the head (hair included) turning about the neck.
+    lo, hi = mesh.min(axis=0), mesh.max(axis=0)
+    centre = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2 - 0.08 * face_h])
+    axes = np.array([0.62, 0.72]) * face_h
+    pivot = np.array([centre[0], mesh[CHIN][1] + 0.25 * face_h])
+    ramp = 1.45  # the head weight falls from 1 at the ellipse to 0 at ramp times its size
+    feather = FEATHER * face_h
+
+    x0 = int(np.floor(min(lo[0] - feather, centre[0] - ramp * axes[0])))
+    y0 = int(np.floor(min(lo[1] - feather, centre[1] - ramp * axes[1])))
+    x1 = int(np.ceil(max(hi[0] + feather, centre[0] + ramp * axes[0])))
+    y1 = int(np.ceil(max(hi[1] + feather, centre[1] + ramp * axes[1])))
+    x0, y0 = max(0, x0), max(0, y0)
+    x1, y1 = min(framing.width, x1), min(framing.height, y1)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        raise InputError(
+            "the face lies outside the frame; use framing: full or a portrait with the face inside"
+        )
+    w, h = x1 - x0, y1 - y0
+    # The fields are smooth: a grid of about 40,000 cells, upsampled per frame, is plenty.
+    stride = max(1, int(round(np.sqrt(w * h / 40_000))))
+    cols, rows = max(2, w // stride), max(2, h // stride)
+    # Grid cell centres exactly where cv2.resize (INTER_LINEAR) samples them when upsampling.
+    gx = x0 + (np.arange(cols) + 0.5) * (w / cols) - 0.5
+    gy = y0 + (np.arange(rows) + 0.5) * (h / rows) - 0.5
+    px, py = np.meshgrid(gx, gy)
+    points = np.stack([px.ravel(), py.ravel()], axis=1)
+    cell = w / cols  # frame pixels per grid cell
+
+    # Piecewise-affine interpolation of the vertex values inside the mesh triangles.
+    tri = Delaunay(mesh)
+    simplex = tri.find_simplex(points)
+    holes = np.zeros((rows, cols), dtype=np.uint8)
+    polys = [np.array(MOUTH_HOLE)] + [np.array(upper + lower[-2:0:-1]) for upper, lower, _ in EYES]
+    for poly in polys:
+        grid_poly = (mesh[poly] - [x0, y0] + 0.5) / cell - 0.5
+        cv2.fillPoly(holes, [np.round(grid_poly * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+    inside = (simplex >= 0) & (holes.ravel() == 0)
+    affine = tri.transform[np.maximum(simplex, 0)]
+    b = np.einsum("nij,nj->ni", affine[:, :2], points - affine[:, 2])
+    bary = np.concatenate([b, 1 - b.sum(axis=1, keepdims=True)], axis=1)
+    corners = tri.simplices[np.maximum(simplex, 0)]
+    # Outside the mesh and in its holes, carry the nearest inside value outward and fade it.
+    distance, (iy, ix) = distance_transform_edt(~inside.reshape(rows, cols), return_indices=True)
+    nearest = (iy * cols + ix).ravel()
+    fade = 0.5 * (1 + np.cos(np.pi * np.clip(distance.ravel() * cell / feather, 0, 1)))
+    fade[holes.ravel() > 0] = 1.0
+
+    fields = np.zeros((NUM_FIELDS, 2, rows * cols))
+    for k in range(3):
+        dense = np.einsum("nc,ncd->nd", bary, vertex_fields[k, :MESH_POINTS][corners])
+        fields[k] = (dense[nearest] * fade[:, None]).T
+
+    # Eyelids: inside the eye opening the closing lid covers the eye from the top down. The
+    # grid cells there carry the whole lid travel, so the lid skin above follows smoothly; per
+    # frame, the eye's pixels (full resolution, for a crisp lid edge) get exactly the travel of
+    # the lid where it covers them, and none below its edge.
+    eye_polys = [np.array(upper + lower[-2:0:-1]) for upper, lower, _ in EYES]
+    for (upper, lower, _), poly in zip(EYES, eye_polys, strict=True):
+        mask = np.zeros((rows, cols), dtype=np.uint8)
+        cv2.fillPoly(mask, [np.round(((mesh[poly] - [x0, y0] + 0.5) / cell - 0.5) * 16).astype(np.int32)], 1,
+                     shift=4)  # fmt: skip
+        index = np.flatnonzero(mask.ravel())
+        gap = _polyline_y(mesh[lower], points[index, 0]) - _polyline_y(mesh[upper], points[index, 0])
+        fields[2, 1, index] = np.maximum(gap, 0.5)
+        fields[2, 0, index] = 0
+    lid_field = fields[2, 1].reshape(rows, cols).astype(np.float32)
+    if (cols, rows) != (w, h):
+        lid_field = cv2.resize(lid_field, (w, h), interpolation=cv2.INTER_LINEAR)
+    eye_pixels = []
+    for (upper, lower, _), poly in zip(EYES, eye_polys, strict=True):
+        full = np.zeros((h, w), dtype=np.uint8)
+        cv2.fillPoly(full, [np.round((mesh[poly] - [x0, y0]) * 16).astype(np.int32)], 1, shift=4)
+        index = np.flatnonzero(full.ravel())
+        px, py = x0 + index % w, y0 + index // w
+        top = _polyline_y(mesh[upper], px)
+        gap = np.maximum(_polyline_y(mesh[lower], px) - top, 0.5)
+        depth = np.clip((py - top) / gap, 0, 1)
+        eye_pixels.append(tuple(a.astype(np.float32) if a.dtype.kind == "f" else a
+                                for a in (index, gap, depth, lid_field.ravel()[index])))  # fmt: skip
+
+    rho = np.hypot((points[:, 0] - centre[0]) / axes[0], (points[:, 1] - centre[1]) / axes[1])
+    t = np.clip((rho - 1) / (ramp - 1), 0, 1)
+    weight = 1 - t * t * (3 - 2 * t)
+    fields[3] = weight * np.stack([-(points[:, 1] - pivot[1]), points[:, 0] - pivot[0]])
+    fields[4] = weight * np.stack([np.full(len(points), face_h), np.zeros(len(points))])
+    fields[5] = weight * np.stack([np.zeros(len(points)), np.full(len(points), face_h)])
+    for k, node in ((3, lm), (4, lm), (5, lm)):
+        rho_v = np.hypot((node[:, 0] - centre[0]) / axes[0], (node[:, 1] - centre[1]) / axes[1])
+        tv = np.clip((rho_v - 1) / (ramp - 1), 0, 1)
+        wv = 1 - tv * tv * (3 - 2 * tv)
+        if k == 3:
+            vertex_fields[k] = wv[:, None] * np.stack(
+                [-(node[:, 1] - pivot[1]), node[:, 0] - pivot[0]], axis=1
+            )
+        else:
+            vertex_fields[k, :, k - 4] = wv * face_h
+    return Rig(
+        roi=(x0, y0, x1, y1),
+        grid_shape=(rows, cols),
+        fields=np.ascontiguousarray(fields.transpose(0, 2, 1)).reshape(NUM_FIELDS, -1).astype(np.float32),
+        vertex_fields=vertex_fields,
+        eye_pixels=eye_pixels,
+        face_height=face_h,
+        landmarks=lm,
+    )
+
+
+def _mouth_vertex_fields(mesh: np.ndarray, face_h: float) -> tuple[np.ndarray, np.ndarray]:
+    """Jaw-drop and lip-width displacements (pixels at full motion) of every mesh vertex.
+
+    Everything below the lip line between the mouth corners drops with the jaw (lower lip, chin,
+    jaw line); the upper lip lifts a little; cheeks beside the corners follow part way.
+    """
+    left, right = mesh[MOUTH_LEFT], mesh[MOUTH_RIGHT]
+    ex = (right - left) / max(np.linalg.norm(right - left), 1e-6)
+    ey = np.array([-ex[1], ex[0]])
+    if np.dot(ey, mesh[CHIN] - mesh[FOREHEAD]) < 0:
+        ey = -ey
+    centre = (mesh[13] + mesh[14]) / 2
+    half_width = max(np.linalg.norm(right - left) / 2, 1.0)
+    chin_depth = max(float(np.dot(mesh[CHIN] - centre, ey)), 1.0)
+    rel = mesh - centre
+    u = rel @ ex / half_width
+    v = rel @ ey / chin_depth
+    # The lip line (midway between the inner lips) as a function of u.
+    line = (mesh[UPPER_INNER_LIP] + mesh[LOWER_INNER_LIP]) / 2 - centre
+    line_u, line_v = line @ ex / half_width, line @ ey / chin_depth
+    order = np.argsort(line_u)
+    v_local = v - np.interp(u, line_u[order], line_v[order])
+
+    lateral = np.clip((np.abs(u) - 0.85) / 0.3, 0, 1)  # 0 between the corners, 1 beyond them
+    softness = 0.02 + 0.3 * lateral
+    s = np.clip((v_local + softness) / (2 * softness), 0, 1)
+    below = s * s * (3 - 2 * s)
+    below[LOWER_INNER_LIP[1:-1]] = 1.0
+    below[UPPER_INNER_LIP[1:-1]] = 0.0
+    lift = -0.18 * (1 - lateral) * np.exp(-((np.minimum(v_local, 0) / 0.25) ** 2))
+    weight = below + (1 - below) * lift
+    # Near the lip line the opening tapers to the corners (half the drop there); further down
+    # the jaw is rigid and drops as one.
+    au = np.abs(u)
+    taper = np.where(au <= 1, 1 - 0.5 * np.clip((au - 0.35) / 0.65, 0, 1) ** 2,
+                     0.5 + 0.5 * np.clip((au - 1) / 0.6, 0, 1))  # fmt: skip
+    weight *= 1 - (1 - taper) * np.exp(-((v_local / 0.3) ** 2))
+    weight *= 1 - 0.5 * np.clip((np.abs(u) - 2.0) / 2.0, 0, 1)  # jaw angles move less than the chin
+    jaw = weight[:, None] * ey[None, :] * (JAW_OPEN * face_h)
+    # Corners pull in a little as the jaw drops.
+    jaw += (
+        (-np.sign(u) * np.exp(-((np.abs(u) - 1) ** 2) / 0.1) * np.exp(-(v_local**2) / 0.05))[:, None]
+        * ex
+        * (0.08 * half_width)
+    )
+    spread = u * np.exp(-((v / 0.6) ** 2)) * np.exp(-(np.maximum(np.abs(u) - 1, 0) ** 2) / 0.8)
+    width = spread[:, None] * ex[None, :] * (LIP_SPREAD * half_width)
+    return jaw, width
+
+
+def _blink_vertex_field(mesh: np.ndarray) -> np.ndarray:
+    """Eyelid closure: each upper-lid vertex travels down to the lower lid, the crease part way."""
+    field = np.zeros_like(mesh)
+    for upper, lower, crease in EYES:
+        for index, share in [(i, 1.0) for i in upper[1:-1]] + [(i, 0.3) for i in crease]:
+            x = mesh[index, 0]
+            gap = _polyline_y(mesh[lower], np.array([x]))[0] - _polyline_y(mesh[upper], np.array([x]))[0]
+            field[index, 1] = share * max(gap, 0.0)
+    return field
+
+
+def _polyline_y(points: np.ndarray, x: np.ndarray) -> np.ndarray:
+    order = np.argsort(points[:, 0])
+    return np.interp(x, points[order, 0], points[order, 1])

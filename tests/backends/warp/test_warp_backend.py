@@ -1,0 +1,376 @@
+"""The warp backend's contract: inputs it accepts and refuses, options, framing, determinism."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from factories import ASSETS, PORTRAIT, REPO, decoded_frames
+from PIL import Image
+from warp_measure import FPS, RATE, job_input, speech, write_wav
+
+from emo_cli.backends.base import decode_state, encode_state
+from emo_cli.backends.registry import get_backend_class
+from emo_cli.backends.warp import WarpBackend
+from emo_cli.backends.warp.motion import analyse_audio, blink_curve, mouth_curves
+from emo_cli.errors import InputError, RenderError
+
+SMALL = 256  # resolution for tests that check behaviour, not looks
+
+
+@pytest.fixture(scope="module")
+def voice() -> np.ndarray:
+    return speech(ASSETS / "hello_en.wav")[: 2 * RATE]
+
+
+@pytest.fixture(scope="module")
+def backend() -> WarpBackend:
+    return WarpBackend()
+
+
+def render_all(backend, job):
+    renderer = backend.start_job(job)
+    return renderer, renderer.render_chunk(0, renderer.num_frames, renderer.initial_state()).frames
+
+
+def test_registered_as_the_default_cpu_backend_with_strict_options():
+    from emo_cli.backends.registry import DEFAULT_BACKEND
+
+    assert get_backend_class(DEFAULT_BACKEND) is WarpBackend
+    assert (WarpBackend.name, WarpBackend.resources, WarpBackend.sample_rate) == ("warp", "cpu", 16000)
+    assert WarpBackend.options_schema["additionalProperties"] is False
+    assert WarpBackend.resolve_options({}) == {
+        "framing": "crop", "head_motion": 1.0, "expression": 1.0, "blink_rate": 15,
+    }  # fmt: skip
+
+
+def test_importing_and_rendering_never_loads_torch(tmp_path):
+    script = f"""
+import sys
+import emo_cli.backends.warp
+assert "torch" not in sys.modules
+sys.path.insert(0, {str(REPO / "tests" / "backends" / "warp")!r})
+from warp_measure import job_input, speech
+from pathlib import Path
+renderer = emo_cli.backends.warp.WarpBackend().start_job(
+    job_input(Path({str(PORTRAIT)!r}), speech(Path({str(ASSETS / "hello_en.wav")!r}))[:8000], resolution=128))
+renderer.render_chunk(0, renderer.num_frames, renderer.initial_state())
+assert "torch" not in sys.modules, "torch was imported"
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+MANIFEST = """\
+version: 1
+output_dir: out
+output: "{{portrait}}/{{audio}}.mp4"
+defaults: {{backend: warp, fps: 25, resolution: 128, seed: 0, chunk_frames: 10}}
+portraits: {{astro: astronaut.jpg{extra_portraits}}}
+audio: {{en: en.wav}}
+jobs:
+{jobs}
+"""
+
+
+def test_unknown_or_bad_option_is_a_validation_error_naming_the_field(tmp_path, media_dir):
+    manifest = media_dir / "bad.yaml"
+    job = "  - {portrait: astro, audio: en, settings: {warp: {blink_rat: 3, framing: side}}}"
+    manifest.write_text(MANIFEST.format(extra_portraits="", jobs=job).replace("en.wav", "hello_en.wav"))
+    proc = subprocess.run([sys.executable, "-m", "emo_cli", "validate", str(manifest)], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    text = proc.stdout + proc.stderr
+    assert "jobs[0].settings.warp.blink_rat: unknown key 'blink_rat'" in text
+    assert "jobs[0].settings.warp.framing" in text and "'side'" in text
+    assert "Traceback" not in text
+
+
+def test_no_face_is_an_input_error_naming_the_file(tmp_path, backend, voice):
+    gradient = np.linspace(0, 255, 256, dtype=np.uint8)[None, :, None].repeat(200, 0).repeat(3, 2)
+    path = tmp_path / "gradient.png"
+    Image.fromarray(gradient).save(path)
+    with pytest.raises(InputError, match=f"no face found in {path}"):
+        backend.start_job(job_input(path, voice))
+
+
+def test_a_cat_is_not_a_face(tmp_path, backend, voice):
+    from skimage import data
+
+    path = tmp_path / "chelsea.png"
+    Image.fromarray(data.chelsea()).save(path)
+    with pytest.raises(InputError, match=f"no face found in {path}"):
+        backend.start_job(job_input(path, voice))
+
+
+def test_a_tiny_face_is_refused_with_its_size(tmp_path, backend, voice):
+    path = tmp_path / "tiny.png"
+    Image.open(PORTRAIT).resize((160, 160)).save(path)  # the face is about 33 pixels wide
+    with pytest.raises(InputError, match=r"the face in .*tiny\.png is only \d+x\d+ pixels"):
+        backend.start_job(job_input(path, voice))
+
+
+def test_of_several_faces_the_largest_is_animated_and_the_log_says_so(tmp_path, backend, voice, caplog):
+    astronaut = Image.open(PORTRAIT)
+    group = Image.new("RGB", (512 + 384, 512), (200, 200, 210))
+    group.paste(astronaut.resize((384, 384)), (0, 128))
+    group.paste(astronaut, (384, 0))  # the larger face, on the right
+    path = tmp_path / "group.png"
+    group.save(path)
+    with caplog.at_level("INFO", logger="emo_cli"):
+        renderer = backend.start_job(job_input(path, voice[: RATE // 5], resolution=SMALL))
+    assert f"2 faces found in {path}; animating the largest" in caplog.text
+    alone = backend.start_job(job_input(PORTRAIT, voice[: RATE // 5], resolution=SMALL))
+    assert np.abs(renderer.frame.astype(int) - alone.frame).mean() < 8  # the same head-and-shoulders crop
+
+
+def test_bad_portraits_fail_their_own_jobs_and_the_others_finish(media_dir):
+    from emo_cli.execution import render_manifest
+
+    Image.fromarray(np.full((120, 160, 3), 90, np.uint8)).save(media_dir / "wall.png")
+    write_wav(media_dir / "en.wav", speech(media_dir / "hello_en.wav")[: RATE // 2])
+    manifest = media_dir / "run.yaml"
+    manifest.write_text(MANIFEST.format(extra_portraits=", wall: wall.png", jobs=(
+        "  - {portrait: wall, audio: en}\n  - {portrait: astro, audio: en}"
+    )))  # fmt: skip
+    summary = render_manifest(manifest)
+    by_name = {r.job: r for r in summary.results}
+    assert by_name["astro/en"].status == "done"
+    assert len(decoded_frames(by_name["astro/en"].output)) == 13
+    failed = by_name["wall/en"]
+    assert failed.status == "failed"
+    assert "no face found in" in failed.error and "wall.png" in failed.error
+
+
+@pytest.mark.parametrize("kind", ["exif_rotated", "grayscale", "rgba", "cmyk", "palette"])
+def test_image_modes_and_orientation(tmp_path, backend, voice, kind):
+    upright = Image.open(PORTRAIT)
+    path = tmp_path / f"{kind}.jpg"
+    if kind == "exif_rotated":
+        # Stored on its side; the EXIF orientation tag (6: rotate 90 degrees clockwise to view).
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        upright.transpose(Image.Transpose.ROTATE_90).save(path, quality=95, exif=exif)
+    elif kind == "grayscale":
+        upright.convert("L").save(path, quality=95)
+    elif kind == "rgba":
+        path = path.with_suffix(".png")
+        rgba = upright.convert("RGBA")
+        rgba.putalpha(Image.fromarray(np.full((512, 512), 255, np.uint8)))
+        rgba.save(path)
+    elif kind == "cmyk":
+        upright.convert("CMYK").save(path, quality=95)
+    else:
+        path = path.with_suffix(".png")
+        upright.convert("P", palette=Image.Palette.ADAPTIVE).save(path)
+    job = job_input(path, voice[: RATE // 2], resolution=SMALL)
+    renderer, frames = render_all(backend, job)
+    assert frames.shape == (13, SMALL, SMALL, 3)
+    reference, _ = render_all(backend, job_input(PORTRAIT, voice[: RATE // 2], resolution=SMALL))
+    # Same face, same framing: the frame matches the upright colour portrait's closely.
+    grey = lambda img: np.asarray(Image.fromarray(img).convert("L"), dtype=np.float64)  # noqa: E731
+    assert np.abs(grey(renderer.frame) - grey(reference.frame)).mean() < 6
+
+
+def test_full_framing_keeps_the_image_size_rounded_to_even(tmp_path, backend, voice):
+    path = tmp_path / "odd.png"
+    Image.open(PORTRAIT).crop((11, 0, 11 + 457, 391)).save(path)  # 457 x 391
+    renderer, frames = render_all(backend, job_input(path, voice[: RATE // 2], framing="full"))
+    assert (renderer.width, renderer.height) == (456, 390)
+    assert frames.shape == (13, 390, 456, 3)
+    still = backend.start_job(job_input(path, np.zeros(RATE // 2, np.float32), framing="full", head_motion=0,
+                                        blink_rate=0))  # fmt: skip
+    assert np.array_equal(still.render_chunk(0, 1, still.initial_state()).frames[0],
+                          np.asarray(Image.open(path))[:390, :456])  # fmt: skip
+
+
+def test_crop_framing_renders_at_the_resolution(backend, voice):
+    renderer, frames = render_all(backend, job_input(PORTRAIT, voice[: RATE // 5], resolution=384))
+    assert frames.shape == (5, 384, 384, 3)
+
+
+def test_no_motion_options_reproduce_the_portrait_exactly(backend, voice):
+    renderer, frames = render_all(
+        backend, job_input(PORTRAIT, voice, resolution=SMALL, expression=0, head_motion=0, blink_rate=0)
+    )
+    assert all(np.array_equal(frame, renderer.frame) for frame in frames)
+
+
+def test_an_open_mouth_shows_a_dark_cavity_and_a_closed_one_a_hint_of_teeth(backend, voice):
+    """The astronaut smiles with her teeth showing: they move with the lips and the gap is dark.
+    A closed-mouth portrait has no teeth to move, so the painter adds a row under the upper lip."""
+    renderer = backend.start_job(job_input(PORTRAIT, voice))
+    index = int(np.argmax(renderer.params[:, 0]))
+    upper, lower = renderer.mouth.lips(renderer.params[index])
+    x = int(round(upper[5, 0]))
+    top, bottom = upper[5, 1], lower[5, 1]
+    assert bottom - top > 8  # pixels: a clearly open mouth
+    grey = lambda frame, y: float(frame[int(round(y)), x - 2 : x + 3].mean())  # noqa: E731
+    assert renderer.mouth.teeth == 0
+    open_frame = renderer.render_frame(index)
+    assert grey(open_frame, (top + bottom) / 2) < 70
+    assert grey(open_frame, top + 2) < 90
+    renderer.mouth.teeth = 1.0  # as for a portrait whose lips meet at rest
+    with_teeth = renderer.render_frame(index)
+    assert grey(with_teeth, top + 2) > 150
+    assert grey(with_teeth, (top + bottom) / 2) < 70
+
+
+@pytest.mark.parametrize("framing", ["crop", "full"])
+def test_the_warp_fades_to_nothing_at_the_edge_of_its_region(backend, voice, framing):
+    """No seam: where the warped region meets the untouched frame, the displacement is zero."""
+    renderer = backend.start_job(job_input(PORTRAIT, voice, head_motion=4, framing=framing, resolution=SMALL))
+    x0, y0, x1, y1 = renderer.rig.roi
+    worst = 0.0
+    for index in range(renderer.num_frames):
+        field = renderer.displacement(index)
+        edges = [field[0]] * (y0 > 0) + [field[-1]] * (y1 < renderer.height)
+        edges += [field[:, 0]] * (x0 > 0) + [field[:, -1]] * (x1 < renderer.width)
+        worst = max([worst] + [float(np.abs(edge).max()) for edge in edges])
+    assert worst < 0.02  # pixels: below the remap's 1/32-pixel resolution
+    moved = max(float(np.abs(renderer.displacement(i)).max()) for i in range(renderer.num_frames))
+    assert moved > 1.0
+
+
+def test_expression_scales_the_mouth(voice):
+    features = analyse_audio(voice, RATE, FPS, 50)
+    calm, _ = mouth_curves(features, FPS, 0.5)
+    wide, _ = mouth_curves(features, FPS, 1.5)
+    assert np.allclose(wide, 3 * calm) and wide.max() > 0.5
+
+
+def test_chunks_and_resumes_give_the_same_frames_as_one_pass(backend, voice):
+    job = job_input(PORTRAIT, voice, resolution=SMALL, seed=7)
+    _, whole = render_all(backend, job)
+    chunked = backend.start_job(job)
+    for cuts in ([0, 13, 27, 50], [0, 1, 49, 50], [0, 25, 50]):
+        parts, state = [], chunked.initial_state()
+        for start, end in zip(cuts, cuts[1:], strict=False):
+            out = chunked.render_chunk(start, end - start, decode_state(encode_state(state)))
+            parts.append(out.frames)
+            state = out.state
+        assert np.array_equal(np.concatenate(parts), whole), cuts
+    # A resume: a new renderer (after a restart) picks up from the state saved after frame 26.
+    saved = encode_state(chunked.render_chunk(13, 14, {"next_frame": 13, "motion": chunked.motion_id}).state)
+    resumed = backend.start_job(job)
+    assert np.array_equal(resumed.render_chunk(27, 23, decode_state(saved)).frames, whole[27:])
+
+
+def test_a_state_from_elsewhere_is_refused(backend, voice):
+    renderer = backend.start_job(job_input(PORTRAIT, voice, resolution=SMALL))
+    state = renderer.render_chunk(0, 10, renderer.initial_state()).state
+    with pytest.raises(RenderError, match="render again without resuming"):
+        renderer.render_chunk(20, 10, state)
+    other = backend.start_job(job_input(PORTRAIT, voice, resolution=SMALL, seed=1))
+    with pytest.raises(RenderError):
+        other.render_chunk(10, 10, state)
+
+
+def test_the_seed_picks_the_blinks_and_fixes_everything(backend, voice):
+    audio = np.concatenate([voice] * 3)  # 6 s: a few blinks
+    a = backend.start_job(job_input(PORTRAIT, audio, resolution=SMALL, seed=1))
+    b = backend.start_job(job_input(PORTRAIT, audio, resolution=SMALL, seed=1))
+    c = backend.start_job(job_input(PORTRAIT, audio, resolution=SMALL, seed=2))
+    assert np.array_equal(a.params, b.params)
+    assert not np.array_equal(a.params[:, 2], c.params[:, 2])
+    assert np.array_equal(a.params[:, :2], c.params[:, :2])  # the mouth follows the audio only
+    frames = lambda r: r.render_chunk(0, 60, r.initial_state()).frames  # noqa: E731
+    assert np.array_equal(frames(a), frames(b))
+    assert not np.array_equal(frames(a), frames(c))
+
+
+@pytest.mark.parametrize("rate", [10, 15, 25])
+def test_blink_rate_over_ten_minutes(rate):
+    for seed in range(3):
+        closure = blink_curve(10 * 60 * FPS, FPS, seed, rate)
+        starts = np.flatnonzero((closure[1:] > 0.5) & (closure[:-1] <= 0.5))
+        assert 0.8 * rate <= len(starts) / 10 <= 1.2 * rate
+        assert np.diff(starts).min() >= 0.3 * FPS  # never a flutter
+    assert not blink_curve(FPS * 60, FPS, 0, 0).any()
+
+
+def _vowel(f1: float, f2: float, seconds: float = 0.6, pitch: float = 220.0) -> np.ndarray:
+    """A sung vowel: a glottal pulse train through two formant resonators, with vibrato."""
+    from scipy.signal import lfilter
+
+    t = np.arange(int(seconds * RATE)) / RATE
+    phase = np.cumsum(pitch * (1 + 0.02 * np.sin(2 * np.pi * 5.5 * t))) / RATE
+    source = np.diff(np.floor(phase), prepend=0.0)
+    out = source
+    for freq, bw in ((f1, 80.0), (f2, 120.0)):
+        r = np.exp(-np.pi * bw / RATE)
+        out = lfilter([1 - r], [1, -2 * r * np.cos(2 * np.pi * freq / RATE), r * r], out)
+    return (0.4 * out / np.abs(out).max()).astype(np.float32)
+
+
+def test_formants_shape_the_lips_for_sung_vowels():
+    """Language independent: an open /a/ opens the jaw more, a bright /i/ spreads the lips."""
+    a, i = _vowel(750, 1200), _vowel(300, 2300)
+    audio = np.concatenate([a, np.zeros(RATE // 2, np.float32), i])
+    frames = int(len(audio) / RATE * FPS)
+    features = analyse_audio(audio, RATE, FPS, frames)
+    in_a, in_i = slice(3, 12), slice(frames - 12, frames - 3)
+    assert np.nanmedian(features.f1_hz[in_a]) == pytest.approx(750, rel=0.2)
+    assert np.nanmedian(features.f2_hz[in_a]) == pytest.approx(1200, rel=0.2)
+    assert np.nanmedian(features.f1_hz[in_i]) == pytest.approx(300, rel=0.25)
+    assert np.nanmedian(features.f2_hz[in_i]) == pytest.approx(2300, rel=0.2)
+    assert np.nanmedian(features.pitch_hz[in_a]) == pytest.approx(220, rel=0.05)
+    jaw, width = mouth_curves(features, FPS, 1.0)
+    assert jaw[in_a].mean() > jaw[in_i].mean() + 0.05
+    assert width[in_i].mean() > 0.3 > -0.3 > width[in_a].mean()
+    gap = slice(int(0.6 * FPS) + 3, int(1.1 * FPS) - 1)
+    assert np.all(jaw[gap] < 0.02)  # the mouth shuts in the pause
+
+
+def test_sigkill_mid_render_resumes_to_the_same_video(tmp_path):
+    """A real kill in the middle of a warp render, then a resume: the same frames as one pass."""
+    import json
+
+    from factories import PLUGINS
+
+    wav = write_wav(tmp_path / "voice.wav", speech(ASSETS / "hello_fr.wav")[: int(1.5 * RATE)])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMO_TEST_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(PLUGINS), str(REPO / "tests")])
+    driver = [sys.executable, str(REPO / "tests" / "render_driver.py")]
+    outputs = []
+    for name, kill in (("once", False), ("killed", True)):
+        spec = tmp_path / f"{name}.json"
+        job = {"audio": str(wav), "backend": "warp", "resolution": 128, "chunk_frames": 10}
+        spec.write_text(json.dumps({"output_dir": str(tmp_path / name), "jobs": [job]}))
+        if kill:
+            fifo = tmp_path / "pause.fifo"
+            os.mkfifo(fifo)
+            proc = subprocess.Popen(driver + [str(spec)], start_new_session=True, stdout=subprocess.DEVNULL,
+                                    env={**env, "EMO_TEST_PAUSE_AT": "encode:2", "EMO_TEST_PAUSE_FIFO": str(fifo)})  # fmt: skip
+            # Non-blocking: if the render dies before the point, the test fails instead of hanging.
+            reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+            announced, deadline = b"", time.monotonic() + 120
+            while not announced.endswith(b"\n"):
+                assert proc.poll() is None and time.monotonic() < deadline, (
+                    "the render never reached encode:2"
+                )
+                if select.select([reader], [], [], 0.5)[0]:
+                    announced += os.read(reader, 100)
+            os.close(reader)
+            assert announced == b"encode:2\n"
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        run = subprocess.run(driver + [str(spec)], env=env, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr[-2000:]
+        events = [json.loads(line) for line in run.stdout.splitlines()]
+        if kill:
+            started = next(e for e in events if e["event"] == "job_started")
+            assert started["chunks_reused"] == 2
+        outputs.append(Path(events[-1]["jobs"][0]["output"]))
+    once, resumed = (decoded_frames(path) for path in outputs)
+    assert len(once) == len(resumed) == 38
+    assert all(np.array_equal(a, b) for a, b in zip(once, resumed, strict=True))
