@@ -103,7 +103,7 @@ class EmoPipeline:
     @torch.no_grad()
     def encode_reference(self, image: np.ndarray) -> torch.Tensor:
         """(H, W, 3) uint8 -> (1, c, H/8, W/8) latent (the distribution's mode: no randomness)."""
-        pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
+        pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 127.5 - 1
         latent = self.model.vae.encode(pixels.to(self.device, self.dtype)).latent_dist.mode()
         return latent * self.scaling_factor
 
