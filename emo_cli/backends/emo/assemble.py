@@ -8,7 +8,6 @@ compute until it is trained. It is not yet a talking-head model.
 
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from emo_cli.backends.emo.weights import INDEX, atomic_dir, write_index
 from emo_cli.errors import WeightsError
 
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
+PART_FOLDERS = {"backbone": "denoising_unet"}  # EmoModel attribute -> weights folder
 
 
 def _source(value: str | Path, flag: str, what: str) -> str:
@@ -52,10 +52,8 @@ def init_weights(
 ) -> dict:
     """Assemble and write a weights folder at `out` (atomically); returns its index."""
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel, UNetMotionModel
+    from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel
     from transformers import Wav2Vec2Model
-
-    from emo_cli.backends.emo.modules import AudioProjection, EmoBackbone, FaceLocator, SpeedEncoder
 
     if dtype not in DTYPE_NAMES:
         raise WeightsError(f"--dtype {dtype!r}: must be one of {', '.join(DTYPE_NAMES)}")
@@ -78,9 +76,41 @@ def init_weights(
     audio_encoder = _load(Wav2Vec2Model.from_pretrained, wav_src, "--wav2vec", "the wav2vec 2.0 model")
 
     try:
-        motion_unet = UNetMotionModel.from_unet2d(unet2d, adapter)
+        model = assemble_model(unet2d, scheduler, autoencoder, adapter, audio_encoder, audio_tokens=audio_tokens,
+                               hidden_dim=hidden_dim, motion_frames=motion_frames)  # fmt: skip
     except ValueError as exc:
         raise WeightsError(f"--motion-adapter {motion_src} does not fit the --sd15 UNet ({exc})") from exc
+
+    out = Path(out).expanduser()
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        for name, part in model.parts().items():
+            if torch_dtype != torch.float32:
+                part.to(torch_dtype)
+            part.save_pretrained(tmp / PART_FOLDERS.get(name, name), safe_serialization=True)
+        pre = Path(wav_src) / "preprocessor_config.json"
+        if pre.is_file():
+            shutil.copyfile(pre, tmp / "audio_encoder" / "preprocessor_config.json")
+        scheduler.save_pretrained(tmp / "scheduler")
+        sources = {"sd15": sd15_src, "vae": vae_src, "motion_adapter": motion_src, "wav2vec": wav_src}
+        index = write_index(tmp, sources, extra={"dtype": dtype, "trained": False})
+        assert (tmp / INDEX).is_file()
+    return index
+
+
+def assemble_model(unet2d, scheduler, vae, motion_adapter, audio_encoder, *, audio_tokens: int = 32,
+                   hidden_dim: int = 512, motion_frames: int = 4):  # fmt: skip
+    """An `EmoModel` from loaded components: both UNets from `unet2d`, temporal modules from
+    `motion_adapter`, new EMO modules sized to fit, their output layers at zero.
+
+    Raises:
+        ValueError: the motion adapter does not fit the UNet.
+    """
+    from diffusers import UNetMotionModel
+
+    from emo_cli.backends.emo.modules import AudioProjection, EmoBackbone, FaceLocator, SpeedEncoder
+    from emo_cli.backends.emo.pipeline import EmoModel
+
+    motion_unet = UNetMotionModel.from_unet2d(unet2d, motion_adapter)
     cross_dim = int(unet2d.config.cross_attention_dim)
     backbone = EmoBackbone(
         unet_config={k: v for k, v in motion_unet.config.items() if not k.startswith("_")},
@@ -90,8 +120,7 @@ def init_weights(
     )
     backbone.unet.load_state_dict(motion_unet.state_dict(), strict=True)
     del motion_unet
-    scale = 2 ** (len(autoencoder.config.block_out_channels) - 1)
-    levels = int(math.log2(scale))
+    levels = len(vae.config.block_out_channels) - 1  # the VAE halves the size this many times
     face_locator = FaceLocator(in_channels=1, block_out_channels=tuple(16 * 2**i for i in range(levels + 1)),
                                out_channels=int(unet2d.config.in_channels))  # fmt: skip
     audio_proj = AudioProjection(
@@ -99,20 +128,7 @@ def init_weights(
         hidden_dim=hidden_dim, tokens=audio_tokens, context_dim=cross_dim,
     )  # fmt: skip
     speed_encoder = SpeedEncoder(hidden_dim=hidden_dim, context_dim=cross_dim)
-
-    out = Path(out).expanduser()
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        for name, model in (("reference_unet", unet2d), ("denoising_unet", backbone), ("face_locator", face_locator),
-                            ("audio_proj", audio_proj), ("speed_encoder", speed_encoder), ("vae", autoencoder)):  # fmt: skip
-            if torch_dtype != torch.float32:
-                model.to(torch_dtype)
-            model.save_pretrained(tmp / name, safe_serialization=True)
-        audio_encoder.to(torch_dtype).save_pretrained(tmp / "audio_encoder", safe_serialization=True)
-        pre = Path(wav_src) / "preprocessor_config.json"
-        if pre.is_file():
-            shutil.copyfile(pre, tmp / "audio_encoder" / "preprocessor_config.json")
-        scheduler.save_pretrained(tmp / "scheduler")
-        sources = {"sd15": sd15_src, "vae": vae_src, "motion_adapter": motion_src, "wav2vec": wav_src}
-        index = write_index(tmp, sources, extra={"dtype": dtype, "trained": False})
-        assert (tmp / INDEX).is_file()
-    return index
+    return EmoModel(
+        reference_unet=unet2d, backbone=backbone, face_locator=face_locator, audio_proj=audio_proj,
+        speed_encoder=speed_encoder, vae=vae, audio_encoder=audio_encoder, scheduler_config=dict(scheduler.config),
+    )  # fmt: skip

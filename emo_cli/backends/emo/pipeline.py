@@ -202,19 +202,20 @@ class EmoPipeline:
         if not naive:
             reference, motion = self.reference_pass(reference_latent, motion_latents)
             batched = conditions(reference, motion, keep)
-        for t in sched.timesteps:
+        # Timesteps as Python ints for the scheduler (its tables live on the CPU) and as device
+        # scalars for the backbone: no host-device copy or sync inside the loop.
+        timesteps = sched.timesteps
+        for i, t in enumerate(timesteps.tolist()):
             model_in = sched.scale_model_input(latents, t)
             if naive:
                 reference, motion = self.reference_pass(reference_latent, motion_latents)
                 outs = []
-                for i in range(samples):
-                    row = keep[i : i + 1]
-                    outs.append(
-                        self.backbone(model_in, t, conditions(reference, motion, row), face[i : i + 1])
-                    )
+                for j in range(samples):
+                    row = conditions(reference, motion, keep[j : j + 1])
+                    outs.append(self.backbone(model_in, timesteps[i], row, face[j : j + 1]))
                 pred = torch.cat(outs)
             else:
-                pred = self.backbone(model_in.expand(samples, -1, -1, -1, -1), t, batched, face)
+                pred = self.backbone(model_in.expand(samples, -1, -1, -1, -1), timesteps[i], batched, face)
             if cfg:
                 uncond, cond = pred.chunk(2)
                 pred = uncond + guidance_scale * (cond - uncond)
