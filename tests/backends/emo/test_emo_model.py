@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from tiny import audio_features, random_image
 
@@ -106,3 +107,29 @@ def test_save_and_load_round_trip_gives_identical_clips(pipeline, clip_inputs, e
     write_index(tmp_path, sources={})
     loaded = EmoPipeline(load_model(tmp_path))
     assert torch.equal(clip(pipeline, clip_inputs), clip(loaded, clip_inputs))
+
+
+def test_family_choices_are_config_fields(emo_weights):
+    """Where Hallo differs from the paper (face locator after conv_in, the reference as the first
+    clip's motion frames), the choice is a config value of the saved module, not code."""
+    from emo_cli.backends.emo.modules import EmoBackbone
+
+    folder = emo_weights / "denoising_unet"
+    backbone = EmoBackbone.from_pretrained(
+        folder, face_locator_target="conv_in", first_clip_motion="reference"
+    )
+    assert backbone.config.face_locator_target == "conv_in"
+    sample = torch.randn((1, 4, 3, 8, 8), generator=torch.Generator().manual_seed(0))
+    face = torch.randn((1, backbone.unet.config.block_out_channels[0], 8, 8), generator=torch.Generator())
+    with torch.no_grad():
+        plain = backbone(sample, 10, Conditions(frames=3))
+        located = backbone(sample, 10, Conditions(frames=3), face_features=face)
+    assert not torch.allclose(plain, located)
+
+    pipeline = EmoPipeline(load_model(emo_weights))
+    pipeline.backbone.register_to_config(first_clip_motion="reference")
+    ref = pipeline.encode_reference(random_image(0))
+    assert torch.equal(pipeline.first_motion(ref, 2), ref.expand(2, -1, -1, -1))
+
+    with pytest.raises(ValueError, match="audio_attention_regions"):
+        EmoBackbone.from_pretrained(folder, audio_attention_regions=3)
