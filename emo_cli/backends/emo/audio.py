@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+MIN_SAMPLES = 1600  # 0.1 s at 16 kHz
+
 
 class AudioFeatures:
     """Windowed per-frame wav2vec 2.0 features of one job's audio."""
@@ -43,23 +45,27 @@ class AudioFeatures:
     @torch.no_grad()
     def frames(self, lo: int, hi: int) -> torch.Tensor:
         """Features of frames [lo, hi): (hi - lo, layers, dim), float32 on the encoder's device."""
-        a, b = int(round(lo * self.samples_per_frame)), int(round(hi * self.samples_per_frame))
+        count = hi - lo
+        # wav2vec 2.0's first conv needs 400 samples; a very short window is zero-padded at the
+        # end to MIN_SAMPLES and its features cut back to `count` frames.
+        padded = max(count, int(np.ceil(MIN_SAMPLES / self.samples_per_frame)))
+        a, b = int(round(lo * self.samples_per_frame)), int(round((lo + padded) * self.samples_per_frame))
+        b_audio = int(round(hi * self.samples_per_frame))
         chunk = np.zeros(b - a, dtype=np.float32)
-        src = self.audio[max(a, 0) : max(min(b, self.audio.size), 0)]
+        src = self.audio[max(a, 0) : max(min(b_audio, self.audio.size), 0)]
         chunk[max(-a, 0) : max(-a, 0) + src.size] = src
         param = next(self.encoder.parameters())
         wave = torch.from_numpy(chunk)[None].to(param.device, param.dtype)
-        count = hi - lo
 
         def to_frame_rate(module, args, output):
-            return F.interpolate(output, size=count, mode="linear", align_corners=True)
+            return F.interpolate(output, size=padded, mode="linear", align_corners=True)
 
         handle = self.encoder.feature_extractor.register_forward_hook(to_frame_rate)
         try:
             states = self.encoder(wave, output_hidden_states=True).hidden_states
         finally:
             handle.remove()
-        return torch.stack(states[-self.layers :], dim=2)[0].float()
+        return torch.stack(states[-self.layers :], dim=2)[0, :count].float()
 
     def window(self, start: int, count: int, m: int) -> torch.Tensor:
         """Per frame of [start, start + count): its features and those of +-m frames around it.

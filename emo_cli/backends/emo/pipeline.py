@@ -19,6 +19,7 @@ import torch
 
 from emo_cli.backends.emo.modules import Conditions, ReferenceRecorder, motion_sources
 from emo_cli.backends.emo.weights import check_weights
+from emo_cli.errors import WeightsError
 
 SCHEDULERS = ("ddim", "dpmsolver++")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -67,15 +68,23 @@ def load_model(
 
     root = Path(weights_dir)
     check_weights(root)
-    kwargs = {"torch_dtype": dtype}
+
+    def load(part: str, loader, **kwargs):
+        try:
+            return loader(root / part, **kwargs)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise WeightsError(f"part {part!r} in {root / part} cannot be loaded ({exc}); re-assemble the "
+                               "folder with `emo weights init`") from exc  # fmt: skip
+
+    typed = {"torch_dtype": dtype}
     model = EmoModel(
-        reference_unet=UNet2DConditionModel.from_pretrained(root / "reference_unet", **kwargs),
-        backbone=EmoBackbone.from_pretrained(root / "denoising_unet", **kwargs),
-        face_locator=FaceLocator.from_pretrained(root / "face_locator", **kwargs),
-        audio_proj=AudioProjection.from_pretrained(root / "audio_proj", **kwargs),
-        speed_encoder=SpeedEncoder.from_pretrained(root / "speed_encoder", **kwargs),
-        vae=AutoencoderKL.from_pretrained(root / "vae", **kwargs),
-        audio_encoder=Wav2Vec2Model.from_pretrained(root / "audio_encoder", dtype=dtype),
+        reference_unet=load("reference_unet", UNet2DConditionModel.from_pretrained, **typed),
+        backbone=load("denoising_unet", EmoBackbone.from_pretrained, **typed),
+        face_locator=load("face_locator", FaceLocator.from_pretrained, **typed),
+        audio_proj=load("audio_proj", AudioProjection.from_pretrained, **typed),
+        speed_encoder=load("speed_encoder", SpeedEncoder.from_pretrained, **typed),
+        vae=load("vae", AutoencoderKL.from_pretrained, **typed),
+        audio_encoder=load("audio_encoder", Wav2Vec2Model.from_pretrained, dtype=dtype),
         scheduler_config=json.loads((root / "scheduler" / "scheduler_config.json").read_text()),
     )
     pre = root / "audio_encoder" / "preprocessor_config.json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from tiny import audio_features, random_image
@@ -133,3 +134,18 @@ def test_family_choices_are_config_fields(emo_weights):
 
     with pytest.raises(ValueError, match="audio_attention_regions"):
         EmoBackbone.from_pretrained(folder, audio_attention_regions=3)
+
+
+def test_audio_features_have_one_row_per_video_frame(emo_weights):
+    from emo_cli.backends.emo.audio import AudioFeatures
+
+    encoder = load_model(emo_weights).audio_encoder
+    audio = np.random.default_rng(0).normal(0, 0.2, 14720).astype(np.float32)  # 0.92 s: 23 frames at 25 fps
+    features = AudioFeatures(encoder, audio, sample_rate=16000, fps=25, num_frames=23, layers=2)
+    assert features.frames(0, 23).shape == (23, 2, 32)
+    window = features.window(12, 12, 2)  # the last clip runs past the audio's end
+    assert window.shape == (12, 5, 2, 32)
+    assert torch.equal(window[-1, 1], window[-1, 4])  # frames 22..25 of 23: the last one repeated
+    assert not torch.equal(window[0, 0], window[0, 4])
+    short = AudioFeatures(encoder, audio[:100], sample_rate=16000, fps=60, num_frames=1, layers=2)
+    assert short.window(0, 12, 2).shape == (12, 5, 2, 32)
