@@ -34,6 +34,9 @@ def _load(loader, source: str, flag: str, what: str, **kwargs):
     try:
         return loader(source, **kwargs)
     except (OSError, ValueError) as exc:
+        if not Path(source).exists():
+            raise WeightsError(f"{flag} {source}: no such folder, and loading it as a Hugging Face hub id failed "
+                               f"({exc}); pass the local folder of {what}") from exc  # fmt: skip
         raise WeightsError(f"{flag} {source}: cannot load {what} ({exc})") from exc
 
 
