@@ -25,17 +25,23 @@ def init(
     sd15: Annotated[
         str,
         typer.Option(
-            "--sd15", help="Stable Diffusion 1.5 folder (with unet/ and scheduler/).", show_default=False
+            "--sd15",
+            help="Stable Diffusion 1.5 folder with unet/ and scheduler/ (or a hub id when online).",
+            show_default=False,
         ),
     ],
-    vae: Annotated[str, typer.Option("--vae", help="sd-vae-ft-mse folder.", show_default=False)],
+    vae: Annotated[str, typer.Option("--vae", help="sd-vae-ft-mse folder (or hub id).", show_default=False)],
     motion_adapter: Annotated[
         str,
         typer.Option(
-            "--motion-adapter", help="AnimateDiff motion adapter v1-5-2 folder.", show_default=False
+            "--motion-adapter",
+            help="AnimateDiff motion adapter v1-5-2 folder (or hub id).",
+            show_default=False,
         ),
     ],
-    wav2vec: Annotated[str, typer.Option("--wav2vec", help="wav2vec2-base-960h folder.", show_default=False)],
+    wav2vec: Annotated[
+        str, typer.Option("--wav2vec", help="wav2vec2-base-960h folder (or hub id).", show_default=False)
+    ],
     out: Annotated[Path, typer.Option("--out", help="The weights folder to write.", show_default=False)],
     dtype: Annotated[
         str, typer.Option(help="Store the weights as float32, float16 or bfloat16.")
