@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from emo_cli.backends.base import Backend, JobInput, JobRenderer
 from emo_cli.backends.emo.weights import resolve_weights_dir, weights_identity
+from emo_cli.errors import BackendError
 
 
 class EmoBackend(Backend):
@@ -65,7 +66,13 @@ class EmoBackend(Backend):
 
             from emo_cli.backends.emo.pipeline import EmoPipeline, load_model, resolve_dtype
 
-            torch_device = torch.device(device)
+            try:
+                torch_device = torch.device(device)
+            except RuntimeError as exc:
+                raise BackendError(f"settings.emo.device {device!r} is not a torch device ({exc})") from exc
+            if torch_device.type == "cuda" and not torch.cuda.is_available():
+                raise BackendError(f"settings.emo.device is {device!r} but this machine has no usable CUDA GPU; "
+                                   "use device: cpu or render on a GPU node")  # fmt: skip
             model = load_model(weights, torch_device, resolve_dtype(dtype, torch_device))
             self._pipelines = {key: EmoPipeline(model)}  # one model in memory at a time
         return self._pipelines[key]

@@ -64,6 +64,10 @@ class EmoRenderer(JobRenderer):
         if self.motion_frames > self.clip_frames:
             raise InputError(f"settings.emo.motion_frames ({self.motion_frames}) must not exceed "
                              f"settings.emo.clip_frames ({self.clip_frames})")  # fmt: skip
+        longest = int(pipeline.backbone.unet.config.get("motion_max_seq_length") or 32)
+        if self.clip_frames + self.motion_frames > longest:
+            raise InputError(f"settings.emo.clip_frames + motion_frames is {self.clip_frames + self.motion_frames}, "
+                             f"but the temporal modules of these weights see at most {longest} frames")  # fmt: skip
         if job.resolution % pipeline.vae_scale:
             raise InputError(
                 f"settings.resolution {job.resolution} is not a multiple of {pipeline.vae_scale}"

@@ -17,7 +17,7 @@ from factories import PLUGINS, PORTRAIT, REPO, decoded_frames, make_job, make_pl
 
 from emo_cli.backends.base import JobInput, decode_state, encode_state
 from emo_cli.backends.emo import EmoBackend
-from emo_cli.errors import InputError, WeightsError
+from emo_cli.errors import BackendError, InputError, WeightsError
 from emo_cli.execution import render
 from emo_cli.execution.journal import Journal
 from emo_cli.media.audio import decode_audio
@@ -186,3 +186,17 @@ def test_sigkill_mid_render_then_resume_equals_an_uninterrupted_render(emo_weigh
     frames, expected = decoded_frames(Path(output)), decoded_frames(Path(reference))
     assert len(frames) == len(expected) == 23
     assert all(np.array_equal(a, b) for a, b in zip(frames, expected, strict=True))
+
+
+def test_unusable_settings_are_named(emo_weights, voice):
+    with pytest.raises(InputError, match="settings.emo.clip_frames \\+ motion_frames is 36"):
+        EmoBackend().start_job(job_input(voice, emo_weights, 0.9, clip_frames=32))
+    with pytest.raises(
+        InputError, match="motion_frames \\(8\\) must not exceed settings.emo.clip_frames \\(6\\)"
+    ):
+        EmoBackend().start_job(job_input(voice, emo_weights, 0.9, clip_frames=6, motion_frames=8))
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendError, match="no usable CUDA GPU"):
+            EmoBackend().start_job(job_input(voice, emo_weights, 0.9, device="cuda"))
