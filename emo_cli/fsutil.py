@@ -20,9 +20,7 @@ def atomic_path(final: Path | str, suffix: str | None = None) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{final.name}.",
-        suffix=".tmp" + (suffix if suffix is not None else final.suffix),
-        dir=final.parent,
+        prefix=f".{final.name}.", suffix=".tmp" + (suffix if suffix is not None else final.suffix), dir=final.parent
     )
     os.close(fd)
     tmp_path = Path(tmp)

@@ -86,11 +86,7 @@ class Backend(ABC):
     sample_rate: ClassVar[int] = 16000
     # JSON Schema for this backend's options (an object with additionalProperties: false).
     # It is spliced into the manifest schema under settings.<name>.
-    options_schema: ClassVar[dict[str, Any]] = {
-        "type": "object",
-        "properties": {},
-        "additionalProperties": False,
-    }
+    options_schema: ClassVar[dict[str, Any]] = {"type": "object", "properties": {}, "additionalProperties": False}
     # Resources a worker needs: "cpu" backends run on CPU workers, "gpu" ones want a GPU each.
     resources: ClassVar[str] = "cpu"
 

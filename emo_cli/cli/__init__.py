@@ -29,7 +29,6 @@ err_console = Console(stderr=True)
 def _root() -> None:
     """Turn a portrait and an audio track into a talking or singing video."""
 
-
 # Command modules register themselves on `app` when imported.
 from emo_cli.cli import commands  # noqa: E402,F401
 

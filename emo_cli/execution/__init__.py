@@ -1,9 +1,9 @@
 """Execution: render a plan's jobs chunk by chunk, resume from checkpoints, mux the outputs.
 
-render(plan, *, resume=True, events=None, only=None) -> RunSummary
-render_manifest(path, *, resume=True, events=None, only=None) -> RunSummary
-render_job(job, backend, *, events=None, resume=True) -> JobResult
-read_progress(job) -> JobProgress
+    render(plan, *, resume=True, events=None, only=None) -> RunSummary
+    render_manifest(path, *, resume=True, events=None, only=None) -> RunSummary
+    render_job(job, backend, *, events=None, resume=True) -> JobResult
+    read_progress(job) -> JobProgress
 """
 
 from emo_cli.execution.jobs import render_job

@@ -52,9 +52,7 @@ def write_state(work_dir: Path, index: int, state: State) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def commit_chunk(
-    journal: Journal, work_dir: Path, index: int, start: int, count: int, state_sha256: str
-) -> None:
+def commit_chunk(journal: Journal, work_dir: Path, index: int, start: int, count: int, state_sha256: str) -> None:
     """Record chunk `index` (segment and state already in place) and save the journal."""
     journal.chunks[index] = ChunkRecord(
         index=index,

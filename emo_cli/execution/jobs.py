@@ -39,9 +39,7 @@ def is_finished(job: Job, journal: Journal | None) -> bool:
         return False
 
 
-def render_job(
-    job: Job, backend: Backend, *, events: EventSink | None = None, resume: bool = True
-) -> JobResult:
+def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, resume: bool = True) -> JobResult:
     """Render `job` with `backend` (already loaded) into `job.output`.
 
     With `resume`, committed chunks that pass their hash are reused and a finished job is
@@ -71,9 +69,7 @@ def render_job(
     ):
         journal = Journal(job_id=job.id, num_frames=job.num_frames, chunk_frames=job.settings.chunk_frames)
     journal.output = journal.output_sha256 = None
-    good = [
-        chunk_is_good(work, journal.chunks.get(i), i, start, count) for i, (start, count) in enumerate(ranges)
-    ]
+    good = [chunk_is_good(work, journal.chunks.get(i), i, start, count) for i, (start, count) in enumerate(ranges)]
     for index in [i for i in journal.chunks if i >= len(ranges) or not good[i]]:
         del journal.chunks[index]
     todo = [i for i, ok in enumerate(good) if not ok]
@@ -149,9 +145,7 @@ def _render_chunks(
             try:
                 state = _render_one(job, renderer, journal, index, start, count, state)
             except EmoError as exc:
-                raise JobFailed(
-                    job, f"{job.field}, chunk {index} (frames {start}-{start + count - 1})", exc
-                ) from exc
+                raise JobFailed(job, f"{job.field}, chunk {index} (frames {start}-{start + count - 1})", exc) from exc
             state_after = index
             frames_done += count
             emit({

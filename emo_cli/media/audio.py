@@ -24,24 +24,9 @@ def decode_audio(path: Path | str, sample_rate: int) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(
-            f"audio {path} does not exist" if not path.exists() else f"audio {path} is not a file"
-        )
+        raise InputError(f"audio {path} does not exist" if not path.exists() else f"audio {path} is not a file")
     proc = FfmpegProcess(
-        [
-            "-i",
-            os.fspath(path),
-            "-map",
-            "0:a:0",
-            "-vn",
-            "-ac",
-            "1",
-            "-ar",
-            str(sample_rate),
-            "-f",
-            "f32le",
-            "-",
-        ],
+        ["-i", os.fspath(path), "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"],
         what="decode audio",
         file=path,
         stdout=True,

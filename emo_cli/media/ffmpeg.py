@@ -33,18 +33,14 @@ def ffmpeg_exe() -> str:
     if os.environ.get("EMO_USE_SYSTEM_FFMPEG") == "1":
         found = shutil.which("ffmpeg")
         if found is None:
-            raise MediaError(
-                "EMO_USE_SYSTEM_FFMPEG=1 but no ffmpeg is on PATH; unset it to use the bundled one"
-            )
+            raise MediaError("EMO_USE_SYSTEM_FFMPEG=1 but no ffmpeg is on PATH; unset it to use the bundled one")
         return found
     import imageio_ffmpeg
 
     try:
         return imageio_ffmpeg.get_ffmpeg_exe()
     except RuntimeError as exc:
-        raise MediaError(
-            f"the bundled ffmpeg is missing ({exc}); reinstall imageio-ffmpeg or set FFMPEG_BINARY"
-        ) from exc
+        raise MediaError(f"the bundled ffmpeg is missing ({exc}); reinstall imageio-ffmpeg or set FFMPEG_BINARY") from exc
 
 
 def stderr_tail(stderr: bytes | str) -> str:

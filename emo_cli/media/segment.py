@@ -49,10 +49,8 @@ def encode_segment(
     `on_half` is called once half the frames are in ffmpeg's pipe (a checkpoint hook).
     """
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise RenderError(
-            f"backend returned frames of shape {frames.shape} and dtype {frames.dtype}, "
-            "expected uint8 (n, height, width, 3)"
-        )
+        raise RenderError(f"backend returned frames of shape {frames.shape} and dtype {frames.dtype}, "
+                          "expected uint8 (n, height, width, 3)")
     count, height, width, _ = frames.shape
     if count == 0:
         raise RenderError("backend returned no frames for a chunk")

@@ -84,11 +84,7 @@ def sidecar_path(output: Path | str) -> Path:
 
 def write_sidecar(output: Path, tags: Mapping[str, str]) -> Path:
     """Write `<output>.provenance.json` atomically; returns its path."""
-    doc: dict[str, Any] = {
-        "format": SIDECAR_FORMAT,
-        "output": output.name,
-        "output_sha256": sha256_file(output),
-    }
+    doc: dict[str, Any] = {"format": SIDECAR_FORMAT, "output": output.name, "output_sha256": sha256_file(output)}
     for key, value in tags.items():
         if key == "emo_settings":
             doc[key] = json.loads(value)
