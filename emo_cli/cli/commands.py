@@ -1,3 +1,14 @@
 """Imports every command module so that each registers itself on the app."""
 
-from emo_cli.cli import init, inspect, plan, render, schema, status, validate, verify, version  # noqa: F401
+from emo_cli.cli import (  # noqa: F401
+    init,
+    inspect,
+    plan,
+    render,
+    schema,
+    status,
+    validate,
+    verify,
+    version,
+    weights,
+)

@@ -1,0 +1,86 @@
+"""The `emo` backend: the EMO audio-to-video diffusion model, from a local weights folder.
+
+This module stays light (no torch): `emo validate` and `emo plan` read the options schema and
+the weights identity (the content hash in the weights index). The model is loaded on the first
+job and kept for the next ones; `renderer.py` and `pipeline.py` hold the torch code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from emo_cli.backends.base import Backend, JobInput, JobRenderer
+from emo_cli.backends.emo.weights import resolve_weights_dir, weights_identity
+from emo_cli.errors import BackendError
+
+
+class EmoBackend(Backend):
+    name: ClassVar[str] = "emo"
+    version: ClassVar[str] = "0.1"
+    sample_rate: ClassVar[int] = 16000
+    resources: ClassVar[str] = "gpu"
+    options_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "weights": {
+                "description": "EMO weights folder (from `emo weights init`); unset: $EMO_WEIGHTS.",
+                "type": ["string", "null"], "minLength": 1, "default": None,
+            },
+            "steps": {"description": "Denoising steps per clip.", "type": "integer", "minimum": 1,
+                      "maximum": 1000, "default": 40},
+            "scheduler": {"description": "DDIM (the paper's) or DPM-Solver++ (fewer steps).",
+                          "enum": ["ddim", "dpmsolver++"], "default": "ddim"},
+            "guidance_scale": {"description": "Classifier-free guidance scale; 1 or less turns CFG off.",
+                               "type": "number", "minimum": 0, "maximum": 30, "default": 3.5},
+            "clip_frames": {"description": "Frames generated per clip (f).", "type": "integer", "minimum": 1,
+                            "maximum": 64, "default": 12},
+            "motion_frames": {"description": "Frames of the previous clip that condition the next (n); "
+                              "unset: the model's own (4 for EMO).", "type": ["integer", "null"], "minimum": 0,
+                              "maximum": 16, "default": None},
+            "head_motion": {"description": "How much the head moves, 0 (still) to 1 (lively): the constant "
+                            "head speed given to the speed layers.", "type": "number", "minimum": 0,
+                            "maximum": 1, "default": 0.5},
+            "dtype": {"description": "auto: bfloat16 on CUDA, float32 on CPU.",
+                      "enum": ["auto", "float32", "float16", "bfloat16"], "default": "auto"},
+            "device": {"description": "torch device (cpu, cuda, cuda:1); unset: the worker's device.",
+                       "type": ["string", "null"], "minLength": 1, "default": None},
+        },
+    }  # fmt: skip
+
+    def __init__(self, device: str | None = None) -> None:
+        super().__init__(device)
+        self._pipelines: dict[tuple[str, str, str], Any] = {}
+
+    @classmethod
+    def weights_identity(cls, options: Mapping[str, Any]) -> str:
+        return weights_identity(resolve_weights_dir(options.get("weights")))
+
+    def pipeline(self, weights: Path, device: str, dtype: str):
+        """The loaded model for (weights, device, dtype), loaded once per worker."""
+        key = (str(weights.resolve()), device, dtype)
+        if key not in self._pipelines:
+            import torch
+
+            from emo_cli.backends.emo.pipeline import EmoPipeline, load_model, resolve_dtype
+
+            try:
+                torch_device = torch.device(device)
+            except RuntimeError as exc:
+                raise BackendError(f"settings.emo.device {device!r} is not a torch device ({exc})") from exc
+            if torch_device.type == "cuda" and not torch.cuda.is_available():
+                raise BackendError(f"settings.emo.device is {device!r} but this machine has no usable CUDA GPU; "
+                                   "use device: cpu or render on a GPU node")  # fmt: skip
+            model = load_model(weights, torch_device, resolve_dtype(dtype, torch_device))
+            self._pipelines = {key: EmoPipeline(model)}  # one model in memory at a time
+        return self._pipelines[key]
+
+    def start_job(self, job: JobInput) -> JobRenderer:
+        from emo_cli.backends.emo.renderer import EmoRenderer
+
+        options = self.resolve_options(job.options)
+        weights = resolve_weights_dir(options["weights"])
+        pipeline = self.pipeline(weights, options["device"] or self.device, options["dtype"])
+        return EmoRenderer(pipeline, job, options)
