@@ -106,7 +106,8 @@ def test_ctrl_c_keeps_finished_chunks_and_exits_130(tmp_path):
     fifo = tmp_path / "pause.fifo"
     os.mkfifo(fifo)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "emo_cli", "render", "--json", str(manifest)],
+        # One worker: the longer job (astro/voice) goes first and is the one interrupted.
+        [sys.executable, "-m", "emo_cli", "render", "--json", "--devices", "cpu:1", str(manifest)],
         env=env(EMO_TEST_PAUSE_AT="render:1", EMO_TEST_PAUSE_FIFO=str(fifo)),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
@@ -129,5 +130,5 @@ def test_ctrl_c_keeps_finished_chunks_and_exits_130(tmp_path):
     assert json.loads(stdout.splitlines()[-1]) == {"event": "interrupted"}
     again = emo("render", "--json", str(manifest))
     assert again.returncode == 0
-    started = next(e for e in events_of(again) if e["event"] == "job_started")
+    started = next(e for e in events_of(again) if e["event"] == "job_started" and e["job"] == "astro/voice")
     assert started["chunks_reused"] == 1
