@@ -33,7 +33,7 @@ MANIFEST = """\
 version: 1
 output_dir: out
 output: "{{portrait}}/{{audio}}.mp4"
-defaults: {{backend: warp, fps: 25, resolution: {resolution}, seed: 0, chunk_frames: {chunk_frames}}}
+defaults: {{backend: warp, fps: 25, resolution: {resolution}, seed: 0, chunk_frames: {chunk_frames}, provenance: {{watermark: {watermark}}}}}
 portraits: {{astronaut: {portrait}}}
 audio: {{speech: speech.wav}}
 jobs:
@@ -66,6 +66,7 @@ def main() -> int:
     parser.add_argument("--resolution", type=int, default=512)
     parser.add_argument("--chunk-frames", type=int, default=50)
     parser.add_argument("--no-render-ahead", action="store_true", help="render and encode take turns")
+    parser.add_argument("--no-watermark", action="store_true", help="turn the invisible watermark off")
     args = parser.parse_args()
 
     from emo_cli.backends.warp import WarpBackend, WarpRenderer
@@ -117,7 +118,8 @@ def main() -> int:
         looped_speech(folder / "speech.wav", args.seconds)
         manifest = folder / "bench.yaml"
         manifest.write_text(MANIFEST.format(resolution=args.resolution, chunk_frames=args.chunk_frames,
-                                            portrait=ASSETS / "astronaut.jpg"))  # fmt: skip
+                                            portrait=ASSETS / "astronaut.jpg",
+                                            watermark="false" if args.no_watermark else "true"))  # fmt: skip
         cpu_before = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
         began = time.perf_counter()
         summary = render_manifest(manifest, resume=False)
