@@ -105,6 +105,17 @@ class Backend(ABC):
         return resolved
 
     @classmethod
+    def resolve_paths(cls, options: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+        """`options` with every relative path (a property of `"format": "path"`) made absolute
+        against `base_dir`, the manifest's folder: backend paths read like portrait paths."""
+        resolved = dict(options)
+        for key, spec in cls.options_schema.get("properties", {}).items():
+            value = resolved.get(key)
+            if spec.get("format") == "path" and isinstance(value, str) and value:
+                resolved[key] = str((base_dir / Path(value).expanduser()).resolve())
+        return resolved
+
+    @classmethod
     def weights_identity(cls, options: Mapping[str, Any]) -> str:
         """A stable id of the weights these options select; part of every job id. No torch."""
         return "none"

@@ -11,6 +11,7 @@ from emo_cli.backends.registry import get_backend_class
 from emo_cli.errors import BackendError, ManifestError, Problem
 from emo_cli.fsutil import sha256_file
 from emo_cli.manifest import Manifest, SourceSpec, load_manifest
+from emo_cli.manifest.document import format_path
 from emo_cli.manifest.template import duplicate_output, render_output
 from emo_cli.media.probe import audio_duration
 from emo_cli.planning.fingerprint import job_id
@@ -35,11 +36,13 @@ def make_plan(manifest: Manifest) -> Plan:
     for spec in manifest.jobs:
         name = str(spec.settings["backend"])
         cls = get_backend_class(name)
-        settings = _settings(name, cls, spec.settings)
+        settings = _settings(name, cls, spec.settings, manifest.base_dir)
         try:
             weights = cls.weights_identity(settings.options)
         except BackendError as exc:
-            problems.append(manifest.problem(spec.where, f"{spec.field}: {exc}"))
+            # The problem's JSON path already names a job of `jobs:`; a matrix job says which pair.
+            prefix = "" if spec.field == format_path(spec.where) else f"{spec.field}: "
+            problems.append(manifest.problem(spec.where, f"{prefix}{exc}"))
             continue
         portrait = _source(manifest.portraits[spec.portrait], hashes)
         audio = _source(manifest.audio[spec.audio], hashes)
@@ -88,7 +91,7 @@ def plan_manifest(path: Path | str) -> Plan:
     return make_plan(load_manifest(path))
 
 
-def _settings(name: str, cls: type[Backend], raw: Mapping[str, Any]) -> Settings:
+def _settings(name: str, cls: type[Backend], raw: Mapping[str, Any], base_dir: Path) -> Settings:
     section = raw.get(name)
     provenance = raw.get("provenance")
     provenance = provenance if isinstance(provenance, Mapping) else {}
@@ -98,7 +101,7 @@ def _settings(name: str, cls: type[Backend], raw: Mapping[str, Any]) -> Settings
         resolution=int(raw["resolution"]),
         seed=int(raw["seed"]),
         chunk_frames=int(raw["chunk_frames"]),
-        options=cls.resolve_options(section if isinstance(section, Mapping) else None),
+        options=cls.resolve_paths(cls.resolve_options(section if isinstance(section, Mapping) else None), base_dir),
         watermark=bool(provenance.get("watermark", True)),
         sign=bool(provenance.get("sign", True)),
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from emo_cli.errors import ManifestError
 from emo_cli.fsutil import sha256_file
 from emo_cli.manifest import load_manifest
 from emo_cli.planning import make_plan, plan_manifest
@@ -160,3 +161,21 @@ def test_canonical_json_ignores_key_order_and_integral_floats():
     same = Settings("fixture", 25, 512, 0, 50, {"gain": 1})
     kwargs = {"portrait_sha256": "p", "audio_sha256": "a", "backend_version": "1", "weights_identity": "w"}
     assert job_id(settings=settings, **kwargs) == job_id(settings=same, **kwargs)
+
+
+def test_backend_path_options_are_relative_to_the_manifest(write_manifest, media_dir, monkeypatch):
+    from emo_cli.backends import registry
+    from emo_cli.backends.emo import EmoBackend
+
+    # The emo backend's weights folder, given relative to the manifest, is found from any cwd.
+    monkeypatch.setitem(registry._registered, EmoBackend.name, EmoBackend)
+    monkeypatch.chdir("/")
+    path = write_manifest(BASE.replace("backend: fixture", "backend: emo").replace(
+        "fixture: {gain: 1.5}", "emo: {weights: models/emo}"))  # fmt: skip
+    with pytest.raises(ManifestError) as caught:
+        make_plan(load_manifest(path))
+    problems = caught.value.problems
+    assert [p.path for p in problems] == ["jobs[0]", "jobs[1]"]
+    for problem in problems:
+        assert not problem.message.startswith("jobs[")  # the path says which job, once
+        assert f"EMO weights folder {media_dir / 'models' / 'emo'} does not exist" in problem.message

@@ -26,8 +26,9 @@ class EmoBackend(Backend):
         "additionalProperties": False,
         "properties": {
             "weights": {
-                "description": "EMO weights folder (from `emo weights init`); unset: $EMO_WEIGHTS.",
-                "type": ["string", "null"], "minLength": 1, "default": None,
+                "description": "EMO weights folder (from `emo weights init`), relative to the manifest; "
+                               "unset: $EMO_WEIGHTS.",
+                "type": ["string", "null"], "minLength": 1, "default": None, "format": "path",
             },
             "steps": {"description": "Denoising steps per clip.", "type": "integer", "minimum": 1,
                       "maximum": 1000, "default": 40},
