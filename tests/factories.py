@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import wave
 from pathlib import Path
 from typing import Any
@@ -89,3 +92,20 @@ def decoded_frames(path: Path) -> list[np.ndarray]:
 
     with av.open(str(path)) as container:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+EMO = [sys.executable, "-m", "emo_cli"]
+
+
+def emo_env(**extra: str) -> dict[str, str]:
+    """The environment of an `emo` subprocess: this checkout and tests/plugins importable, no
+    pause points of the caller's. EMO_CONFIG_DIR (the session's temporary config dir) stays."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("EMO_TEST_")}
+    base["PYTHONPATH"] = os.pathsep.join([str(REPO), str(PLUGINS)])
+    return {**base, **extra}
+
+
+def run_emo(*args: str, timeout: float, **extra_env: str) -> subprocess.CompletedProcess:
+    """`emo ARGS` in a fresh process; stdout and stderr captured as text."""
+    return subprocess.run([*EMO, *args], env=emo_env(**extra_env), capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from factories import PLUGINS, PORTRAIT, REPO, write_wav
+from factories import PORTRAIT, emo_env, run_emo, write_wav
 
 pytestmark = pytest.mark.skipif(
     not hasattr(importlib.import_module("emo_cli.manifest"), "load_manifest"),
@@ -36,14 +36,11 @@ jobs:
 
 
 def env(**extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("EMO_")}
-    base["PYTHONPATH"] = os.pathsep.join([str(REPO), str(PLUGINS)])
-    return {**base, **extra}
+    return emo_env(**extra)
 
 
 def emo(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "emo_cli", *args], env=env(**extra_env), capture_output=True,
-                          text=True, timeout=DEADLINE_S)  # fmt: skip
+    return run_emo(*args, timeout=DEADLINE_S, **extra_env)
 
 
 def project(tmp_path: Path, fail_at: int | None = None) -> Path:

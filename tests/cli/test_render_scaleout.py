@@ -14,7 +14,6 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from factories import PLUGINS, PORTRAIT, REPO, decoded_frames, write_wav
+from factories import EMO, PORTRAIT, decoded_frames, emo_env, run_emo, write_wav
 
 DEADLINE_S = 120
 
@@ -38,18 +37,15 @@ matrix: {portraits: [astro], audio: [a, b, c, d]}
 
 
 def env(**extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("EMO_")}
-    base["PYTHONPATH"] = os.pathsep.join([str(REPO), str(PLUGINS)])
-    return {**base, **extra}
+    return emo_env(**extra)
 
 
 def emo_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "emo_cli", *args]
+    return [*EMO, *args]
 
 
 def emo(*args: str, **extra_env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(emo_argv(*args), env=env(**extra_env), capture_output=True, text=True,
-                          timeout=DEADLINE_S)  # fmt: skip
+    return run_emo(*args, timeout=DEADLINE_S, **extra_env)
 
 
 def events_of(stdout: str) -> list[dict]:
