@@ -45,7 +45,7 @@ def write_speechlike_wav(path: Path, seconds: float, rate: int = 16000) -> None:
             out.writeframes((np.clip(signal, -1, 1) * 32767).astype("<i2").tobytes())
 
 
-def worker(wav: Path, output_dir: Path, resolution: int, chunk_frames: int) -> dict:
+def worker(wav: Path, output_dir: Path, resolution: int, chunk_frames: int, sign: bool = True) -> dict:
     """Render one job in this process and report peak RSS and where the time went."""
     sys.path[:0] = [str(REPO), str(REPO / "tests" / "plugins")]
     from emo_cli.backends import get_backend_class
@@ -84,7 +84,7 @@ def worker(wav: Path, output_dir: Path, resolution: int, chunk_frames: int) -> d
 
     backend.start_job = start_job_timed
     portrait = REPO / "manifests" / "assets" / "astronaut.jpg"
-    settings = Settings("testbars", 25, resolution, 0, chunk_frames, {})
+    settings = Settings("testbars", 25, resolution, 0, chunk_frames, {}, sign=sign)
     duration = len(decode_audio(wav, 16000)) / 16000
     job = Job(
         id=hashlib.sha256(f"{wav}{resolution}{chunk_frames}".encode()).hexdigest()[:16],
@@ -116,11 +116,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--chunk-frames", type=int, default=50)
+    parser.add_argument("--no-sign", action="store_true",
+                        help="skip C2PA signing (c2pa-rs holds the whole MP4 in memory while it signs)")
     parser.add_argument("--worker", nargs=2, metavar=("WAV", "OUTPUT_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         wav, output_dir = map(Path, args.worker)
-        print(json.dumps(worker(wav, output_dir, args.resolution, args.chunk_frames)))
+        print(json.dumps(worker(wav, output_dir, args.resolution, args.chunk_frames, sign=not args.no_sign)))
         return 0
 
     results = {}
@@ -130,7 +132,8 @@ def main() -> int:
             write_speechlike_wav(wav, seconds)
             proc = subprocess.run(
                 [sys.executable, __file__, "--worker", str(wav), str(Path(tmp) / "out"),
-                 "--resolution", str(args.resolution), "--chunk-frames", str(args.chunk_frames)],
+                 "--resolution", str(args.resolution), "--chunk-frames", str(args.chunk_frames),
+                 *(["--no-sign"] if args.no_sign else [])],
                 capture_output=True, text=True, check=True,
             )  # fmt: skip
             results[label] = json.loads(proc.stdout.splitlines()[-1])
