@@ -77,12 +77,17 @@ def write_wav(path: Path, seconds: float, rate: int = 16000, seed: int = 0) -> P
     pitch = 140 + 40 * np.sin(2 * np.pi * 0.7 * t)
     envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4.0 * t) ** 2
     signal = envelope * np.sin(2 * np.pi * np.cumsum(pitch) / rate) * 0.5 + rng.normal(0, 0.02, t.size)
+    return write_samples(path, signal, rate)
+
+
+def write_samples(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    """Mono float samples in [-1, 1] as a 16-bit PCM WAV at `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(rate)
-        out.writeframes((np.clip(signal, -1, 1) * 32767).astype("<i2").tobytes())
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
     return path
 
 

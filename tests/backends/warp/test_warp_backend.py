@@ -56,7 +56,7 @@ def test_importing_and_rendering_never_loads_torch(tmp_path):
 import sys
 import emo_cli.backends.warp
 assert "torch" not in sys.modules
-sys.path.insert(0, {str(REPO / "tests" / "backends" / "warp")!r})
+sys.path[:0] = [{str(REPO / "tests" / "backends" / "warp")!r}, {str(REPO / "tests")!r}]
 from warp_measure import job_input, speech
 from pathlib import Path
 renderer = emo_cli.backends.warp.WarpBackend().start_job(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import wave
 from pathlib import Path
 
 import numpy as np
+from factories import write_samples
 
 from emo_cli.backends.base import JobInput
 from emo_cli.backends.face import face_mesh_landmarks
@@ -23,12 +23,7 @@ def speech(path: Path) -> np.ndarray:
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = RATE) -> Path:
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
+    return write_samples(path, samples, rate)
 
 
 def job_input(
