@@ -5,9 +5,11 @@ Shared by the `warp` backend (which adds the face mesh) and the `emo` backend (f
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import threading
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +43,40 @@ def _quiet_native_stderr() -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+class _DeferredModule(types.ModuleType):
+    """Stands in for a module until something reads an attribute: then imports the real one."""
+
+    def __getattr__(self, attr: str):
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
+def _import_mediapipe():
+    """mediapipe, imported without importing matplotlib.
+
+    mediapipe's package init imports its drawing helpers, which import matplotlib.pyplot at
+    module level: about 0.7 s, more than half of mediapipe's import, for plotting functions
+    emo-cli never calls. While mediapipe imports, `matplotlib` and `matplotlib.pyplot` are
+    placeholders that import the real modules the moment anything uses them, and they leave
+    `sys.modules` right after, so a later `import matplotlib` anywhere gets the real one.
+    """
+    if "mediapipe" in sys.modules or "matplotlib" in sys.modules:
+        import mediapipe
+
+        return mediapipe
+    parent, child = _DeferredModule("matplotlib"), _DeferredModule("matplotlib.pyplot")
+    parent.pyplot = child  # `import matplotlib.pyplot as plt` binds this
+    sys.modules["matplotlib"], sys.modules["matplotlib.pyplot"] = parent, child
+    try:
+        import mediapipe
+    finally:
+        for name, placeholder in (("matplotlib", parent), ("matplotlib.pyplot", child)):
+            if sys.modules.get(name) is placeholder:
+                del sys.modules[name]
+    return mediapipe
 
 
 def _process(graph, rgb: np.ndarray):
@@ -109,7 +145,7 @@ def _detector(selection: int, min_score: float):
     key = selection * 1000 + int(min_score * 100)
     with _lock:
         if key not in _detectors:
-            import mediapipe as mp
+            mp = _import_mediapipe()
 
             with _quiet_native_stderr():
                 _detectors[key] = mp.solutions.face_detection.FaceDetection(
@@ -131,7 +167,7 @@ def face_mesh_landmarks(rgb: np.ndarray, refine: bool = True) -> np.ndarray | No
     height, width = rgb.shape[:2]
     with _lock:
         if refine not in _meshes:
-            import mediapipe as mp
+            mp = _import_mediapipe()
 
             with _quiet_native_stderr():
                 _meshes[refine] = mp.solutions.face_mesh.FaceMesh(

@@ -229,7 +229,7 @@ def _render_one(
         fps=job.settings.fps,
         gop=job.settings.chunk_frames,
         on_half=lambda: pause_point(f"encode:{index}"),
-        prepare=marker.mark_frame if marker is not None else None,
+        mark_u=marker.mark_u_cells if marker is not None else None,
     )
     state_sha256 = write_state(work, index, out.state)
     pause_point(f"commit:{index}")

@@ -24,7 +24,9 @@ singular triplet; every block is done at once with numpy (a few power-iteration 
 blocks are positive, so the top singular value stands well apart). The inverse Haar of a
 low-band change is that change spread over 2x2 pixels, and the change is applied straight to
 R, G, B as the colour that moves U alone (Y and V fixed), so no YUV round trip requantizes Y
-and V. Each frame's mark is a pure function of the frame and the payload, so a resumed render
+and V. The render loop goes one step further (`FrameMarker.mark_u_cells`): it marks the U plane
+of the YUV 4:2:0 frame it hands the encoder, in floating point before that plane is rounded,
+where a 2x2 cell is one sample; about 0.4 ms per 512x512 frame. Each frame's mark is a pure function of the frame and the payload, so a resumed render
 marks exactly as an uninterrupted one.
 
 Payload (48 bits): the first 32 bits of the job id, then a 16-bit check (CRC-32 of those four
@@ -155,6 +157,16 @@ class FrameMarker:
             self._bit_grid[(rows, cols)] = grid
         return grid
 
+    def _u_change(self, low_band: np.ndarray, rows: int, cols: int) -> np.ndarray:
+        """The change of OpenCV's U at each 2x2 pixel cell that marks a frame whose Haar low
+        band is `low_band`: (rows * 4, cols * 4) float32, one value per cell."""
+        s, u, v = _top_singular(_as_blocks(low_band, rows, cols))
+        target = (np.floor(s / SCALE) + 0.25 + 0.5 * self._bits_for(rows, cols)) * SCALE
+        # The rank-one update, halved: the inverse Haar (zero detail bands) spreads each
+        # low-band change as change/2 over its 2x2 pixels.
+        delta = (0.5 * (target - s)) * u[:, None, :] * v[None, :, :]
+        return delta.reshape(4, 4, rows, cols).transpose(2, 0, 3, 1).reshape(rows * 4, cols * 4)
+
     def mark_in_place(self, rgb: np.ndarray) -> None:
         """Mark one uint8 RGB frame (H, W, 3), in place."""
         import cv2
@@ -162,13 +174,7 @@ class FrameMarker:
         rows, cols = _grid(*rgb.shape[:2])
         if rows == 0 or cols == 0:
             return
-        blocks = _as_blocks(_low_band(_u_plane(rgb), rows, cols), rows, cols)
-        s, u, v = _top_singular(blocks)
-        target = (np.floor(s / SCALE) + 0.25 + 0.5 * self._bits_for(rows, cols)) * SCALE
-        # The rank-one update, halved: the inverse Haar (zero detail bands) spreads each
-        # low-band change as change/2 over its 2x2 pixels.
-        delta = (0.5 * (target - s)) * u[:, None, :] * v[None, :, :]
-        half = delta.reshape(4, 4, rows, cols).transpose(2, 0, 3, 1).reshape(rows * 4, cols * 4)
+        half = self._u_change(_low_band(_u_plane(rgb), rows, cols), rows, cols)
         # rint(x + d) == x + rint(d) for integer x, so the rounding happens at half size. The
         # signed step travels as step + 128 in a uint8 image, upsampled once, and is applied by
         # addWeighted, which adds before it saturates: exactly clip(x + step, 0, 255).
@@ -180,6 +186,21 @@ class FrameMarker:
         cv2.addWeighted(region, 1.0, coded, 1.0, -128.0, dst=region)
         if not whole:
             rgb[: rows * 8, : cols * 8] = region
+
+    def mark_u_cells(self, u: np.ndarray) -> None:
+        """Mark a frame through its U at half size, in place: `u` is OpenCV's U of each 2x2 pixel
+        cell, (H / 2, W / 2) float32, as `emo_cli.media.segment.rgb_to_yuv420p` computes it for
+        the encoder, before it is rounded.
+
+        The same mark as `mark_in_place`, read the same way, without the RGB round trip: the
+        Haar low band is twice this plane, and the change is one value per cell. This is what
+        the render loop uses.
+        """
+        rows, cols = _grid(2 * u.shape[0], 2 * u.shape[1])
+        if rows == 0 or cols == 0:
+            return
+        region = u[: rows * 4, : cols * 4]
+        region += self._u_change(np.ascontiguousarray(region) * np.float32(2), rows, cols)
 
 
 def mark_frames(frames: np.ndarray, job_id: str) -> np.ndarray:

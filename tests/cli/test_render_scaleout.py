@@ -78,8 +78,15 @@ def wait_for_announcement(fifo_fd: int, proc: subprocess.Popen) -> str:
     while not announced.endswith(b"\n"):
         assert proc.poll() is None, "the render ended before reaching the pause point"
         assert time.monotonic() < deadline, "the render did not reach the pause point"
-        if select.select([fifo_fd], [], [], 0.5)[0]:
-            announced += os.read(fifo_fd, 100)
+        if not select.select([fifo_fd], [], [], 0.5)[0]:
+            continue
+        try:
+            chunk = os.read(fifo_fd, 100)
+        except BlockingIOError:  # readable was the hang-up of a writer gone; a new one has opened
+            continue
+        if not chunk:  # no writer at the moment (a worker was killed): poll until the next opens
+            time.sleep(0.05)
+        announced += chunk
     return announced.decode().strip()
 
 

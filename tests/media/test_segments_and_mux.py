@@ -97,3 +97,23 @@ def test_failed_mux_leaves_no_output_and_keeps_the_segments(tmp_path):
         mux(write_concat_list(work, names), broken_audio, output, tags={})
     assert list(output.parent.iterdir()) == []
     assert all((work / name).is_file() for name in names)
+
+
+def test_yuv420p_conversion_averages_chroma_over_each_2x2_cell():
+    """BT.601 limited range; luma as OpenCV's I420 gives it, chroma from the 2x2 mean (not the
+    top-left pixel's, which aliases) to within the rounding of the mean."""
+    import cv2
+
+    from emo_cli.media.segment import rgb_to_yuv420p
+
+    rgb = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    planar = rgb_to_yuv420p(rgb)
+    assert planar.shape == (72, 64) and planar.dtype == np.uint8
+    assert np.array_equal(planar[:48], cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)[:48])
+    r, g, b = (rgb[..., c].astype(float) for c in range(3))
+    mean = lambda x: x.reshape(24, 2, 32, 2).mean(axis=(1, 3))  # noqa: E731
+    u = mean(-0.148 * r - 0.291 * g + 0.439 * b + 128)
+    v = mean(0.439 * r - 0.368 * g - 0.071 * b + 128)
+    chroma = planar[48:].reshape(-1)
+    assert np.abs(chroma[: 24 * 32].reshape(24, 32) - u).max() <= 1.5
+    assert np.abs(chroma[24 * 32 :].reshape(24, 32) - v).max() <= 1.5

@@ -85,6 +85,30 @@ def test_mark_is_faint_and_a_pure_function_of_the_frame(photo):
     assert np.array_equal(marked[296:], odd[296:]) and wm.detect([marked]).job_id_prefix == JOB_ID[:8]
 
 
+def test_marking_the_encoders_u_plane_reads_as_marking_the_rgb_frame(photo):
+    """The render loop marks the U plane of the YUV 4:2:0 frame it hands x264; the frame decoded
+    back to RGB reads with the job's payload, like a frame marked in RGB and then converted."""
+    import cv2
+
+    from emo_cli.media.segment import rgb_to_yuv420p
+
+    marker = wm.FrameMarker.for_job(JOB_ID)
+    planar = rgb_to_yuv420p(photo, mark_u=marker.mark_u_cells)
+    assert np.array_equal(planar[:512], rgb_to_yuv420p(photo)[:512])  # luma untouched
+    decoded = cv2.cvtColor(planar, cv2.COLOR_YUV2RGB_I420)
+    via_rgb = cv2.cvtColor(rgb_to_yuv420p(marker.mark_frame(photo)), cv2.COLOR_YUV2RGB_I420)
+    for frame in (decoded, via_rgb):
+        found = wm.detect([frame], scales=(1.0,))
+        assert found.job_id_prefix == JOB_ID[:8] and found.confidence > 0.5
+    assert not wm.detect([cv2.cvtColor(rgb_to_yuv420p(photo), cv2.COLOR_YUV2RGB_I420)]).marked
+    # The change is one value per 2x2 cell of the half-size U plane, as the RGB mark's.
+    u = cv2.extractChannel(cv2.cvtColor(photo, cv2.COLOR_RGB2YUV), 1)
+    cells = cv2.resize(u, (256, 256), interpolation=cv2.INTER_AREA).astype(np.float32)
+    marked = cells.copy()
+    marker.mark_u_cells(marked)
+    assert 0 < np.abs(marked - cells).max() <= wm.SCALE
+
+
 def test_a_photo_without_the_mark_reads_unmarked(photo):
     found = wm.detect([photo, np.flipud(photo)])
     assert not found.marked and found.job_id_prefix is None

@@ -51,7 +51,7 @@ def test_registered_as_the_default_cpu_backend_with_strict_options():
     }  # fmt: skip
 
 
-def test_importing_and_rendering_never_loads_torch(tmp_path):
+def test_importing_and_rendering_never_loads_torch_or_matplotlib(tmp_path):
     script = f"""
 import sys
 import emo_cli.backends.warp
@@ -63,6 +63,11 @@ renderer = emo_cli.backends.warp.WarpBackend().start_job(
     job_input(Path({str(PORTRAIT)!r}), speech(Path({str(ASSETS / "hello_en.wav")!r}))[:8000], resolution=128))
 renderer.render_chunk(0, renderer.num_frames, renderer.initial_state())
 assert "torch" not in sys.modules, "torch was imported"
+# mediapipe's plotting helpers import matplotlib.pyplot; it is deferred until something uses it.
+assert "matplotlib" not in sys.modules, "matplotlib was imported"
+import matplotlib.pyplot as plt
+from mediapipe.python.solutions import drawing_utils
+assert drawing_utils.plt.figure is plt.figure
 """
     proc = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path
