@@ -30,6 +30,12 @@ from warp_speed import ASSETS, looped_speech  # noqa: E402
 
 CANDIDATES = [  # (label, preset, extra x264 parameters)
     ("veryfast + dia, subme 1, no partitions (current)", "veryfast", "me=dia:subme=1:partitions=none"),
+    ("current + no mb-tree, no lookahead", "veryfast", "me=dia:subme=1:partitions=none:no-mbtree=1:rc-lookahead=0"),
+    ("current + no mb-tree, lookahead 5", "veryfast", "me=dia:subme=1:partitions=none:no-mbtree=1:rc-lookahead=5"),
+    ("current + no weighted P", "veryfast", "me=dia:subme=1:partitions=none:weightp=0"),
+    ("current + no 8x8 dct", "veryfast", "me=dia:subme=1:partitions=none:no-8x8dct=1"),
+    ("current + aq off", "veryfast", "me=dia:subme=1:partitions=none:aq-mode=0"),
+    ("current + cavlc", "veryfast", "me=dia:subme=1:partitions=none:no-cabac=1"),
     ("veryfast", "veryfast", ""),
     ("veryfast + dia, subme 1", "veryfast", "me=dia:subme=1"),
     ("superfast", "superfast", ""),

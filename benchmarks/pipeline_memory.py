@@ -68,7 +68,8 @@ def worker(wav: Path, output_dir: Path, resolution: int, chunk_frames: int, sign
 
     # Time the pipeline's stages where render_job calls them (the library itself is unchanged).
     pipeline.decode_audio = timed("decode", pipeline.decode_audio)
-    pipeline.encode_segment = timed("encode", pipeline.encode_segment)
+    pipeline.SegmentEncoder.feed = timed("encode", pipeline.SegmentEncoder.feed)
+    pipeline.SegmentEncoder.finish = timed("encode", pipeline.SegmentEncoder.finish)
     pipeline.write_state = timed("journal", pipeline.write_state)
     pipeline.commit_chunk = timed("journal", pipeline.commit_chunk)
     pipeline.mux = timed("mux", pipeline.mux)

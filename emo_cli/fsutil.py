@@ -10,29 +10,52 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+class AtomicFile:
+    """A temporary path beside `final`: `commit` fsyncs it and renames it into place, `discard` removes it.
+
+    `atomic_path` in two steps, for a file whose writer finishes later (an ffmpeg still
+    draining while the caller goes on). The temporary keeps `final`'s suffix (or `suffix`) so
+    tools that guess a format from the name (ffmpeg) still work.
+    """
+
+    def __init__(self, final: Path | str, suffix: str | None = None) -> None:
+        self.final = Path(final)
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.final.name}.",
+            suffix=".tmp" + (suffix if suffix is not None else self.final.suffix),
+            dir=self.final.parent,
+        )
+        os.close(fd)
+        self.tmp = Path(tmp)
+
+    def commit(self) -> None:
+        try:
+            with open(self.tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(self.tmp, self.final)
+            _fsync_dir(self.final.parent)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.tmp.unlink()
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path | str, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `final`; on success fsync it and rename it into place.
 
-    The temporary keeps `final`'s suffix (or `suffix`) so tools that guess a format from the
-    name (ffmpeg) still work. On an exception the temporary is removed and `final` is untouched.
+    On an exception the temporary is removed and `final` is untouched.
     """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{final.name}.", suffix=".tmp" + (suffix if suffix is not None else final.suffix), dir=final.parent
-    )
-    os.close(fd)
-    tmp_path = Path(tmp)
+    file = AtomicFile(final, suffix)
     try:
-        yield tmp_path
-        with open(tmp_path, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, final)
-        _fsync_dir(final.parent)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
+        yield file.tmp
+    except BaseException:
+        file.discard()
+        raise
+    file.commit()
 
 
 def atomic_write_bytes(final: Path | str, data: bytes) -> None:

@@ -7,9 +7,11 @@ without sleeping and hoping. When `EMO_TEST_PAUSE_AT` lists a point (comma-separ
 either kills the process or opens the FIFO for writing to let it go on. Unset, this costs one
 environment lookup.
 
-Points: `render:K` (before chunk K is rendered; chunks before it are committed),
-`encode:K` (half of chunk K's frames are in ffmpeg's pipe), `commit:K` (chunk K's segment and
-state are in place, the journal does not list them yet), `mux:start` (every chunk is
+Points: `render:K` (before chunk K is rendered; chunks before K - 1 are committed, chunk
+K - 1 is fed to its encoder, which may still be finishing: the loop commits a chunk once half
+of the next one is fed), `encode:K` (half of chunk K's frames are in ffmpeg's pipe; chunks
+before K are committed), `commit:K` (chunk K's segment and state are in place, the journal
+does not list them yet; half of chunk K + 1, if any, is fed), `mux:start` (every chunk is
 committed, the mux has not begun), `mux:running` (ffmpeg is writing the output's temporary;
 the work dir's unsigned MP4 when signing is on), `sign` (the unsigned MP4 is complete, signing
 has not begun), `sign:written` (the signed temporary beside the output is complete, not yet

@@ -9,6 +9,7 @@ On disk, under `job.work_dir` (`<output_dir>/.emo/jobs/<job id>/`)::
     journal.json               chunk records with sha256 of both files; the output once muxed
     chunks/00000.mp4           frames [0, chunk_frames) as H.264, one GOP starting with an IDR
     chunks/00000.state.npz     the backend state after that chunk (`encode_state`: npz + JSON)
+    audio.m4a                  the job's audio as AAC (the journal lists its sha256), for the mux
     segments.ffconcat          the concat demuxer's list, written just before the mux
 
 The state after chunk k is what chunk k + 1 starts from, so a chunk is only ever rendered from

@@ -13,8 +13,10 @@ identity re-muxes and re-signs a finished job without rendering a chunk.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from emo_cli.backends.base import Backend, JobInput, JobRenderer, State
@@ -25,8 +27,8 @@ from emo_cli.execution.journal import CHUNKS_DIRNAME, Journal, segment_name
 from emo_cli.execution.results import EventSink, JobFailed, JobResult
 from emo_cli.fsutil import sha256_file
 from emo_cli.media.audio import decode_audio
-from emo_cli.media.mux import mux, remove_stale_temporaries, write_concat_list
-from emo_cli.media.segment import encode_segment
+from emo_cli.media.mux import AacEncoder, mux, remove_stale_temporaries, write_concat_list
+from emo_cli.media.segment import SegmentEncoder
 from emo_cli.planning.job import Job
 from emo_cli.provenance.credentials import content_manifest, sign_video
 from emo_cli.provenance.identity import resolve_identity
@@ -34,6 +36,7 @@ from emo_cli.provenance.tags import C2PA_OFF, provenance_tags, write_sidecar
 from emo_cli.provenance.watermark import FrameMarker
 
 UNSIGNED_NAME = "unsigned.mp4"  # the muxed, not yet signed output, in the job's work dir
+AUDIO_NAME = "audio.m4a"  # the job's audio as AAC, for the mux to copy, in the job's work dir
 
 
 def _ignore(event: dict) -> None:
@@ -48,6 +51,20 @@ def is_finished(job: Job, journal: Journal | None) -> bool:
         return job.output.is_file() and sha256_file(job.output) == journal.output_sha256
     except OSError:
         return False
+
+
+def _is_intact(path: Path, sha256: str | None) -> bool:
+    try:
+        return sha256 is not None and sha256_file(path) == sha256
+    except OSError:
+        return False
+
+
+def _start_aac(job: Job, path: Path) -> AacEncoder:
+    try:
+        return AacEncoder(job.audio.path, path)
+    except EmoError as exc:
+        raise JobFailed(job, f"{job.field}, {job.audio.field}", exc) from exc
 
 
 def _forget_chunks(work: Path) -> None:
@@ -106,10 +123,26 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
         "frames_reused": sum(count for ok, (_, count) in zip(good, ranges, strict=True) if ok),
     })  # fmt: skip
 
-    if todo:
-        _render_chunks(job, backend, journal, ranges, todo, emit, base, began)
+    # The audio is encoded for the mux by an ffmpeg of its own from now on, beside the backend's
+    # once-per-job analysis (single-threaded) rather than after the last frame.
+    audio_aac = work / AUDIO_NAME
+    aac = None if _is_intact(audio_aac, journal.audio_sha256) else _start_aac(job, audio_aac)
+    try:
+        if todo:
+            _render_chunks(job, backend, journal, ranges, todo, emit, base, began)
+        pause_point("mux:start")
+        if aac is not None:
+            try:
+                aac.finish()
+            except EmoError as exc:
+                raise JobFailed(job, f"{job.field}, {job.audio.field}", exc) from exc
+            journal.audio_sha256 = sha256_file(audio_aac)
+            journal.save(work)
+    except BaseException:
+        if aac is not None:
+            aac.abort()  # leaves a finished file in place
+        raise
 
-    pause_point("mux:start")
     segments = [segment_name(i) for i in range(len(ranges))]
     tags = provenance_tags(job, signer=identity)
 
@@ -119,12 +152,12 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
     try:
         concat = write_concat_list(work, segments)
         if identity is None:
-            mux(concat, job.audio.path, job.output, tags=tags, while_running=running)
+            mux(concat, audio_aac, job.output, tags=tags, audio_is_aac=True, while_running=running)
         else:
             # Mux beside the chunks, then sign into a temporary beside the output that is renamed
             # into place: a kill at any point leaves no output or a complete, signed one.
             unsigned = work / UNSIGNED_NAME
-            mux(concat, job.audio.path, unsigned, tags=tags, while_running=running)
+            mux(concat, audio_aac, unsigned, tags=tags, audio_is_aac=True, while_running=running)
             pause_point("sign")
             remove_stale_temporaries(job.output)
             sign_video(unsigned, job.output, content_manifest(job, tags), identity,
@@ -178,60 +211,93 @@ def _render_chunks(
     except EmoError as exc:
         raise JobFailed(job, f"{job.field}, settings.{job.settings.backend}", exc) from exc
     marker = FrameMarker.for_job(job.id) if job.settings.watermark else None
+    frames_done = sum(count for i, (_, count) in enumerate(ranges) if i not in todo)
+    pending: _Encoding | None = None  # the chunk whose encoder drains while the next one is fed
+
+    def commit_pending() -> None:
+        nonlocal pending, frames_done
+        if pending is None:
+            return
+        chunk, pending = pending, None
+        try:
+            chunk.commit(journal)
+        except EmoError as exc:
+            raise JobFailed(job, chunk.field, exc) from exc
+        frames_done += chunk.count
+        emit({
+            "event": "chunk_done", **base, "chunk": chunk.index, "chunks": len(ranges), "start": chunk.start,
+            "count": chunk.count, "frames_done": frames_done, "frames": job.num_frames, "fps": job.settings.fps,
+            "seconds": round(time.monotonic() - began, 3),
+        })  # fmt: skip
+
     try:
         state: State | None = None
         state_after = -2  # index of the chunk whose following state `state` is (-1: initial)
-        frames_done = sum(count for i, (_, count) in enumerate(ranges) if i not in todo)
         for index in todo:
             start, count = ranges[index]
             if state_after != index - 1:
                 state = renderer.initial_state() if index == 0 else load_state(work, index - 1)
             assert state is not None
             pause_point(f"render:{index}")
+            encoding = _Encoding(job, index, start, count)
             try:
-                state = _render_one(job, renderer, journal, index, start, count, state, marker)
+                encoding.render(renderer, state, marker, before_half=commit_pending)
+            except JobFailed:  # committing the chunk before this one failed
+                raise
             except EmoError as exc:
-                raise JobFailed(
-                    job, f"{job.field}, chunk {index} (frames {start}-{start + count - 1})", exc
-                ) from exc
-            state_after = index
-            frames_done += count
-            emit({
-                "event": "chunk_done", **base, "chunk": index, "chunks": len(ranges), "start": start,
-                "count": count, "frames_done": frames_done, "frames": job.num_frames, "fps": job.settings.fps,
-                "seconds": round(time.monotonic() - began, 3),
-            })  # fmt: skip
+                raise JobFailed(job, encoding.field, exc) from exc
+            pending, state, state_after = encoding, encoding.state, index
+        commit_pending()
+    except BaseException:
+        # An error or interrupt while the next chunk was rendered: the chunk before it is whole,
+        # keep it. The first error is the one to report.
+        with contextlib.suppress(Exception):
+            commit_pending()
+        raise
     finally:
         renderer.close()
 
 
-def _render_one(
-    job: Job,
-    renderer: JobRenderer,
-    journal: Journal,
-    index: int,
-    start: int,
-    count: int,
-    state: State,
-    marker: FrameMarker | None,
-) -> State:
-    work = job.work_dir
-    out = renderer.render_chunk(start, count, state)
-    expected = (count, renderer.height, renderer.width, 3)
-    if tuple(out.frames.shape) != expected:
-        raise RenderError(f"backend {job.settings.backend} returned frames of shape {tuple(out.frames.shape)}, "
-                          f"expected {expected}")  # fmt: skip
-    # Marked here, not in the backends, so every backend's frames carry the mark; frame by frame
-    # as they go to ffmpeg, so marking overlaps with encoding.
-    encode_segment(
-        out.frames,
-        work / segment_name(index),
-        fps=job.settings.fps,
-        gop=job.settings.chunk_frames,
-        on_half=lambda: pause_point(f"encode:{index}"),
-        mark_u=marker.mark_u_cells if marker is not None else None,
-    )
-    state_sha256 = write_state(work, index, out.state)
-    pause_point(f"commit:{index}")
-    commit_chunk(journal, work, index, start, count, state_sha256)
-    return out.state
+class _Encoding:
+    """One chunk through the render loop: rendered and fed to its encoder, then committed.
+
+    The loop commits a chunk once half of the next chunk is fed, so the encoder's drain (its
+    lookahead, the MP4 written, the process exit) overlaps with useful work.
+    """
+
+    def __init__(self, job: Job, index: int, start: int, count: int) -> None:
+        self.job, self.index, self.start, self.count = job, index, start, count
+        self.field = f"{job.field}, chunk {index} (frames {start}-{start + count - 1})"
+        self.segment: SegmentEncoder | None = None
+        self.state: State | None = None
+
+    def render(
+        self, renderer: JobRenderer, state: State, marker: FrameMarker | None, before_half: Callable[[], None]
+    ) -> None:
+        job, index = self.job, self.index
+        out = renderer.render_chunk(self.start, self.count, state)
+        expected = (self.count, renderer.height, renderer.width, 3)
+        if tuple(out.frames.shape) != expected:
+            raise RenderError(f"backend {job.settings.backend} returned frames of shape "
+                              f"{tuple(out.frames.shape)}, expected {expected}")  # fmt: skip
+
+        def on_half() -> None:
+            before_half()
+            pause_point(f"encode:{index}")
+
+        self.segment = SegmentEncoder(job.work_dir / segment_name(index), width=renderer.width,
+                                      height=renderer.height, fps=job.settings.fps, gop=job.settings.chunk_frames)  # fmt: skip
+        # Marked here, not in the backends, so every backend's frames carry the mark; frame by
+        # frame as they go to ffmpeg, so marking overlaps with encoding.
+        mark_u = marker.mark_u_cells if marker is not None else None
+        self.segment.feed(out.frames, on_half=on_half, mark_u=mark_u)
+        self.state = out.state
+
+    def commit(self, journal: Journal) -> None:
+        """Wait for the segment, checkpoint the state after it, and journal the chunk."""
+        assert self.segment is not None and self.state is not None
+        work = self.job.work_dir
+        self.segment.finish()
+        state_sha256 = write_state(work, self.index, self.state)
+        pause_point(f"commit:{self.index}")
+        commit_chunk(journal, work, self.index, self.start, self.count, state_sha256)

@@ -53,6 +53,7 @@ class Journal:
     output: str | None = None  # final MP4 path once muxed
     output_sha256: str | None = None
     signer: str | None = None  # how the output was signed: certificate sha256, or "off"
+    audio_sha256: str | None = None  # the job's audio encoded for the mux (AUDIO_NAME), once done
 
     @classmethod
     def path_for(cls, work_dir: Path) -> Path:
@@ -74,6 +75,7 @@ class Journal:
                 output=doc.get("output"),
                 output_sha256=doc.get("output_sha256"),
                 signer=doc.get("signer"),
+                audio_sha256=doc.get("audio_sha256"),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -88,6 +90,7 @@ class Journal:
             "output": self.output,
             "output_sha256": self.output_sha256,
             "signer": self.signer,
+            "audio_sha256": self.audio_sha256,
         }
         atomic_write_text(self.path_for(work_dir), json.dumps(doc, indent=1, sort_keys=True))
 

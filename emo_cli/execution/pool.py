@@ -188,8 +188,18 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _worker_main(worker_id: int, device: Device, run_job: str, conn: Connection, parent_pid: int) -> None:
-    # The pool process decides when to stop; a terminal's Ctrl-C reaches it, and it stops us.
+    # The pool process decides when to stop; a terminal's Ctrl-C reaches it, and it stops us
+    # with SIGTERM, raised here as KeyboardInterrupt so the render loop keeps what is whole
+    # (the chunk whose encoder is finishing) and stops its ffmpeg children before we exit.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        _worker_loop(device, run_job, conn, parent_pid)
+    except KeyboardInterrupt:
+        return
+
+
+def _worker_loop(device: Device, run_job: str, conn: Connection, parent_pid: int) -> None:
     os.environ.update(device.env)
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     lock = threading.Lock()

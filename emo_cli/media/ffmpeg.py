@@ -140,12 +140,16 @@ class FfmpegProcess:
             self.finish()
             raise self.error(f"ffmpeg stopped reading while it had to {self.what} {self.file}") from None
 
-    def finish(self) -> None:
+    def close_input(self) -> None:
+        """End of input: ffmpeg finishes on its own; `finish` waits for it."""
         if self.proc.stdin is not None and not self.proc.stdin.closed:
             try:
                 self.proc.stdin.close()
             except BrokenPipeError:
                 pass
+
+    def finish(self) -> None:
+        self.close_input()
         returncode = self.proc.wait()
         self._drain.join()
         if returncode != 0:

@@ -1,5 +1,9 @@
 """The final mux: concatenate a job's segments (stream copy) and add its audio as AAC.
 
+The audio can be encoded to AAC ahead of the mux (`AacEncoder`, started when the job starts,
+so it runs beside the single-threaded face analysis instead of after the last frame) and is
+then copied; or `mux` encodes it itself.
+
 The concat demuxer joins the per-chunk MP4s without re-encoding (each starts with an IDR frame
 and all share one encoder configuration). The output is H.264 yuv420p + AAC in an MP4 with the
 index up front (`+faststart`) and the provenance tags, and appears atomically: a temporary in
@@ -13,7 +17,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from emo_cli.fsutil import atomic_path, atomic_write_text
+from emo_cli.fsutil import AtomicFile, atomic_path, atomic_write_text
 from emo_cli.media.ffmpeg import FfmpegProcess
 from emo_cli.provenance.tags import metadata_args
 
@@ -39,23 +43,60 @@ def remove_stale_temporaries(output: Path) -> None:
             stale.unlink()
 
 
+class AacEncoder:
+    """`audio` encoded to an AAC M4A at `path` by an ffmpeg that runs while the caller goes on.
+
+    `finish` waits for it and renames the file into place (atomically); `abort` stops it and
+    leaves nothing. The mux then copies the AAC stream (`mux(..., audio_is_aac=True)`).
+    """
+
+    def __init__(self, audio: Path, path: Path) -> None:
+        self.path = path
+        self._file = AtomicFile(path)
+        try:
+            self._proc = FfmpegProcess(
+                ["-i", os.fspath(audio), "-map", "0:a:0", "-vn", "-c:a", "aac", "-b:a", AUDIO_BITRATE,
+                 "-map_metadata", "-1", "-fflags", "+bitexact", "-f", "mp4", os.fspath(self._file.tmp)],
+                what="encode the audio of",
+                file=audio,
+            )  # fmt: skip
+        except BaseException:
+            self._file.discard()
+            raise
+
+    def finish(self) -> None:
+        try:
+            self._proc.finish()
+        except BaseException:
+            self.abort()
+            raise
+        self._file.commit()
+
+    def abort(self) -> None:
+        self._proc.kill()
+        self._file.discard()
+
+
 def mux(
     concat_list: Path,
     audio: Path,
     output: Path,
     *,
     tags: Mapping[str, str],
+    audio_is_aac: bool = False,
     while_running: Callable[[], None] | None = None,
 ) -> None:
     """Mux the segments in `concat_list` with `audio` into `output` (atomically).
 
+    `audio` is encoded to AAC here, or copied when `audio_is_aac` (an `AacEncoder` output).
     `while_running` is called once ffmpeg has started (a checkpoint hook).
     """
     remove_stale_temporaries(output)
+    audio_codec = ["-c:a", "copy"] if audio_is_aac else ["-c:a", "aac", "-b:a", AUDIO_BITRATE]
     with atomic_path(output) as tmp:
         proc = FfmpegProcess(
             ["-f", "concat", "-safe", "1", "-i", os.fspath(concat_list), "-i", os.fspath(audio),
-             "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac", "-b:a", AUDIO_BITRATE,
+             "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", *audio_codec,
              "-map_metadata", "-1", *metadata_args(tags),
              "-movflags", "+faststart+use_metadata_tags", "-f", "mp4", os.fspath(tmp)],
             what="mux",

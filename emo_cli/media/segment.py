@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from emo_cli.errors import RenderError
-from emo_cli.fsutil import atomic_path
+from emo_cli.fsutil import AtomicFile
 from emo_cli.media.ffmpeg import FfmpegProcess
 
 CRF = 18
@@ -92,6 +92,82 @@ def rgb_to_yuv420p(
     return out
 
 
+class SegmentEncoder:
+    """One segment in the making: `feed` pipes its frames into ffmpeg, `finish` puts the MP4 in place.
+
+    After `feed`, ffmpeg still encodes its lookahead and writes the file on its own (tens of
+    milliseconds), so the caller can start and feed the next segment's encoder meanwhile
+    instead of waiting with a core idle. `finish` waits for it and renames the file into place
+    atomically; `abort` stops it and leaves nothing. `gop` is the job's chunk size: every
+    segment is one GOP (the last one may be shorter).
+    """
+
+    def __init__(self, path: Path, *, width: int, height: int, fps: int, gop: int) -> None:
+        if width % 2 or height % 2:
+            raise RenderError(f"frames are {width}x{height}; H.264 yuv420p needs even width and height")
+        self.path, self.width, self.height = path, width, height
+        self._file = AtomicFile(path)
+        try:
+            self._encoder = FfmpegProcess(
+                ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
+                 "-an", *encoder_args(fps, gop), "-f", "mp4", os.fspath(self._file.tmp)],
+                what="encode video segment",
+                file=path,
+                stdin=True,
+            )  # fmt: skip
+        except BaseException:
+            self._file.discard()
+            raise
+
+    def feed(
+        self,
+        frames: np.ndarray,
+        *,
+        on_half: Callable[[], None] | None = None,
+        mark_u: Callable[[np.ndarray], None] | None = None,
+    ) -> None:
+        """Pipe all of `frames` (uint8 RGB, (n, H, W, 3)) in and close ffmpeg's input.
+
+        `on_half` is called once half the frames are in ffmpeg's pipe (a checkpoint hook).
+        `mark_u` changes each frame's U plane as it is converted for the encoder (the
+        watermark; see `rgb_to_yuv420p`), so that work overlaps with ffmpeg encoding the frames
+        before it. On any error the segment is aborted.
+        """
+        try:
+            if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+                raise RenderError(
+                    f"backend returned frames of shape {frames.shape} and dtype {frames.dtype}, "
+                    "expected uint8 (n, height, width, 3)"
+                )
+            count, height, width, _ = frames.shape
+            if count == 0:
+                raise RenderError("backend returned no frames for a chunk")
+            if (width, height) != (self.width, self.height):
+                raise RenderError(f"frames are {width}x{height}, the segment is {self.width}x{self.height}")
+            planar = np.empty((height * 3 // 2, width), dtype=np.uint8)
+            for index in range(count):
+                self._encoder.write(rgb_to_yuv420p(frames[index], planar, mark_u).data)
+                if on_half is not None and index + 1 == (count + 1) // 2:
+                    on_half()
+            self._encoder.close_input()
+        except BaseException:
+            self.abort()
+            raise
+
+    def finish(self) -> None:
+        """Wait for ffmpeg and rename the segment into place (fsynced)."""
+        try:
+            self._encoder.finish()
+        except BaseException:
+            self.abort()
+            raise
+        self._file.commit()
+
+    def abort(self) -> None:
+        self._encoder.kill()
+        self._file.discard()
+
+
 def encode_segment(
     frames: np.ndarray,
     path: Path,
@@ -101,38 +177,12 @@ def encode_segment(
     on_half: Callable[[], None] | None = None,
     mark_u: Callable[[np.ndarray], None] | None = None,
 ) -> None:
-    """Encode `frames` (uint8 RGB, (n, H, W, 3)) to the MP4 `path`, atomically.
+    """Encode `frames` (uint8 RGB, (n, H, W, 3)) to the MP4 `path`, atomically, and wait for it.
 
-    `gop` is the job's chunk size: every segment is one GOP (the last one may be shorter).
-    `on_half` is called once half the frames are in ffmpeg's pipe (a checkpoint hook).
-    `mark_u` changes each frame's U plane as it is converted for the encoder (the watermark; see
-    `rgb_to_yuv420p`), so that work overlaps with ffmpeg encoding the frames before it.
+    See `SegmentEncoder` for the arguments; the render loop uses that to overlap segments.
     """
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise RenderError(
-            f"backend returned frames of shape {frames.shape} and dtype {frames.dtype}, "
-            "expected uint8 (n, height, width, 3)"
-        )
-    count, height, width, _ = frames.shape
-    if count == 0:
-        raise RenderError("backend returned no frames for a chunk")
-    if width % 2 or height % 2:
-        raise RenderError(f"frames are {width}x{height}; H.264 yuv420p needs even width and height")
-    with atomic_path(path) as tmp:
-        encoder = FfmpegProcess(
-            ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
-             "-an", *encoder_args(fps, gop), "-f", "mp4", os.fspath(tmp)],
-            what="encode video segment",
-            file=path,
-            stdin=True,
-        )  # fmt: skip
-        planar = np.empty((height * 3 // 2, width), dtype=np.uint8)
-        try:
-            for index in range(count):
-                encoder.write(rgb_to_yuv420p(frames[index], planar, mark_u).data)
-                if on_half is not None and index + 1 == (count + 1) // 2:
-                    on_half()
-        except BaseException:
-            encoder.kill()
-            raise
-        encoder.finish()
+    if frames.ndim != 4:
+        raise RenderError(f"backend returned frames of shape {frames.shape}, expected (n, height, width, 3)")
+    segment = SegmentEncoder(path, width=frames.shape[2], height=frames.shape[1], fps=fps, gop=gop)
+    segment.feed(frames, on_half=on_half, mark_u=mark_u)
+    segment.finish()

@@ -13,6 +13,7 @@ from factories import PORTRAIT, decoded_frames, make_job, make_plan, write_wav
 from emo_cli.backends import get_backend_class
 from emo_cli.backends.base import decode_state
 from emo_cli.execution import JobFailed, read_progress, render, render_job
+from emo_cli.execution.jobs import AUDIO_NAME
 from emo_cli.execution.journal import Journal, segment_name, state_name
 from emo_cli.fsutil import sha256_file
 from emo_cli.provenance.tags import read_tags, sidecar_path
@@ -67,6 +68,31 @@ def test_an_altered_output_is_muxed_again_from_the_chunks(tmp_path, voice):
     result = render_job(job, backend())
     assert result.status == "done" and result.chunks_rendered == 0
     assert len(decoded_frames(job.output)) == 38
+
+
+def decoded_audio(path: Path) -> np.ndarray:
+    import av
+
+    with av.open(str(path)) as container:
+        return np.concatenate([frame.to_ndarray().ravel() for frame in container.decode(audio=0)])
+
+
+def test_the_encoded_audio_is_reused_by_a_new_mux_and_encoded_again_when_damaged(tmp_path, voice):
+    job = make_job(tmp_path / "out", audio=voice)
+    render_job(job, backend())
+    aac = job.work_dir / AUDIO_NAME
+    assert Journal.load(job.work_dir).audio_sha256 == sha256_file(aac)
+    sound = decoded_audio(job.output)
+    assert abs(sound.size / 16000 - 1.5) < 0.05
+    written = aac.stat().st_mtime_ns
+    job.output.write_bytes(b"not the video any more")
+    render_job(job, backend())
+    assert aac.stat().st_mtime_ns == written  # copied into the new mux, not encoded again
+    aac.write_bytes(aac.read_bytes()[:500])
+    job.output.write_bytes(b"not the video any more")
+    render_job(job, backend())
+    assert Journal.load(job.work_dir).audio_sha256 == sha256_file(aac)
+    assert np.array_equal(decoded_audio(job.output), sound)
 
 
 def test_state_matters_for_the_test_backend(tmp_path, voice):

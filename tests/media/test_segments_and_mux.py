@@ -12,7 +12,7 @@ import pytest
 from factories import decoded_frames, write_wav
 
 from emo_cli.errors import MediaError, RenderError
-from emo_cli.media.mux import mux, write_concat_list
+from emo_cli.media.mux import AacEncoder, mux, write_concat_list
 from emo_cli.media.segment import encode_segment
 from emo_cli.planning.job import chunk_ranges, frames_for
 from emo_cli.provenance.tags import read_tags
@@ -57,15 +57,21 @@ def test_segment_refuses_odd_sizes_and_wrong_dtypes(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("aac_ahead", [False, True], ids=["encoded-in-mux", "encoded-ahead"])
 @pytest.mark.parametrize("seconds", [1.0, 1.37])
-def test_mux_gives_h264_aac_faststart_in_sync_with_every_frame(tmp_path, seconds):
+def test_mux_gives_h264_aac_faststart_in_sync_with_every_frame(tmp_path, seconds, aac_ahead):
     audio = write_wav(tmp_path / "voice.wav", seconds)
     num_frames = frames_for(seconds, FPS)
     assert num_frames == math.ceil(seconds * FPS - 1e-6)
     work = tmp_path / "work"
     names = render_segments(work, num_frames, chunk=10)
+    if aac_ahead:
+        encoder = AacEncoder(audio, work / "audio.m4a")
+        encoder.finish()
+        audio = work / "audio.m4a"
     output = tmp_path / "out" / "video.mp4"
-    mux(write_concat_list(work, names), audio, output, tags={"emo_tool": "emo-cli", "ai_generated": "true"})
+    mux(write_concat_list(work, names), audio, output, tags={"emo_tool": "emo-cli", "ai_generated": "true"},
+        audio_is_aac=aac_ahead)  # fmt: skip
 
     with av.open(str(output)) as container:
         video, sound = container.streams.video[0], container.streams.audio[0]
@@ -97,6 +103,15 @@ def test_failed_mux_leaves_no_output_and_keeps_the_segments(tmp_path):
         mux(write_concat_list(work, names), broken_audio, output, tags={})
     assert list(output.parent.iterdir()) == []
     assert all((work / name).is_file() for name in names)
+
+
+def test_audio_that_cannot_be_encoded_names_the_file_and_leaves_nothing(tmp_path):
+    broken_audio = tmp_path / "voice.wav"
+    broken_audio.write_bytes(b"RIFF....not a wav")
+    encoder = AacEncoder(broken_audio, tmp_path / "work" / "audio.m4a")
+    with pytest.raises(MediaError, match=r"cannot encode the audio of .*voice\.wav: ffmpeg says"):
+        encoder.finish()
+    assert list((tmp_path / "work").iterdir()) == []
 
 
 def test_yuv420p_conversion_averages_chroma_over_each_2x2_cell():

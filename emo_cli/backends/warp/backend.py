@@ -20,6 +20,7 @@ from emo_cli.backends.base import Backend, ChunkOutput, JobInput, JobRenderer, S
 from emo_cli.errors import RenderError
 
 PREFETCH_MAX_BYTES = 512 * 2**20  # render ahead only chunks up to this size
+BAND_ROWS = 32  # rows of the face region sampled per cv2.remap call
 
 
 class WarpBackend(Backend):
@@ -111,7 +112,7 @@ class WarpRenderer(JobRenderer):
         x0, y0, x1, y1 = rig.roi
         gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32) + m, np.arange(y0, y1, dtype=np.float32) + m)
         self._grid = np.stack([gx, gy], axis=-1)  # canvas coordinates of the ROI's pixels
-        self._map = np.empty_like(self._grid)
+        self._map = np.empty_like(self._grid[:BAND_ROWS])
         self.frame = framing.canvas[m : m + self.height, m : m + self.width]
         self.mouth = MouthPainter(rig, face_h)
         self._lock = threading.Lock()  # render_frame shares the map buffer
@@ -211,8 +212,15 @@ class WarpRenderer(JobRenderer):
         frame = self.frame
         out[:y0], out[y1:] = frame[:y0], frame[y1:]
         out[y0:y1, :x0], out[y0:y1, x1:] = frame[y0:y1, :x0], frame[y0:y1, x1:]
-        np.subtract(self._grid, self.displacement(index), out=self._map)
-        cv2.remap(self.framing.canvas, self._map, None, cv2.INTER_LINEAR, dst=out[y0:y1, x0:x1],
-                  borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        field = self.displacement(index)
+        # Band by band, so the sampling map stays in the CPU's cache between being written and
+        # read; each output pixel depends only on its own map entry, so bands change no bits.
+        canvas, grid = self.framing.canvas, self._grid
+        for top in range(0, y1 - y0, BAND_ROWS):
+            bottom = min(top + BAND_ROWS, y1 - y0)
+            band = self._map[: bottom - top]
+            np.subtract(grid[top:bottom], field[top:bottom], out=band)
+            cv2.remap(canvas, band, None, cv2.INTER_LINEAR, dst=out[y0 + top : y0 + bottom, x0:x1],
+                      borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
         self.mouth.paint(out, self.params[index])
         return out

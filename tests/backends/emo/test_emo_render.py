@@ -162,13 +162,13 @@ def test_sigkill_mid_render_then_resume_equals_an_uninterrupted_render(emo_weigh
     os.mkfifo(fifo)
     proc = subprocess.Popen([sys.executable, str(DRIVER), str(killed)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True,
-                            env=driver_env(EMO_TEST_PAUSE_AT="render:1", EMO_TEST_PAUSE_FIFO=str(fifo)))  # fmt: skip
+                            env=driver_env(EMO_TEST_PAUSE_AT="encode:1", EMO_TEST_PAUSE_FIFO=str(fifo)))  # fmt: skip
     try:
         reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
         announced, deadline = b"", time.monotonic() + 300
         while not announced.endswith(b"\n"):
             assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "the render never reached chunk 1"
+            assert time.monotonic() < deadline, "the render never reached the middle of chunk 1"
             if select.select([reader], [], [], 0.5)[0]:
                 announced += os.read(reader, 100)
         os.close(reader)
