@@ -17,8 +17,12 @@ loaded machine the figures are lower: the script prints the load average it star
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import wave
@@ -67,8 +71,36 @@ def main() -> int:
     parser.add_argument("--chunk-frames", type=int, default=50)
     parser.add_argument("--no-render-ahead", action="store_true", help="render and encode take turns")
     parser.add_argument("--no-watermark", action="store_true", help="turn the invisible watermark off")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="renders, each in a fresh process; prints every run, the best and the median")  # fmt: skip
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # one run's figures, for --repeat
     args = parser.parse_args()
+    if args.repeat > 1:
+        argv = ["--seconds", str(args.seconds), "--resolution", str(args.resolution),
+                "--chunk-frames", str(args.chunk_frames), "--json"]  # fmt: skip
+        argv += ["--no-render-ahead"] * args.no_render_ahead + ["--no-watermark"] * args.no_watermark
+        runs = []
+        for _ in range(args.repeat):
+            out = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
+            if out.returncode != 0:
+                raise SystemExit(out.stderr)
+            runs.append(json.loads(out.stdout))
+            print(f"run {len(runs)}: {runs[-1]['factor']:.1f}x real time (load average {runs[-1]['load'][0]:.2f})")
+        factors = sorted(run["factor"] for run in runs)
+        print(f"best {factors[-1]:.1f}x, median {statistics.median(factors):.1f}x, worst {factors[0]:.1f}x "
+              f"real time over {len(runs)} runs; the split of the median run:\n")  # fmt: skip
+        report(args, sorted(runs, key=lambda run: run["factor"])[len(runs) // 2])
+        return 0
+    run = measure(args)
+    if args.json:
+        print(json.dumps(run))
+    else:
+        report(args, run)
+    return 0
 
+
+def measure(args: argparse.Namespace) -> dict:
+    """One render in this process: wall time, the stage timings, CPU of this process and ffmpeg."""
     from emo_cli.backends.warp import WarpBackend, WarpRenderer
     from emo_cli.execution import jobs as pipeline
     from emo_cli.execution import render_manifest
@@ -77,7 +109,6 @@ def main() -> int:
     timings = {"decode audio": 0.0, "analysis": 0.0, "warp (waited for)": 0.0, "encode (convert, mark, pipe)": 0.0,
                "encode (wait for ffmpeg)": 0.0, "mux": 0.0}  # fmt: skip
     warp_total = [0.0, 0.0]  # every frame's warp (wall, CPU), including chunks rendered ahead
-
     def timed(name, fn):
         def wrapper(*a, **kw):
             began = time.perf_counter()
@@ -133,6 +164,16 @@ def main() -> int:
             raise SystemExit(f"render failed: {result.error}")
         frames = result.frames
 
+    own, children = (
+        (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        for before, after in zip(cpu_before, cpu_after, strict=True)
+    )
+    return {"wall": wall, "factor": args.seconds / wall, "frames": frames, "load": load, "timings": timings,
+            "warp_wall": warp_total[0], "warp_cpu": warp_total[1], "cpu_own": own, "cpu_ffmpeg": children}  # fmt: skip
+
+
+def report(args: argparse.Namespace, run: dict) -> None:
+    frames, wall, timings, load = run["frames"], run["wall"], run["timings"], run["load"]
     print(f"warp backend: {args.seconds:.0f} s of speech, {args.resolution}x{args.resolution}, 25 fps, "
           f"chunks of {args.chunk_frames} frames, {frames} frames")  # fmt: skip
     print(f"cpus: {os.cpu_count()}, load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
@@ -141,19 +182,15 @@ def main() -> int:
     print("per frame (ms):")
     for name, seconds in [*timings.items(), ("other (plan, journal, checks)", other)]:
         print(f"  {name:<36}{1000 * seconds / frames:8.2f}")
-    own, children = (
-        (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-        for before, after in zip(cpu_before, cpu_after, strict=True)
-    )
-    print(f"  {'warp, all frames (overlaps encode)':<36}{1000 * warp_total[0] / frames:8.2f}"
-          f"   ({1000 * warp_total[1] / frames:.2f} of CPU)")  # fmt: skip
-    render_only = timings["analysis"] + warp_total[0]
+    print(f"  {'warp, all frames (overlaps encode)':<36}{1000 * run['warp_wall'] / frames:8.2f}"
+          f"   ({1000 * run['warp_cpu'] / frames:.2f} of CPU)")  # fmt: skip
+    render_only = timings["analysis"] + run["warp_wall"]
     print(f"backend alone (analysis + warp of all frames): {args.seconds / render_only:.1f}x real time")
     # CPU seconds do not grow when other processes share the cores, so they show what two
     # otherwise idle cores could do: (own + ffmpeg) / 2 is the best possible wall time.
+    own, children = run["cpu_own"], run["cpu_ffmpeg"]
     print(f"cpu: this process {own:.1f} s, ffmpeg (encode, mux) {children:.1f} s; "
           f"on 2 idle cores at best {args.seconds / ((own + children) / 2):.1f}x real time")  # fmt: skip
-    return 0
 
 
 if __name__ == "__main__":

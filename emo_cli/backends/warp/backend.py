@@ -2,8 +2,9 @@
 
 Per job: find the largest face (mediapipe's bundled detector and face mesh), frame it, build
 the rig's displacement fields and compute every motion curve of the track. Per frame: combine
-the fields with that frame's motion values, warp the face region with one `cv2.remap`, and
-paint the mouth interior where the lips part. Chunks are pure functions of their frame range,
+the fields with that frame's motion values, warp the face region with `cv2.remap` (band by
+band of rows, across the columns the fields can move), and paint the mouth interior where the
+lips part. Chunks are pure functions of their frame range,
 so any split into chunks, and any resume, gives the same frames.
 """
 
@@ -112,7 +113,8 @@ class WarpRenderer(JobRenderer):
         x0, y0, x1, y1 = rig.roi
         gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32) + m, np.arange(y0, y1, dtype=np.float32) + m)
         self._grid = np.stack([gx, gy], axis=-1)  # canvas coordinates of the ROI's pixels
-        self._map = np.empty_like(self._grid[:BAND_ROWS])
+        self._bands = _moving_bands(cv2, rig)
+        self._map = np.empty(BAND_ROWS * (x1 - x0) * 2, dtype=np.float32)  # one band's sampling map
         self.frame = framing.canvas[m : m + self.height, m : m + self.width]
         self.mouth = MouthPainter(rig, face_h)
         self._lock = threading.Lock()  # render_frame shares the map buffer
@@ -209,18 +211,38 @@ class WarpRenderer(JobRenderer):
     def _draw(self, index: int, out: np.ndarray) -> np.ndarray:
         cv2 = self._cv2
         x0, y0, x1, y1 = self.rig.roi
-        frame = self.frame
-        out[:y0], out[y1:] = frame[:y0], frame[y1:]
-        out[y0:y1, :x0], out[y0:y1, x1:] = frame[y0:y1, :x0], frame[y0:y1, x1:]
+        out[:] = self.frame
         field = self.displacement(index)
         # Band by band, so the sampling map stays in the CPU's cache between being written and
-        # read; each output pixel depends only on its own map entry, so bands change no bits.
+        # read, and only across the columns the fields can move (elsewhere the displacement is
+        # exactly zero and remap would copy the pixel): each output pixel depends only on its
+        # own map entry, so neither changes a bit.
         canvas, grid = self.framing.canvas, self._grid
-        for top in range(0, y1 - y0, BAND_ROWS):
-            bottom = min(top + BAND_ROWS, y1 - y0)
-            band = self._map[: bottom - top]
-            np.subtract(grid[top:bottom], field[top:bottom], out=band)
-            cv2.remap(canvas, band, None, cv2.INTER_LINEAR, dst=out[y0 + top : y0 + bottom, x0:x1],
+        for top, bottom, left, right in self._bands:
+            band = self._map[: (bottom - top) * (right - left) * 2].reshape(bottom - top, right - left, 2)
+            np.subtract(grid[top:bottom, left:right], field[top:bottom, left:right], out=band)
+            cv2.remap(canvas, band, None, cv2.INTER_LINEAR, dst=out[y0 + top : y0 + bottom, x0 + left : x0 + right],
                       borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
         self.mouth.paint(out, self.params[index])
         return out
+
+
+def _moving_bands(cv2, rig) -> list[tuple[int, int, int, int]]:
+    """(top, bottom, left, right) in ROI pixels of each band of rows, cut to the columns where
+    some field (or an eyelid) is non-zero. Bands where nothing can move are left out."""
+    x0, y0, x1, y1 = rig.roi
+    rows, cols = rig.grid_shape
+    moving = (rig.fields.reshape(len(rig.fields), rows, cols, 2) != 0).any(axis=(0, 3)).astype(np.float32)
+    if (cols, rows) != (x1 - x0, y1 - y0):
+        # Linear upsampling is non-zero wherever a grid cell it reads from is: as for the fields.
+        moving = cv2.resize(moving, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    moving = moving > 0
+    for pixels, *_ in rig.eye_pixels:
+        moving.reshape(-1)[pixels] = True
+    bands = []
+    for top in range(0, y1 - y0, BAND_ROWS):
+        bottom = min(top + BAND_ROWS, y1 - y0)
+        columns = np.flatnonzero(moving[top:bottom].any(axis=0))
+        if columns.size:
+            bands.append((top, bottom, int(columns[0]), int(columns[-1]) + 1))
+    return bands

@@ -246,6 +246,28 @@ def test_the_warp_fades_to_nothing_at_the_edge_of_its_region(backend, voice, fra
     assert moved > 1.0
 
 
+@pytest.mark.parametrize("framing", ["crop", "full"])
+def test_warping_band_by_band_where_pixels_move_equals_one_remap_of_the_whole_region(backend, voice, framing):
+    """The renderer remaps only the columns of each band of rows that some field can move; the
+    frames are bit for bit those of one remap of the whole region with the same displacement."""
+    import cv2
+
+    renderer = backend.start_job(job_input(PORTRAIT, voice, head_motion=4, blink_rate=60, framing=framing,
+                                           resolution=SMALL))  # fmt: skip
+    x0, y0, x1, y1 = renderer.rig.roi
+    covered = sum((bottom - top) * (right - left) for top, bottom, left, right in renderer._bands)
+    assert covered < (x1 - x0) * (y1 - y0)  # the bands leave out some of the region
+    blinks = np.flatnonzero(renderer.params[:, 2] > 0.5)
+    assert blinks.size > 0
+    for index in [*range(0, renderer.num_frames, 9), *blinks[:3]]:
+        reference = renderer.frame.copy()
+        sample = renderer._grid - renderer.displacement(index)
+        cv2.remap(renderer.framing.canvas, sample, None, cv2.INTER_LINEAR, dst=reference[y0:y1, x0:x1],
+                  borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        renderer.mouth.paint(reference, renderer.params[index])
+        assert np.array_equal(renderer.render_frame(index), reference), index
+
+
 def test_expression_scales_the_mouth(voice):
     features = analyse_audio(voice, RATE, FPS, 50)
     calm, _ = mouth_curves(features, FPS, 0.5)
