@@ -23,11 +23,11 @@ from emo_cli.backends.base import Backend, JobInput, JobRenderer, State
 from emo_cli.errors import EmoError, InputError, RenderError
 from emo_cli.execution.checkpoints import pause_point
 from emo_cli.execution.chunks import chunk_is_good, commit_chunk, load_state, write_state
-from emo_cli.execution.journal import CHUNKS_DIRNAME, Journal, segment_name
+from emo_cli.execution.journal import CHUNKS_DIRNAME, JOURNAL_NAME, Journal, segment_name
 from emo_cli.execution.results import EventSink, JobFailed, JobResult
 from emo_cli.fsutil import sha256_file
 from emo_cli.media.audio import decode_audio
-from emo_cli.media.mux import AacEncoder, mux, remove_stale_temporaries, write_concat_list
+from emo_cli.media.mux import CONCAT_LIST_NAME, AacEncoder, mux, remove_stale_temporaries, write_concat_list
 from emo_cli.media.segment import SegmentEncoder
 from emo_cli.planning.job import Job
 from emo_cli.provenance.credentials import content_manifest, sign_video
@@ -67,6 +67,16 @@ def _start_aac(job: Job, path: Path) -> AacEncoder:
         raise JobFailed(job, f"{job.field}, {job.audio.field}", exc) from exc
 
 
+def _remove_stale_temporaries(work: Path) -> None:
+    """Delete what a killed run left half-written in the work dir (the lease is held meanwhile;
+    another process's lease temporaries are not among these names)."""
+    for stale in (work / CHUNKS_DIRNAME).glob(".*.tmp*"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+    for name in (AUDIO_NAME, UNSIGNED_NAME, JOURNAL_NAME, CONCAT_LIST_NAME):
+        remove_stale_temporaries(work / name)
+
+
 def _forget_chunks(work: Path) -> None:
     """Drop a job's journal and chunks, keeping its lease files (the lease is held meanwhile)."""
     Journal.path_for(work).unlink(missing_ok=True)
@@ -98,6 +108,7 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
 
     if not resume:
         _forget_chunks(work)
+    _remove_stale_temporaries(work)
     journal = Journal.load(work)
     if is_finished(job, journal) and journal is not None and journal.signer == signer:
         emit({"event": "job_skipped", **base, "reason": "already done", "frames": job.num_frames})

@@ -14,8 +14,9 @@ The pool process owns the bookkeeping:
 - a worker that dies (SIGKILL, segfault, out of memory) is restarted and its job retried up
   to `retries` times; the render loop's resume makes a retry continue from the last chunk;
 - on Ctrl-C, or SIGTERM from a batch scheduler, it stops handing out jobs, stops the
-  workers, gives the leases back and returns a summary in which every unfinished job is
-  `interrupted`.
+  workers (SIGTERM, which a worker raises as KeyboardInterrupt: the render loop keeps the
+  chunk whose encoder is finishing and stops its ffmpeg children), gives the leases back and
+  returns a summary in which every unfinished job is `interrupted`.
 
 The job function is named by import path, "package.module:function", and is called as
 `function(job, device, events)` in the worker. It must be idempotent: a job another process
