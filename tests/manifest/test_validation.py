@@ -57,6 +57,23 @@ def test_unknown_key_points_at_the_key_and_suggests_the_right_one(fixture_backen
     assert str(problem) == f"{path}:4:3 defaults.fsp: unknown key 'fsp' (did you mean 'fps'?)"
 
 
+def test_consent_belongs_to_portraits_and_is_an_error_under_audio(fixture_backend, write_manifest):
+    path = write_manifest(
+        """
+        version: 1
+        defaults: {backend: fixture}
+        portraits:
+          astronaut: {path: astronaut.jpg, consent: {reference: R-1, subject: the astronaut}}
+        audio:
+          en: {path: hello_en.wav, consent: {reference: R-2, subject: the speaker}}
+        jobs: [{portrait: astronaut, audio: en}]
+        """
+    )
+    [problem] = problems_of(path)
+    assert problem.path == "audio.en.consent"
+    assert problem.message == "unknown key 'consent' (allowed: path)"
+
+
 def test_wrong_types_and_bad_values_point_at_the_value(fixture_backend, write_manifest):
     path = write_manifest(
         """
