@@ -78,16 +78,21 @@ class WarpBackend(Backend):
         from emo_cli.media.image import load_portrait
 
         options = type(self).resolve_options(job.options)
-        portrait = load_portrait(job.portrait_path)
-        landmarks = analyse_portrait(portrait, job.portrait_path)
-        framing = frame_portrait(portrait, landmarks, options["framing"], job.resolution)
-        rig = build_rig(framing)
-        curves = motion_curves(
-            job.audio, job.sample_rate, job.fps, job.num_frames, job.seed,
-            expression=float(options["expression"]), blink_rate=float(options["blink_rate"]),
-            head_motion=float(options["head_motion"]),
-        )  # fmt: skip
-        return WarpRenderer(framing, rig, curves.as_array(), job.num_frames)
+        # The audio's motion curves (NumPy, mostly without the GIL) are computed in a thread
+        # while the face is analysed (mostly imports and Python): the once-per-job analysis is
+        # the part of a render that keeps one core idle.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="warp-curves") as pool:
+            curves = pool.submit(
+                motion_curves, job.audio, job.sample_rate, job.fps, job.num_frames, job.seed,
+                expression=float(options["expression"]), blink_rate=float(options["blink_rate"]),
+                head_motion=float(options["head_motion"]),
+            )  # fmt: skip
+            portrait = load_portrait(job.portrait_path)
+            landmarks = analyse_portrait(portrait, job.portrait_path)
+            framing = frame_portrait(portrait, landmarks, options["framing"], job.resolution)
+            rig = build_rig(framing)
+            motion = curves.result().as_array()
+        return WarpRenderer(framing, rig, motion, job.num_frames)
 
 
 class WarpRenderer(JobRenderer):
