@@ -26,7 +26,7 @@ BAND_ROWS = 32  # rows of the face region sampled per cv2.remap call
 
 class WarpBackend(Backend):
     name: ClassVar[str] = "warp"
-    version: ClassVar[str] = "1.0"
+    version: ClassVar[str] = "1.1"
     sample_rate: ClassVar[int] = 16000
     resources: ClassVar[str] = "cpu"
     options_schema: ClassVar[dict[str, Any]] = {

@@ -2,9 +2,11 @@
 
 Built once per job. Each motion (jaw, lip width, blink, head roll and shift) is a linear
 displacement field over a region of interest (ROI) around the head: values are set on the mesh
-vertices, interpolated inside the mesh triangles (barycentric, i.e. piecewise affine), carried
-outward from the mesh and feathered to zero with a cosine ramp, so the warped region has no
-seam. A frame's field is then one small matrix product, an upsample and a `cv2.remap`.
+vertices, interpolated inside the mesh's Delaunay triangles (barycentric, i.e. piecewise
+affine), carried outward from the mesh and feathered to zero with a cosine ramp, so the warped
+region has no seam. A frame's field is then a weighted sum of the fields, an upsample and a
+`cv2.remap`. Everything here is OpenCV and NumPy (OpenCV's Subdiv2D triangulates, its distance
+transform finds the nearest mesh cell): SciPy's import alone took longer than building the rig.
 
 The fields are "content displacements": the output pixel x shows the portrait at x - field(x).
 """
@@ -150,8 +152,6 @@ class Rig:
 def build_rig(framing: Framing) -> Rig:
     """Every displacement field of a framed portrait."""
     import cv2
-    from scipy.ndimage import distance_transform_edt
-    from scipy.spatial import Delaunay
 
     lm = framing.landmarks
     mesh = lm[:MESH_POINTS]
@@ -189,23 +189,32 @@ def build_rig(framing: Framing) -> Rig:
     points = np.stack([px.ravel(), py.ravel()], axis=1)
     cell = w / cols  # frame pixels per grid cell
 
-    # Piecewise-affine interpolation of the vertex values inside the mesh triangles.
-    tri = Delaunay(mesh)
-    simplex = tri.find_simplex(points)
+    # Piecewise-affine interpolation of the vertex values inside the mesh's Delaunay triangles:
+    # each grid cell takes the triangle drawn over it and its barycentric coordinates there.
+    to_grid = lambda xy: (xy - [x0, y0] + 0.5) / cell - 0.5  # noqa: E731  frame pixels -> grid cells
+    simplices = _delaunay(cv2, mesh)
+    simplex = np.full((rows, cols), -1, dtype=np.int32)
+    for k, corners_k in enumerate(simplices):
+        cv2.fillPoly(simplex, [np.round(to_grid(mesh[corners_k]) * 16).astype(np.int32)], k, lineType=cv2.LINE_8,
+                     shift=4)  # fmt: skip
+    simplex = simplex.ravel()
     holes = np.zeros((rows, cols), dtype=np.uint8)
     polys = [np.array(MOUTH_HOLE)] + [np.array(upper + lower[-2:0:-1]) for upper, lower, _ in EYES]
     for poly in polys:
-        grid_poly = (mesh[poly] - [x0, y0] + 0.5) / cell - 0.5
-        cv2.fillPoly(holes, [np.round(grid_poly * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
+        cv2.fillPoly(holes, [np.round(to_grid(mesh[poly]) * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
     inside = (simplex >= 0) & (holes.ravel() == 0)
-    affine = tri.transform[np.maximum(simplex, 0)]
-    b = np.einsum("nij,nj->ni", affine[:, :2], points - affine[:, 2])
-    bary = np.concatenate([b, 1 - b.sum(axis=1, keepdims=True)], axis=1)
-    corners = tri.simplices[np.maximum(simplex, 0)]
+    corners = simplices[np.maximum(simplex, 0)]
+    a, b, c = (mesh[corners[:, i]] for i in range(3))
+    # Barycentric coordinates from the triangle's edge vectors (Cramer's rule).
+    e1, e2, rel = b - a, c - a, points - a
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    det = np.where(np.abs(det) > 1e-12, det, 1.0)
+    wb = (rel[:, 0] * e2[:, 1] - rel[:, 1] * e2[:, 0]) / det
+    wc = (e1[:, 0] * rel[:, 1] - e1[:, 1] * rel[:, 0]) / det
+    bary = np.stack([1 - wb - wc, wb, wc], axis=1)
     # Outside the mesh and in its holes, carry the nearest inside value outward and fade it.
-    distance, (iy, ix) = distance_transform_edt(~inside.reshape(rows, cols), return_indices=True)
-    nearest = (iy * cols + ix).ravel()
-    fade = 0.5 * (1 + np.cos(np.pi * np.clip(distance.ravel() * cell / feather, 0, 1)))
+    distance, nearest = _nearest_inside(cv2, inside.reshape(rows, cols))
+    fade = 0.5 * (1 + np.cos(np.pi * np.clip(distance * cell / feather, 0, 1)))
     fade[holes.ravel() > 0] = 1.0
 
     fields = np.zeros((NUM_FIELDS, 2, rows * cols))
@@ -266,6 +275,42 @@ def build_rig(framing: Framing) -> Rig:
         face_height=face_h,
         landmarks=lm,
     )
+
+
+def _delaunay(cv2, points: np.ndarray) -> np.ndarray:
+    """The Delaunay triangles of `points` (n, 2) as (m, 3) vertex indices (OpenCV's Subdiv2D)."""
+    # Subdiv2D starts from a triangle around its rectangle: a rectangle far larger than the
+    # points keeps those outer vertices out of the circumcircles of thin triangles on the hull,
+    # which would otherwise be lost to them.
+    centre = (points.min(axis=0) + points.max(axis=0)) / 2
+    half = (points.max(axis=0) - points.min(axis=0)) / 2 * 1000 + 1
+    subdiv = cv2.Subdiv2D((int(centre[0] - half[0]), int(centre[1] - half[1]),
+                           int(2 * half[0]) + 1, int(2 * half[1]) + 1))  # fmt: skip
+    # Subdiv2D numbers the inserted points from 4 (0-3 are its outer frame), in insertion order.
+    subdiv.insert([(float(x), float(y)) for x, y in points])
+    triangles = set()
+    for x0, y0, x1, y1, x2, y2 in subdiv.getTriangleList():
+        corners = []
+        for x, y in ((x0, y0), (x1, y1), (x2, y2)):
+            vertex, _ = subdiv.findNearest((x, y))
+            corners.append(vertex - 4)
+        if min(corners) >= 0:
+            triangles.add(tuple(sorted(corners)))
+    return np.array(sorted(triangles), dtype=np.int64)
+
+
+def _nearest_inside(cv2, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each grid cell, the distance (in cells) to the nearest inside cell and that cell's
+    flat index; 0 and the cell itself for inside cells. OpenCV's distance transform (5x5 mask,
+    within about 2% of the Euclidean distance) with the nearest zero pixel's label."""
+    outside = np.where(inside, 0, 1).astype(np.uint8)
+    distance, labels = cv2.distanceTransformWithLabels(outside, cv2.DIST_L2, cv2.DIST_MASK_5,
+                                                       labelType=cv2.DIST_LABEL_PIXEL)  # fmt: skip
+    labels = labels.ravel()
+    inside_cells = np.flatnonzero(inside.ravel())
+    cell_of_label = np.zeros(int(labels.max()) + 1, dtype=np.int64)
+    cell_of_label[labels[inside_cells]] = inside_cells
+    return distance.ravel().astype(np.float64), cell_of_label[labels]
 
 
 def _mouth_vertex_fields(mesh: np.ndarray, face_h: float) -> tuple[np.ndarray, np.ndarray]:
