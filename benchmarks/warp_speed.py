@@ -7,11 +7,13 @@ seconds per wall-clock second) and where each frame's time went: the once-per-jo
 (face mesh, rig, motion curves; in a fresh process also mediapipe's first import, about 1-2 s),
 the warp itself, the H.264 segment encode and the final mux.
 
-    python benchmarks/warp_speed.py [--seconds 60] [--resolution 512] [--chunk-frames 50]
+    python benchmarks/warp_speed.py [--seconds 60] [--resolution 512] [--chunk-frames 50] [--repeat 5]
 
-The encoder is single-threaded by design (bit-exact segments); the warp renders the next chunk
-in a thread while the current one is encoded (`--no-render-ahead` makes them take turns). On a
-loaded machine the figures are lower: the script prints the load average it started with.
+The encoder is single-threaded by design (bit-exact segments); the warp renders the next two
+chunks in a thread while the current one is encoded (`--render-ahead-chunks N` changes how
+many, `--no-render-ahead` makes them take turns). On a loaded or shared machine the figures
+are lower and vary from run to run: the script prints the load average it started with, and
+`--repeat` runs it several times, each in a fresh process.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ def main() -> int:
     parser.add_argument("--resolution", type=int, default=512)
     parser.add_argument("--chunk-frames", type=int, default=50)
     parser.add_argument("--no-render-ahead", action="store_true", help="render and encode take turns")
+    parser.add_argument("--render-ahead-chunks", type=int, default=None, help="chunks rendered ahead (default: 2)")
     parser.add_argument("--no-watermark", action="store_true", help="turn the invisible watermark off")
     parser.add_argument("--repeat", type=int, default=1,
                         help="renders, each in a fresh process; prints every run, the best and the median")  # fmt: skip
@@ -79,6 +82,8 @@ def main() -> int:
         argv = ["--seconds", str(args.seconds), "--resolution", str(args.resolution),
                 "--chunk-frames", str(args.chunk_frames), "--json"]  # fmt: skip
         argv += ["--no-render-ahead"] * args.no_render_ahead + ["--no-watermark"] * args.no_watermark
+        if args.render_ahead_chunks is not None:
+            argv += ["--render-ahead-chunks", str(args.render_ahead_chunks)]
         runs = []
         for _ in range(args.repeat):
             out = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
@@ -106,6 +111,8 @@ def measure(args: argparse.Namespace) -> dict:
     from emo_cli.execution import render_manifest
 
     WarpRenderer.render_ahead = not args.no_render_ahead
+    if args.render_ahead_chunks is not None:
+        WarpRenderer.render_ahead_chunks = args.render_ahead_chunks
     timings = {"decode audio": 0.0, "analysis": 0.0, "warp (waited for)": 0.0, "encode (convert, mark, pipe)": 0.0,
                "encode (wait for ffmpeg)": 0.0, "mux": 0.0}  # fmt: skip
     warp_total = [0.0, 0.0]  # every frame's warp (wall, CPU), including chunks rendered ahead

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ClassVar
 
@@ -20,7 +21,7 @@ import numpy as np
 from emo_cli.backends.base import Backend, ChunkOutput, JobInput, JobRenderer, State
 from emo_cli.errors import RenderError
 
-PREFETCH_MAX_BYTES = 512 * 2**20  # render ahead only chunks up to this size
+PREFETCH_MAX_BYTES = 512 * 2**20  # frames rendered ahead of the render loop, at most
 BAND_ROWS = 32  # rows of the face region sampled per cv2.remap call
 
 
@@ -98,7 +99,8 @@ class WarpBackend(Backend):
 class WarpRenderer(JobRenderer):
     """Renders frames of one job from its precomputed rig and motion curves."""
 
-    render_ahead: ClassVar[bool] = True  # render the likely next chunk while this one is encoded
+    render_ahead: ClassVar[bool] = True  # render the likely next chunks while this one is encoded
+    render_ahead_chunks: ClassVar[int] = 2  # how many
 
     def __init__(self, framing, rig, motion: np.ndarray, num_frames: int) -> None:
         import cv2
@@ -124,7 +126,7 @@ class WarpRenderer(JobRenderer):
         self.mouth = MouthPainter(rig, face_h)
         self._lock = threading.Lock()  # render_frame shares the map buffer
         self._pool: ThreadPoolExecutor | None = None
-        self._ahead: tuple[int, int, Future] | None = None
+        self._ahead: deque[tuple[int, int, Future]] = deque()  # chunks queued for the thread, in order
 
     def initial_state(self) -> State:
         return {"next_frame": 0, "motion": self.motion_id}
@@ -143,12 +145,8 @@ class WarpRenderer(JobRenderer):
         if frames is None:
             frames = self._render(start, count)
         following = start + count
-        if (
-            self.render_ahead
-            and following < self.num_frames
-            and count * self.width * self.height * 3 <= PREFETCH_MAX_BYTES
-        ):
-            self._prefetch(following, min(count, self.num_frames - following))
+        if self.render_ahead:
+            self._queue_ahead(following, count)
         return ChunkOutput(frames=frames, state={"next_frame": following, "motion": self.motion_id})
 
     def _render(self, start: int, count: int) -> np.ndarray:
@@ -157,26 +155,41 @@ class WarpRenderer(JobRenderer):
             self.render_frame(start + offset, out=frames[offset])
         return frames
 
-    # Frames are a pure function of their index, so the chunk the render loop will most likely
-    # ask for next is rendered in a thread while it encodes this one (OpenCV and NumPy release
-    # the GIL): on two cores, render and encode overlap instead of taking turns.
-    def _prefetch(self, start: int, count: int) -> None:
+    # Frames are a pure function of their index, so the chunks the render loop will most likely
+    # ask for next are rendered in a thread while it encodes this one (OpenCV and NumPy release
+    # the GIL): on two cores, render and encode overlap instead of taking turns. Two chunks
+    # ahead rather than one, so the thread is not left idle while a chunk's encoder finishes.
+    def _queue_ahead(self, following: int, count: int) -> None:
+        """Keep the chunks of `count` frames from `following` on queued, up to
+        `render_ahead_chunks` of them and PREFETCH_MAX_BYTES of frames."""
+        depth = min(self.render_ahead_chunks, PREFETCH_MAX_BYTES // (count * self.width * self.height * 3))
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warp-ahead")
-        self._ahead = (start, count, self._pool.submit(self._render, start, count))
+        start = self._ahead[-1][0] + self._ahead[-1][1] if self._ahead else following
+        while len(self._ahead) < depth and start < self.num_frames:
+            size = min(count, self.num_frames - start)
+            self._ahead.append((start, size, self._pool.submit(self._render, start, size)))
+            start += size
 
     def _take_ahead(self, start: int, count: int) -> np.ndarray | None:
-        if self._ahead is None:
+        if not self._ahead:
             return None
-        ahead_start, ahead_count, future = self._ahead
-        self._ahead = None
-        frames = future.result()  # also waits, so the shared buffers are free again
-        return frames if (ahead_start, ahead_count) == (start, count) else None
+        ahead_start, ahead_count, future = self._ahead.popleft()
+        if (ahead_start, ahead_count) == (start, count):
+            return future.result()
+        self._ahead.appendleft((ahead_start, ahead_count, future))
+        self._drop_ahead()  # not the chunks asked for (a resume went elsewhere)
+        return None
+
+    def _drop_ahead(self) -> None:
+        """Cancel the queued chunks and wait for the one being rendered, if any."""
+        while self._ahead:
+            _, _, future = self._ahead.popleft()
+            if not future.cancel():
+                future.exception()  # waits; its frames are not needed
 
     def close(self) -> None:
-        if self._ahead is not None:
-            self._ahead[2].cancel()
-            self._ahead = None
+        self._drop_ahead()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None

@@ -268,6 +268,29 @@ def test_warping_band_by_band_where_pixels_move_equals_one_remap_of_the_whole_re
         assert np.array_equal(renderer.render_frame(index), reference), index
 
 
+def test_chunks_rendered_ahead_are_the_frames_asked_for_in_any_order(backend, voice):
+    """The renderer queues the next chunks in a thread; whatever the render loop asks for next
+    (the following chunk, the last and shorter one, or a jump back as on a resume) it gets
+    exactly the frames of that range, and closing leaves no work running."""
+    renderer = backend.start_job(job_input(PORTRAIT, voice, resolution=SMALL))
+    n = renderer.num_frames
+    reference = np.stack([renderer.render_frame(i) for i in range(n)])
+    chunk = 12
+    state = renderer.initial_state()
+    for start in range(0, n, chunk):
+        out = renderer.render_chunk(start, min(chunk, n - start), state)
+        assert np.array_equal(out.frames, reference[start : start + chunk]), start
+        assert len(renderer._ahead) == min(2, len(range(start + chunk, n, chunk)))
+        state = out.state
+    assert not renderer._ahead
+    renderer.render_chunk(0, chunk, renderer.initial_state())  # queues 12-23 and 24-35
+    jumped = renderer.render_chunk(36, chunk, {"next_frame": 36, "motion": renderer.motion_id})
+    assert np.array_equal(jumped.frames, reference[36:48])
+    assert [start for start, _, _ in renderer._ahead] == [s for s in (48, 60) if s < n]
+    renderer.close()
+    assert not renderer._ahead and renderer._pool is None
+
+
 def test_expression_scales_the_mouth(voice):
     features = analyse_audio(voice, RATE, FPS, 50)
     calm, _ = mouth_curves(features, FPS, 0.5)
