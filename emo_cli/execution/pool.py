@@ -197,7 +197,10 @@ def _worker_main(worker_id: int, device: Device, run_job: str, conn: Connection,
     try:
         _worker_loop(device, run_job, conn, parent_pid)
     except KeyboardInterrupt:
-        return
+        # Then die of the signal as before, so the pool reports (and, for a job, retries) a
+        # worker stopped by SIGTERM, whoever sent it.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _worker_loop(device: Device, run_job: str, conn: Connection, parent_pid: int) -> None:

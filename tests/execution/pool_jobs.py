@@ -30,7 +30,7 @@ class FakeJob:
     work_dir: Path
     duration: float = 1.0
     log: Path | None = None
-    behaviour: str = "ok"  # ok, input_error, bug, die_once, interrupt, terminate, rendezvous
+    behaviour: str = "ok"  # ok, input_error, bug, die_once, sigterm_once, interrupt, terminate, rendezvous
     rendezvous: Path | None = None  # for "rendezvous": a dir where the jobs that must overlap meet
     peers: int = 2
     meet_as: str = ""  # the name to meet under (default: the job id)
@@ -48,11 +48,12 @@ def record(job: FakeJob, device: Any, events: Any) -> dict[str, Any]:
         raise InputError(f"portraits.{job.id}: no face found in the portrait")
     if job.behaviour == "bug":
         raise ValueError("a bug in the job function")
-    if job.behaviour == "die_once":
+    if job.behaviour in ("die_once", "sigterm_once"):
         marker = job.work_dir / "attempted"
         if not marker.exists():
             marker.touch()
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), signal.SIGKILL if job.behaviour == "die_once" else signal.SIGTERM)
+            threading.Event().wait()  # the signal ends this worker
     if job.behaviour in ("interrupt", "terminate"):
         # as a terminal's Ctrl-C, or a batch scheduler's SIGTERM, reaches the pool
         os.kill(os.getppid(), signal.SIGINT if job.behaviour == "interrupt" else signal.SIGTERM)

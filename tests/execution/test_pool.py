@@ -83,10 +83,13 @@ def test_a_job_that_raises_fails_alone(tmp_path):
     assert not summary.ok
 
 
-def test_a_worker_killed_mid_job_is_restarted_and_the_job_retried(tmp_path):
+@pytest.mark.parametrize(("behaviour", "cause"), [("die_once", "killed by SIGKILL"), ("sigterm_once", "killed by SIGTERM")])
+def test_a_worker_killed_mid_job_is_restarted_and_the_job_retried(tmp_path, behaviour, cause):
+    """SIGTERM from outside the pool: the worker stops the job (KeyboardInterrupt, which the render
+    loop uses to keep the chunk being encoded), then dies of the signal like any killed worker."""
     jobs = [
         FakeJob(
-            id="dies", work_dir=tmp_path / "dies", duration=5, log=tmp_path / "log.txt", behaviour="die_once"
+            id="dies", work_dir=tmp_path / "dies", duration=5, log=tmp_path / "log.txt", behaviour=behaviour
         ),
         FakeJob(id="fine", work_dir=tmp_path / "fine", duration=1, log=tmp_path / "log.txt"),
     ]
@@ -96,7 +99,7 @@ def test_a_worker_killed_mid_job_is_restarted_and_the_job_retried(tmp_path):
     assert summary.outcomes["dies"].attempts == 2
     assert output_of(jobs[0]).exists()
     died = [e for e in events if e.kind == "worker_died"]
-    assert [(e.job_id, e.data["cause"]) for e in died] == [("dies", "killed by SIGKILL")]
+    assert [(e.job_id, e.data["cause"]) for e in died] == [("dies", cause)]
     assert [e.job_id for e in events if e.kind == "retrying"] == ["dies"]
 
 
