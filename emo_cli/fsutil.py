@@ -9,6 +9,23 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+_NEW_FILE_MODE: int | None = None
+
+
+def new_file_mode() -> int:
+    """The permissions open() gives a new file: 0o666 less the process's umask."""
+    global _NEW_FILE_MODE
+    if _NEW_FILE_MODE is None:
+        mask = None
+        with contextlib.suppress(OSError, ValueError):
+            with open("/proc/self/status") as status:  # Linux: read without changing it
+                mask = next((int(line.split()[1], 8) for line in status if line.startswith("Umask:")), None)
+        if mask is None:
+            mask = os.umask(0o022)  # elsewhere: set and restore, once
+            os.umask(mask)
+        _NEW_FILE_MODE = 0o666 & ~mask
+    return _NEW_FILE_MODE
+
 
 class AtomicFile:
     """A temporary path beside `final`: `commit` fsyncs it and renames it into place, `discard` removes it.
@@ -31,6 +48,8 @@ class AtomicFile:
 
     def commit(self) -> None:
         try:
+            # mkstemp makes the temporary owner-only; the file in place gets what open() would give.
+            os.chmod(self.tmp, new_file_mode())
             with open(self.tmp, "rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(self.tmp, self.final)

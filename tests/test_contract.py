@@ -53,3 +53,15 @@ def test_chunk_ranges_cover_every_frame_once():
     ranges = chunk_ranges(161, 50)
     assert ranges == [(0, 50), (50, 50), (100, 50), (150, 11)]
     assert sum(count for _, count in ranges) == 161
+
+
+def test_atomic_writes_get_the_permissions_of_a_plainly_created_file(tmp_path):
+    """mkstemp's temporaries are owner-only; what is renamed into place is not (outputs are shared)."""
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    atomic_write_text(tmp_path / "atomic.txt", "x")
+    with atomic_path(tmp_path / "video.mp4") as tmp:
+        tmp.write_bytes(b"x")
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"plain.txt": modes["plain.txt"], "atomic.txt": modes["plain.txt"], "video.mp4": modes["plain.txt"]}
+
