@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from emo_cli.errors import EmoError, MediaError
+from emo_cli.fsutil import AtomicFile
 
 STDERR_TAIL_CHARS = 2000
 # Pipe buffer asked for on stdin (Linux caps it at /proc/sys/fs/pipe-max-size, 1 MiB by default):
@@ -84,8 +85,9 @@ def run_ffmpeg(
 class FfmpegProcess:
     """A running ffmpeg whose stderr is drained on a thread (so no pipe can deadlock it).
 
-    Used for the two streaming cases: raw frames piped in (segment encode), raw samples read
-    out (audio decode). `finish()` waits and raises with the stderr tail on failure.
+    Used for the streaming cases, raw frames piped in (segment encode) and raw samples read out
+    (audio decode), and by `FfmpegOutput` for every ffmpeg that writes a file while the caller
+    goes on. `finish()` waits and raises with the stderr tail on failure.
     """
 
     def __init__(
@@ -167,3 +169,36 @@ class FfmpegProcess:
                     pipe.close()
                 except BrokenPipeError:
                     pass
+
+
+class FfmpegOutput:
+    """An ffmpeg whose output file appears whole or not at all.
+
+    `args` are everything before the output path: ffmpeg writes a temporary beside `output`,
+    which `finish` (once ffmpeg exits cleanly) renames into place; `abort`, or a failure,
+    stops ffmpeg and leaves nothing. `process` is the running FfmpegProcess (to feed stdin).
+    """
+
+    def __init__(
+        self, args: Sequence[str], output: Path, *, what: str, file: Path | str, stdin: bool = False
+    ) -> None:
+        self._file = AtomicFile(output)
+        try:
+            tmp = os.fspath(self._file.tmp)
+            self.process = FfmpegProcess([*args, tmp], what=what, file=file, stdin=stdin)
+        except BaseException:
+            self._file.discard()
+            raise
+
+    def finish(self) -> None:
+        try:
+            self.process.finish()
+        except BaseException:
+            self.abort()
+            raise
+        self._file.commit()
+
+    def abort(self) -> None:
+        self.process.kill()
+        self._file.discard()
+

@@ -17,8 +17,8 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from emo_cli.fsutil import AtomicFile, atomic_path, atomic_write_text
-from emo_cli.media.ffmpeg import FfmpegProcess
+from emo_cli.fsutil import atomic_write_text
+from emo_cli.media.ffmpeg import FfmpegOutput
 from emo_cli.provenance.tags import metadata_args
 
 AUDIO_BITRATE = "192k"
@@ -43,7 +43,7 @@ def remove_stale_temporaries(output: Path) -> None:
             stale.unlink()
 
 
-class AacEncoder:
+class AacEncoder(FfmpegOutput):
     """`audio` encoded to an AAC M4A at `path` by an ffmpeg that runs while the caller goes on.
 
     `finish` waits for it and renames the file into place (atomically); `abort` stops it and
@@ -51,30 +51,11 @@ class AacEncoder:
     """
 
     def __init__(self, audio: Path, path: Path) -> None:
-        self.path = path
-        self._file = AtomicFile(path)
-        try:
-            self._proc = FfmpegProcess(
-                ["-i", os.fspath(audio), "-map", "0:a:0", "-vn", "-c:a", "aac", "-b:a", AUDIO_BITRATE,
-                 "-map_metadata", "-1", "-fflags", "+bitexact", "-f", "mp4", os.fspath(self._file.tmp)],
-                what="encode the audio of",
-                file=audio,
-            )  # fmt: skip
-        except BaseException:
-            self._file.discard()
-            raise
-
-    def finish(self) -> None:
-        try:
-            self._proc.finish()
-        except BaseException:
-            self.abort()
-            raise
-        self._file.commit()
-
-    def abort(self) -> None:
-        self._proc.kill()
-        self._file.discard()
+        super().__init__(
+            ["-i", os.fspath(audio), "-map", "0:a:0", "-vn", "-c:a", "aac", "-b:a", AUDIO_BITRATE,
+             "-map_metadata", "-1", "-fflags", "+bitexact", "-f", "mp4"],
+            path, what="encode the audio of", file=audio,
+        )  # fmt: skip
 
 
 def mux(
@@ -93,19 +74,17 @@ def mux(
     """
     remove_stale_temporaries(output)
     audio_codec = ["-c:a", "copy"] if audio_is_aac else ["-c:a", "aac", "-b:a", AUDIO_BITRATE]
-    with atomic_path(output) as tmp:
-        proc = FfmpegProcess(
-            ["-f", "concat", "-safe", "1", "-i", os.fspath(concat_list), "-i", os.fspath(audio),
-             "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", *audio_codec,
-             "-map_metadata", "-1", *metadata_args(tags),
-             "-movflags", "+faststart+use_metadata_tags", "-f", "mp4", os.fspath(tmp)],
-            what="mux",
-            file=output,
-        )  # fmt: skip
-        try:
-            if while_running is not None:
-                while_running()
-        except BaseException:
-            proc.kill()
-            raise
-        proc.finish()
+    muxing = FfmpegOutput(
+        ["-f", "concat", "-safe", "1", "-i", os.fspath(concat_list), "-i", os.fspath(audio),
+         "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", *audio_codec,
+         "-map_metadata", "-1", *metadata_args(tags),
+         "-movflags", "+faststart+use_metadata_tags", "-f", "mp4"],
+        output, what="mux", file=output,
+    )  # fmt: skip
+    try:
+        if while_running is not None:
+            while_running()
+    except BaseException:
+        muxing.abort()
+        raise
+    muxing.finish()

@@ -7,15 +7,13 @@ frame, so the final mux can concatenate segments without re-encoding.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from emo_cli.errors import RenderError
-from emo_cli.fsutil import AtomicFile
-from emo_cli.media.ffmpeg import FfmpegProcess
+from emo_cli.media.ffmpeg import FfmpegOutput
 
 CRF = 18
 PRESET = "veryfast"
@@ -105,19 +103,12 @@ class SegmentEncoder:
     def __init__(self, path: Path, *, width: int, height: int, fps: int, gop: int) -> None:
         if width % 2 or height % 2:
             raise RenderError(f"frames are {width}x{height}; H.264 yuv420p needs even width and height")
-        self.path, self.width, self.height = path, width, height
-        self._file = AtomicFile(path)
-        try:
-            self._encoder = FfmpegProcess(
-                ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
-                 "-an", *encoder_args(fps, gop), "-f", "mp4", os.fspath(self._file.tmp)],
-                what="encode video segment",
-                file=path,
-                stdin=True,
-            )  # fmt: skip
-        except BaseException:
-            self._file.discard()
-            raise
+        self.width, self.height = width, height
+        self._output = FfmpegOutput(
+            ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
+             "-an", *encoder_args(fps, gop), "-f", "mp4"],
+            path, what="encode video segment", file=path, stdin=True,
+        )  # fmt: skip
 
     def feed(
         self,
@@ -146,26 +137,20 @@ class SegmentEncoder:
                 raise RenderError(f"frames are {width}x{height}, the segment is {self.width}x{self.height}")
             planar = np.empty((height * 3 // 2, width), dtype=np.uint8)
             for index in range(count):
-                self._encoder.write(rgb_to_yuv420p(frames[index], planar, mark_u).data)
+                self._output.process.write(rgb_to_yuv420p(frames[index], planar, mark_u).data)
                 if on_half is not None and index + 1 == (count + 1) // 2:
                     on_half()
-            self._encoder.close_input()
+            self._output.process.close_input()
         except BaseException:
             self.abort()
             raise
 
     def finish(self) -> None:
         """Wait for ffmpeg and rename the segment into place (fsynced)."""
-        try:
-            self._encoder.finish()
-        except BaseException:
-            self.abort()
-            raise
-        self._file.commit()
+        self._output.finish()
 
     def abort(self) -> None:
-        self._encoder.kill()
-        self._file.discard()
+        self._output.abort()
 
 
 def encode_segment(
