@@ -94,6 +94,16 @@ def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def file_matches(path: Path | str, sha256: str | None) -> bool:
+    """`path` is a readable file whose sha256 is `sha256` (False for None, missing or unreadable)."""
+    if sha256 is None:
+        return False
+    try:
+        return sha256_file(path) == sha256
+    except OSError:
+        return False
+
+
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from emo_cli.backends.base import State, decode_state, encode_state
 from emo_cli.execution.journal import ChunkRecord, Journal, segment_name, state_name
-from emo_cli.fsutil import atomic_write_bytes, sha256_file
+from emo_cli.fsutil import atomic_write_bytes, file_matches, sha256_file
 
 
 def chunk_is_good(work_dir: Path, record: ChunkRecord | None, index: int, start: int, count: int) -> bool:
@@ -32,13 +32,10 @@ def chunk_is_good(work_dir: Path, record: ChunkRecord | None, index: int, start:
         return False
     if record.segment != segment_name(index) or record.state != state_name(index):
         return False
-    for name, digest in ((record.segment, record.segment_sha256), (record.state, record.state_sha256)):
-        try:
-            if sha256_file(work_dir / name) != digest:
-                return False
-        except OSError:
-            return False
-    return True
+    return all(
+        file_matches(work_dir / name, digest)
+        for name, digest in ((record.segment, record.segment_sha256), (record.state, record.state_sha256))
+    )
 
 
 def load_state(work_dir: Path, index: int) -> State:

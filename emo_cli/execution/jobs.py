@@ -25,7 +25,7 @@ from emo_cli.execution.checkpoints import pause_point
 from emo_cli.execution.chunks import chunk_is_good, commit_chunk, load_state, write_state
 from emo_cli.execution.journal import CHUNKS_DIRNAME, JOURNAL_NAME, Journal, segment_name
 from emo_cli.execution.results import EventSink, JobFailed, JobResult
-from emo_cli.fsutil import sha256_file
+from emo_cli.fsutil import file_matches, sha256_file
 from emo_cli.media.audio import decode_audio
 from emo_cli.media.mux import CONCAT_LIST_NAME, AacEncoder, mux, remove_stale_temporaries, write_concat_list
 from emo_cli.media.segment import SegmentEncoder
@@ -47,17 +47,7 @@ def is_finished(job: Job, journal: Journal | None) -> bool:
     """The job's output is muxed and is the very file the journal recorded."""
     if journal is None or journal.job_id != job.id or journal.output != str(job.output):
         return False
-    try:
-        return job.output.is_file() and sha256_file(job.output) == journal.output_sha256
-    except OSError:
-        return False
-
-
-def _is_intact(path: Path, sha256: str | None) -> bool:
-    try:
-        return sha256 is not None and sha256_file(path) == sha256
-    except OSError:
-        return False
+    return job.output.is_file() and file_matches(job.output, journal.output_sha256)
 
 
 def _start_aac(job: Job, path: Path) -> AacEncoder:
@@ -137,7 +127,7 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
     # The audio is encoded for the mux by an ffmpeg of its own from now on, beside the backend's
     # once-per-job analysis (single-threaded) rather than after the last frame.
     audio_aac = work / AUDIO_NAME
-    aac = None if _is_intact(audio_aac, journal.audio_sha256) else _start_aac(job, audio_aac)
+    aac = None if file_matches(audio_aac, journal.audio_sha256) else _start_aac(job, audio_aac)
     try:
         if todo:
             _render_chunks(job, backend, journal, ranges, todo, emit, base, began)
