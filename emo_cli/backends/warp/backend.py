@@ -4,8 +4,8 @@ Per job: find the largest face (mediapipe's bundled detector and face mesh), fra
 the rig's displacement fields and compute every motion curve of the track. Per frame: combine
 the fields with that frame's motion values, warp the face region with `cv2.remap` (band by
 band of rows, across the columns the fields can move), and paint the mouth interior where the
-lips part. Chunks are pure functions of their frame range,
-so any split into chunks, and any resume, gives the same frames.
+lips part. Chunks are pure functions of their frame range, so any split into chunks, and any
+resume, gives the same frames.
 """
 
 from __future__ import annotations
