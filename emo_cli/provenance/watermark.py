@@ -26,7 +26,7 @@ low-band change is that change spread over 2x2 pixels, and the change is applied
 R, G, B as the colour that moves U alone (Y and V fixed), so no YUV round trip requantizes Y
 and V. The render loop goes one step further (`FrameMarker.mark_u_cells`): it marks the U plane
 of the YUV 4:2:0 frame it hands the encoder, in floating point before that plane is rounded,
-where a 2x2 cell is one sample; 0.3-0.7 ms per 512x512 frame (benchmarks/provenance_cost.py).
+where a 2x2 cell is one sample; 0.4-0.7 ms per 512x512 frame (benchmarks/provenance_cost.py).
 Each frame's mark is a pure function of the frame and the payload, so a resumed render marks
 exactly as an uninterrupted one.
 

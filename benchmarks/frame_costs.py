@@ -1,0 +1,98 @@
+"""CPU per frame of each step of a `warp` render at 512x512, one step at a time on an idle core.
+
+Renders `--seconds` of the committed speech (astronaut portrait, 25 fps) and times, in CPU
+seconds of this thread or of the ffmpeg children:
+
+- the warp alone (`WarpRenderer.render_frame`: displacement, remap, mouth);
+- the conversion to YUV 4:2:0 for the encoder, without and with the watermark in its U plane;
+- x264, encoding the frames in segments of `--chunk-frames` as the render loop does, and the
+  cost of starting one segment's ffmpeg (a one-frame segment).
+
+    python benchmarks/frame_costs.py [--seconds 20] [--chunk-frames 50]
+
+`benchmarks/warp_speed.py` shows how these add up when they share two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from warp_speed import ASSETS, looped_speech  # noqa: E402
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--chunk-frames", type=int, default=50)
+    args = parser.parse_args()
+
+    from emo_cli.backends.base import JobInput
+    from emo_cli.backends.warp import WarpBackend
+    from emo_cli.media.audio import decode_audio
+    from emo_cli.media.segment import encode_segment, rgb_to_yuv420p
+    from emo_cli.provenance.watermark import FrameMarker
+
+    with tempfile.TemporaryDirectory(prefix="emo-frame-costs-") as tmp:
+        folder = Path(tmp)
+        looped_speech(folder / "speech.wav", args.seconds)
+        audio = decode_audio(folder / "speech.wav", 16000)
+        count = int(np.ceil(args.seconds * 25))
+        job = JobInput(job_id="0" * 16, portrait_path=ASSETS / "astronaut.jpg", audio=audio, sample_rate=16000,
+                       fps=25, num_frames=count, seed=0, resolution=512,
+                       options=WarpBackend.resolve_options({}))  # fmt: skip
+        renderer = WarpBackend().start_job(job)
+        frames = np.empty((count, renderer.height, renderer.width, 3), dtype=np.uint8)
+        warp = []
+        for index in range(count):
+            began = time.thread_time()
+            renderer.render_frame(index, out=frames[index])
+            warp.append(time.thread_time() - began)
+        renderer.close()
+
+        marker = FrameMarker.for_job(job.job_id)
+        planar = np.empty((renderer.height * 3 // 2, renderer.width), dtype=np.uint8)
+        convert, marked = [], []
+        for frame in frames:
+            for mark_u, spent in ((None, convert), (marker.mark_u_cells, marked)):
+                began = time.thread_time()
+                rgb_to_yuv420p(frame, planar, mark_u)
+                spent.append(time.thread_time() - began)
+
+        before = children_cpu()
+        for start in range(0, count, args.chunk_frames):
+            chunk = frames[start : start + args.chunk_frames]
+            encode_segment(chunk, folder / f"{start:06d}.mp4", fps=25, gop=args.chunk_frames)
+        segments = -(-count // args.chunk_frames)
+        encode = children_cpu() - before
+        before = children_cpu()
+        for index in range(10):
+            encode_segment(frames[index : index + 1], folder / f"one{index}.mp4", fps=25, gop=args.chunk_frames)
+        start_cost = (children_cpu() - before) / 10
+
+    ms = lambda seconds: f"{1000 * seconds:6.2f}"  # noqa: E731
+    print(f"warp at 512x512, {count} frames ({args.seconds:.0f} s), CPU ms per frame (median):")
+    print(f"  warp alone                              {ms(statistics.median(warp))}")
+    print(f"  YUV 4:2:0 conversion                    {ms(statistics.median(convert))}")
+    print(f"  YUV 4:2:0 conversion with the watermark {ms(statistics.median(marked))}")
+    print(f"  x264, segments of {args.chunk_frames} frames            {ms(encode / count)}"
+          f"   (of which starting ffmpeg {ms(start_cost * segments / count)})")  # fmt: skip
+    print(f"starting one segment's ffmpeg (a one-frame segment): {1000 * start_cost:.1f} ms of CPU")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
