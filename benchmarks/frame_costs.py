@@ -5,8 +5,9 @@ seconds of this thread or of the ffmpeg children:
 
 - the warp alone (`WarpRenderer.render_frame`: displacement, remap, mouth);
 - the conversion to YUV 4:2:0 for the encoder, without and with the watermark in its U plane;
-- x264, encoding the frames in segments of `--chunk-frames` as the render loop does, and the
-  cost of starting one segment's ffmpeg (a one-frame segment).
+- x264, encoding the frames in segments of `--chunk-frames` as the render loop does, the
+  cost of starting one segment's ffmpeg (a one-frame segment), and of that, what starting the
+  ffmpeg binary alone costs (`ffmpeg -version`).
 
     python benchmarks/frame_costs.py [--seconds 20] [--chunk-frames 50]
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +45,7 @@ def main() -> int:
     from emo_cli.backends.base import JobInput
     from emo_cli.backends.warp import WarpBackend
     from emo_cli.media.audio import decode_audio
+    from emo_cli.media.ffmpeg import ffmpeg_exe
     from emo_cli.media.segment import encode_segment, rgb_to_yuv420p
     from emo_cli.provenance.watermark import FrameMarker
 
@@ -82,6 +85,10 @@ def main() -> int:
         for index in range(10):
             encode_segment(frames[index : index + 1], folder / f"one{index}.mp4", fps=25, gop=args.chunk_frames)
         start_cost = (children_cpu() - before) / 10
+        before = children_cpu()
+        for _ in range(10):
+            subprocess.run([ffmpeg_exe(), "-version"], stdout=subprocess.DEVNULL, check=True)
+        binary_cost = (children_cpu() - before) / 10
 
     ms = lambda seconds: f"{1000 * seconds:6.2f}"  # noqa: E731
     print(f"warp at 512x512, {count} frames ({args.seconds:.0f} s), CPU ms per frame (median):")
@@ -90,7 +97,8 @@ def main() -> int:
     print(f"  YUV 4:2:0 conversion with the watermark {ms(statistics.median(marked))}")
     print(f"  x264, segments of {args.chunk_frames} frames            {ms(encode / count)}"
           f"   (of which starting ffmpeg {ms(start_cost * segments / count)})")  # fmt: skip
-    print(f"starting one segment's ffmpeg (a one-frame segment): {1000 * start_cost:.1f} ms of CPU")
+    print(f"starting one segment's ffmpeg (a one-frame segment): {1000 * start_cost:.1f} ms of CPU, "
+          f"of which starting the ffmpeg binary (ffmpeg -version) {1000 * binary_cost:.1f} ms")  # fmt: skip
     return 0
 
 
