@@ -16,17 +16,14 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from warp_speed import ASSETS, looped_speech  # noqa: E402
+from warp_speed import children_cpu, warp_renderer  # noqa: E402
 
 CANDIDATES = [  # (label, preset, extra x264 parameters)
     ("veryfast + dia, subme 1, no partitions (current)", "veryfast", "me=dia:subme=1:partitions=none"),
@@ -45,20 +42,11 @@ CANDIDATES = [  # (label, preset, extra x264 parameters)
 
 def render_frames(seconds: float, folder: Path) -> tuple[Path, int]:
     """Raw yuv420p frames of a warp render, watermarked as the render loop marks them."""
-    from emo_cli.backends.base import JobInput
-    from emo_cli.backends.warp import WarpBackend
-    from emo_cli.media.audio import decode_audio
     from emo_cli.media.segment import rgb_to_yuv420p
     from emo_cli.provenance.watermark import FrameMarker
 
-    speech = folder / "speech.wav"
-    looped_speech(speech, seconds)
-    audio = decode_audio(speech, 16000)
-    frames = int(np.ceil(seconds * 25))
-    job = JobInput(job_id="0" * 16, portrait_path=ASSETS / "astronaut.jpg", audio=audio, sample_rate=16000,
-                   fps=25, num_frames=frames, seed=0, resolution=512,
-                   options=WarpBackend.resolve_options({}))  # fmt: skip
-    renderer = WarpBackend().start_job(job)
+    renderer, job = warp_renderer(seconds, folder)
+    frames = job.num_frames
     marker = FrameMarker.for_job(job.job_id)
     raw = folder / "frames.yuv"
     with raw.open("wb") as out:
@@ -77,7 +65,7 @@ def encode(
     frame_bytes = 512 * 512 * 3 // 2
     params = f"keyint={chunk}:min-keyint={chunk}:scenecut=0:threads=1:lookahead-threads=1"
     params += f":{extra}" if extra else ""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = children_cpu()
     size, names = 0, []
     with raw.open("rb") as source:
         for index, start in enumerate(range(0, frames, chunk)):
@@ -89,8 +77,7 @@ def encode(
                             "-x264-params", params, os.fspath(segment)], input=data, check=True)  # fmt: skip
             size += segment.stat().st_size
             names.append(f"file '{segment.name}'")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    cpu = children_cpu() - before
     listing = folder / "list.ffconcat"
     listing.write_text("ffconcat version 1.0\n" + "\n".join(names) + "\n")
     return cpu, size, listing

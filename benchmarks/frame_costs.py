@@ -17,7 +17,6 @@ seconds of this thread or of the ffmpeg children:
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,12 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from warp_speed import ASSETS, looped_speech  # noqa: E402
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+from warp_speed import children_cpu, warp_renderer  # noqa: E402
 
 
 def main() -> int:
@@ -42,22 +36,14 @@ def main() -> int:
     parser.add_argument("--chunk-frames", type=int, default=50)
     args = parser.parse_args()
 
-    from emo_cli.backends.base import JobInput
-    from emo_cli.backends.warp import WarpBackend
-    from emo_cli.media.audio import decode_audio
     from emo_cli.media.ffmpeg import ffmpeg_exe
     from emo_cli.media.segment import encode_segment, rgb_to_yuv420p
     from emo_cli.provenance.watermark import FrameMarker
 
     with tempfile.TemporaryDirectory(prefix="emo-frame-costs-") as tmp:
         folder = Path(tmp)
-        looped_speech(folder / "speech.wav", args.seconds)
-        audio = decode_audio(folder / "speech.wav", 16000)
-        count = int(np.ceil(args.seconds * 25))
-        job = JobInput(job_id="0" * 16, portrait_path=ASSETS / "astronaut.jpg", audio=audio, sample_rate=16000,
-                       fps=25, num_frames=count, seed=0, resolution=512,
-                       options=WarpBackend.resolve_options({}))  # fmt: skip
-        renderer = WarpBackend().start_job(job)
+        renderer, job = warp_renderer(args.seconds, folder)
+        count = job.num_frames
         frames = np.empty((count, renderer.height, renderer.width, 3), dtype=np.uint8)
         warp = []
         for index in range(count):

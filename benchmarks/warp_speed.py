@@ -66,6 +66,27 @@ def looped_speech(path: Path, seconds: float, rate: int = 16000) -> None:
         out.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
 
 
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children (the ffmpegs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def warp_renderer(seconds: float, folder: Path):
+    """The `warp` renderer of a job that speaks `seconds` of the looped clips (written into
+    `folder`): astronaut portrait, 512x512, 25 fps, default options. Returns (renderer, job)."""
+    from emo_cli.backends.base import JobInput
+    from emo_cli.backends.warp import WarpBackend
+    from emo_cli.media.audio import decode_audio
+
+    speech = folder / "speech.wav"
+    looped_speech(speech, seconds)
+    job = JobInput(job_id="0" * 16, portrait_path=ASSETS / "astronaut.jpg", audio=decode_audio(speech, 16000),
+                   sample_rate=16000, fps=25, num_frames=int(np.ceil(seconds * 25)), seed=0, resolution=512,
+                   options=WarpBackend.resolve_options({}))  # fmt: skip
+    return WarpBackend().start_job(job), job
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0)
