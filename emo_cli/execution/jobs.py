@@ -47,7 +47,7 @@ def is_finished(job: Job, journal: Journal | None) -> bool:
     """The job's output is muxed and is the very file the journal recorded."""
     if journal is None or journal.job_id != job.id or journal.output != str(job.output):
         return False
-    return job.output.is_file() and file_matches(job.output, journal.output_sha256)
+    return file_matches(job.output, journal.output_sha256)
 
 
 def _start_aac(job: Job, path: Path) -> AacEncoder:
