@@ -164,6 +164,17 @@ def face_mesh_landmarks(rgb: np.ndarray, refine: bool = True) -> np.ndarray | No
     landmarks of the face it finds (None if it finds none). For several faces, crop to the one
     you want first (see `detect_faces`). `refine` adds the iris points and sharpens lips and eyes.
     """
+    points = face_mesh_points(rgb, refine)
+    return None if points is None else points[:, :2]
+
+
+def face_mesh_points(rgb: np.ndarray, refine: bool = True) -> np.ndarray | None:
+    """`face_mesh_landmarks` with depth: (N, 3) pixel x, y and z.
+
+    mediapipe's z is relative depth (smaller is nearer the camera, 0 near the head's centre) on
+    the same scale as x, so it is scaled by the image width like x; the points form a 3-D mesh
+    that a rigid fit can rotate (head pose, head speed).
+    """
     height, width = rgb.shape[:2]
     with _lock:
         if refine not in _meshes:
@@ -180,4 +191,4 @@ def face_mesh_landmarks(rgb: np.ndarray, refine: bool = True) -> np.ndarray | No
     if not result.multi_face_landmarks:
         return None
     points = result.multi_face_landmarks[0].landmark
-    return np.array([(p.x * width, p.y * height) for p in points], dtype=np.float64)
+    return np.array([(p.x * width, p.y * height, p.z * width) for p in points], dtype=np.float64)

@@ -1,0 +1,126 @@
+"""`emo dataset prepare VIDEOS... --out DATA`: source videos -> a training dataset, with progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from emo_cli.cli import app
+
+dataset_app = typer.Typer(name="dataset", help="Prepare training data from your own footage.", no_args_is_help=True)
+app.add_typer(dataset_app)
+
+
+class PrepareView:
+    """Prepare events as rich progress: one bar for the videos, one for the video in hand."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console)  # fmt: skip
+        self.overall: Any = None
+        self.current: Any = None
+
+    def __enter__(self) -> PrepareView:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind, say = event["event"], self.progress.console.print
+        if kind == "prepare_started":
+            self.overall = self.progress.add_task("[bold]videos", total=event["videos"])
+        elif kind == "video_started":
+            if self.current is not None:
+                self.progress.remove_task(self.current)
+            self.current = self.progress.add_task(f"  {escape(Path(event['video']).name)} (2 passes)",
+                                                  total=event["total"])  # fmt: skip
+        elif kind == "video_progress" and self.current is not None:
+            self.progress.update(self.current, completed=event["done"], total=event["total"])
+        elif kind in ("video_done", "video_skipped", "video_failed"):
+            self.progress.advance(self.overall)
+            if kind == "video_skipped":
+                say(f"  {escape(event['video'])}: already prepared", highlight=False)
+            elif kind == "video_failed":
+                say(f"  [red]skipped[/] {escape(event['error'])}", highlight=False, soft_wrap=True)
+
+
+def plain_log(console: Console):
+    def log(event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "video_done":
+            line = f"prepared {event['video']}: {event['clips']} clips, {event['frames']} frames"
+        elif kind == "video_skipped":
+            line = f"skipped  {event['video']}: already prepared"
+        elif kind == "video_failed":
+            line = f"failed   {event['error']}"
+        else:
+            return
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    return log
+
+
+@dataset_app.command("prepare")
+def prepare(
+    videos: Annotated[list[Path], typer.Argument(help="Video files, or folders of them.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="The dataset folder to write (or resume).", show_default=False)],
+    identity: Annotated[
+        Path | None,
+        typer.Option("--identity", help="YAML/JSON map of video file -> person filmed; unnamed videos are each "
+                     "their own identity. Train and val never share an identity."),  # fmt: skip
+    ] = None,
+    resolution: Annotated[int, typer.Option(help="Side of the square training crops, in pixels.")] = 512,
+    min_clip_seconds: Annotated[float, typer.Option(help="Shorter face tracks are dropped.")] = 1.0,
+    max_clip_seconds: Annotated[float, typer.Option(help="Longer face tracks are split into clips.")] = 20.0,
+    val_fraction: Annotated[float, typer.Option(help="Share of identities held out for validation.")] = 0.1,
+    split_seed: Annotated[int, typer.Option(help="Seed of the identity split.")] = 0,
+    speed_buckets: Annotated[int, typer.Option(help="Head-speed buckets fitted to the data's quantiles.")] = 9,
+    crf: Annotated[int, typer.Option(help="H.264 quality of the stored crops (0 lossless, lower is better).")] = 14,
+) -> None:
+    """Decode, track the face, crop, measure head speed and write an indexed, split dataset.
+
+    Finished videos are skipped, so an interrupted run resumes. Exits 1 when a video was skipped
+    for an error (the others are prepared).
+    """
+    from emo_cli.training import PrepareSettings, prepare_dataset
+    from emo_cli.training.prepare import load_identities
+
+    settings = PrepareSettings(resolution=resolution, min_clip_seconds=min_clip_seconds,
+                               max_clip_seconds=max_clip_seconds, val_fraction=val_fraction, split_seed=split_seed,
+                               speed_buckets=speed_buckets, crf=crf)  # fmt: skip
+    identities = load_identities(identity) if identity is not None else None
+    console = Console()
+    if console.is_terminal:
+        with PrepareView(console) as view:
+            summary = prepare_dataset(videos, out, settings, identities, events=view)
+    else:
+        summary = prepare_dataset(videos, out, settings, identities, events=plain_log(console))
+    table = Table(title="dataset prepare", title_justify="left")
+    for column in ("video", "status", "identity", "clips", "frames", "time / error"):
+        table.add_column(column, overflow="fold")
+    colour = {"prepared": "green", "skipped": "cyan", "failed": "red"}
+    for v in summary.videos:
+        table.add_row(escape(v.source), f"[{colour[v.status]}]{v.status}", escape(v.identity or "-"), str(v.clips),
+                      str(v.frames), escape(v.error) if v.error else f"{v.seconds:.1f} s")  # fmt: skip
+    console.print(table)
+    if summary.unmapped:
+        console.print(f"{len(summary.unmapped)} video(s) not named in {escape(str(identity))}: each is its own "
+                      "identity.", highlight=False)  # fmt: skip
+    if summary.index is None:
+        console.print("[red]no video yielded a training clip[/]: no index written.", highlight=False)
+    else:
+        parts = ", ".join(f"{name} {s['clips']} clips / {s['frames']} frames" for name, s in summary.splits.items())
+        console.print(f"index: {escape(str(summary.index))} ({parts}); fingerprint {summary.fingerprint[:16]}",
+                      highlight=False, soft_wrap=True)  # fmt: skip
+    if summary.failed:
+        console.print(f"[red]{len(summary.failed)} video(s) skipped for errors[/]; fix them and run the same "
+                      "command again (prepared videos are kept).", highlight=False)  # fmt: skip
+    raise typer.Exit(summary.exit_code)

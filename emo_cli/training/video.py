@@ -1,0 +1,164 @@
+"""Source videos in: frames at the dataset's frame rate and mono audio at its sample rate (PyAV).
+
+The frame rate is converted the way ffmpeg's `fps` filter does it (each output tick takes the
+source frame nearest in time), in a streaming pass, so an hour of footage never sits in memory;
+the frame rate is converted here rather than by an ffmpeg filter graph because the caller runs
+the face tracker on each frame as it is decoded, twice (see `prepare`). Audio is resampled by
+libswresample (PyAV's `AudioResampler`) and aligned to the first video frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emo_cli.errors import InputError
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about a source video, before decoding it."""
+
+    width: int
+    height: int
+    start: float  # seconds: presentation time of the first video frame
+    duration: float  # seconds (an estimate from the container; 0 when it does not say)
+
+    def frames_at(self, fps: int) -> int:
+        """The expected number of frames at `fps` (for progress bars; decoding has the last word)."""
+        return max(0, round(self.duration * fps))
+
+
+def _open(path: Path):
+    import av
+
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+        raise InputError(f"video {path} cannot be read (damaged, truncated or not a video): {_reason(exc)}") from None
+
+
+def _reason(exc: Exception) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.strip() or type(exc).__name__
+
+
+def probe_video(path: Path) -> VideoInfo:
+    """Open `path` and check that it has a video and an audio stream.
+
+    Raises:
+        InputError: unreadable, no video stream, or no audio stream (a silent video teaches nothing).
+    """
+    if not path.is_file():
+        raise InputError(f"video {path} does not exist" if not path.exists() else f"video {path} is not a file")
+    with _open(path) as container:
+        if not container.streams.video:
+            raise InputError(f"video {path} has no video stream")
+        if not container.streams.audio:
+            raise InputError(f"video {path} has no audio stream: training needs the speech that drives the face")
+        stream = container.streams.video[0]
+        start = _first_frame_time(path)
+        duration = float(stream.duration * stream.time_base) if stream.duration else 0.0
+        if not duration and container.duration:
+            duration = container.duration / 1_000_000
+        return VideoInfo(width=stream.codec_context.width, height=stream.codec_context.height, start=start,
+                         duration=duration)  # fmt: skip
+
+
+def _first_frame_time(path: Path) -> float:
+    for time, _ in _decoded_frames(path, fmt=None):
+        return time
+    raise InputError(f"video {path} has no decodable video frame")
+
+
+def _decoded_frames(path: Path, fmt: str | None = "rgb24") -> Iterator[tuple[float, np.ndarray | None]]:
+    """(presentation time in seconds, RGB frame or None when `fmt` is None) of every decodable frame."""
+    import av
+
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = float(stream.average_rate or stream.guessed_rate or 25)
+        count = 0
+        last = None
+        try:
+            for frame in container.decode(stream):
+                if frame.time is not None:
+                    time = float(frame.time)
+                elif last is not None:
+                    time = last + 1 / rate
+                else:
+                    time = count / rate
+                if last is not None and time <= last:  # broken timestamps: keep the order, move on
+                    time = last + 1e-6
+                last = time
+                count += 1
+                yield time, (frame.to_ndarray(format=fmt) if fmt else None)
+        except av.error.FFmpegError as exc:
+            if count == 0:
+                raise InputError(f"video {path} cannot be decoded: {_reason(exc)}") from None
+            # A damaged tail: what decoded so far is kept; the frames after the damage are lost.
+
+
+def read_frames(path: Path, fps: int) -> Iterator[np.ndarray]:
+    """The frames of `path` at `fps` as RGB uint8 arrays, frame k at start + k / fps.
+
+    Frame k is the source frame whose time is nearest to start + k / fps (ties to the earlier).
+    Deterministic: two passes over the same file yield the same frames.
+    """
+    previous: tuple[float, np.ndarray] | None = None
+    start = None
+    k = 0
+    step = 1.0 / fps
+    for time, rgb in _decoded_frames(path):
+        if previous is None:
+            previous, start = (time, rgb), time
+            continue
+        boundary = (previous[0] + time) / 2
+        while start + k * step < boundary - 1e-9:
+            yield previous[1]
+            k += 1
+        previous = (time, rgb)
+    if previous is None:
+        return
+    # The last source frame lasts as long as one output frame at most (or its own duration).
+    end = previous[0] + step / 2
+    while start + k * step < end - 1e-9:
+        yield previous[1]
+        k += 1
+
+
+def read_audio(path: Path, sample_rate: int, start: float) -> np.ndarray:
+    """The first audio stream of `path`, mono float32 at `sample_rate`, sample 0 at time `start`.
+
+    Audio that begins after `start` is preceded by silence; audio before `start` is dropped, so
+    sample i belongs to video time start + i / sample_rate.
+    """
+    import av
+
+    chunks: list[np.ndarray] = []
+    first: float | None = None
+    with _open(path) as container:
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        try:
+            for frame in container.decode(stream):
+                if first is None and frame.time is not None:
+                    first = float(frame.time)
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except av.error.FFmpegError as exc:
+            if not chunks:
+                raise InputError(f"video {path}: its audio cannot be decoded: {_reason(exc)}") from None
+    samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    offset = round(((first if first is not None else start) - start) * sample_rate)
+    if offset > 0:
+        samples = np.concatenate([np.zeros(offset, np.float32), samples])
+    elif offset < 0:
+        samples = samples[-offset:]
+    return np.clip(samples, -1.0, 1.0)
