@@ -1,0 +1,211 @@
+"""`emo dataset prepare` end to end on small synthetic videos of a known head motion."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from synthetic import FPS, SAMPLE_RATE, portrait, rotating_video, speech_like, write_video
+
+from emo_cli.training import PrepareSettings, load_index, prepare_dataset
+
+ROOT = Path(__file__).resolve().parents[2]
+RESOLUTION = 256
+SETTINGS = PrepareSettings(resolution=RESOLUTION, val_fraction=0.5)
+SPEED_TOLERANCE = 0.2  # degrees/frame on the median: the mesh's jitter biases a magnitude up by ~0.1
+TURNS = (10, 30)  # frames where the triangle wave reverses: the central difference is ~0 there
+
+
+def _speeds(root: Path, clip: dict) -> np.ndarray:
+    return np.load(root / clip["files"]["speed"]["path"])
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """Three rolling portraits (0, 1 and 3 degrees per frame), two people, one dataset."""
+    folder = tmp_path_factory.mktemp("prepare")
+    videos = {speed: rotating_video(folder / f"roll{speed:g}.mp4", speed, seed=int(speed)) for speed in (0, 1, 3)}
+    identities = {"roll0.mp4": "anna", "roll1.mp4": "anna", "roll3.mp4": "bob"}
+    events: list[dict] = []
+    summary = prepare_dataset(list(videos.values()), folder / "data", SETTINGS, identities, events=events.append)
+    return folder, videos, summary, events
+
+
+def test_head_speed_of_a_rolling_portrait_is_recovered(prepared):
+    folder, videos, summary, _ = prepared
+    index = load_index(folder / "data")
+    by_source = {v["source"]: v for v in index["videos"]}
+    for speed, video in videos.items():
+        (clip_id,) = by_source[video.name]["clips"]
+        clip = next(c for c in index["clips"] if c["id"] == clip_id)
+        speeds = _speeds(folder / "data", clip)
+        assert clip["frames"] == 40 and speeds.shape == (40,)
+        steady = np.delete(speeds, TURNS)
+        assert abs(float(np.median(steady)) - speed) < SPEED_TOLERANCE, (speed, np.round(speeds, 2))
+        assert float(np.quantile(np.abs(steady - speed), 0.9)) < 0.6, (speed, np.round(speeds, 2))
+    assert index["speed"]["unit"] == "degrees/frame"
+
+
+def test_clip_files_hold_frames_audio_boxes_and_mesh_in_crop_pixels(prepared):
+    folder, videos, _, _ = prepared
+    root = folder / "data"
+    index = load_index(root)
+    clip = next(c for c in index["clips"] if c["video"] == index["videos"][0]["id"])
+    with av.open(str(root / clip["files"]["frames"]["path"])) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == clip["frames"] and frames[0].shape == (RESOLUTION, RESOLUTION, 3)
+    audio = np.load(root / clip["files"]["audio"]["path"])
+    assert audio.dtype == np.float32 and audio.shape == (clip["frames"] * SAMPLE_RATE // FPS,)
+    # The stored audio is the source's (AAC-coded) speech, aligned to the clip's first frame.
+    source = next(v for v in index["videos"] if v["id"] == clip["video"])["source"]
+    speed = int(source.removeprefix("roll").removesuffix(".mp4"))
+    expected = speech_like(40 / FPS, seed=speed)[clip["start_frame"] * 640 :][: audio.size]
+    assert np.corrcoef(audio[2000:-2000], expected[2000:-2000])[0, 1] > 0.95
+    boxes = np.load(root / clip["files"]["boxes"]["path"])
+    points = np.load(root / clip["files"]["landmarks"]["path"])
+    assert boxes.shape == (clip["frames"], 4) and points.shape == (clip["frames"], 478, 3)
+    # The mesh lies inside its detector box (in the same crop pixels), frame after frame.
+    nose = points[:, 1, :2]
+    assert np.all((boxes[:, 0] < nose[:, 0]) & (nose[:, 0] < boxes[:, 2]))
+    assert np.all((boxes[:, 1] < nose[:, 1]) & (nose[:, 1] < boxes[:, 3]))
+    # The files are those the index hashed.
+    from emo_cli.fsutil import sha256_file
+
+    assert all(sha256_file(root / f["path"]) == f["sha256"] for f in clip["files"].values())
+
+
+def test_split_is_identity_disjoint_and_follows_the_identity_map(prepared):
+    folder, _, summary, _ = prepared
+    index = load_index(folder / "data")
+    split_of = {}
+    for clip in index["clips"]:
+        assert split_of.setdefault(clip["identity"], clip["split"]) == clip["split"]
+    assert set(split_of) == {"anna", "bob"}
+    assert set(index["splits"]["train"]["identities"]).isdisjoint(index["splits"]["val"]["identities"])
+    assert sorted(split_of.values()) == ["train", "val"]  # val_fraction 0.5 of two people: one each
+    # Speed buckets come from the training clips only.
+    train_frames = sum(c["frames"] for c in index["clips"] if c["split"] == "train")
+    assert index["speed"]["frames"] == train_frames and index["speed"]["fitted_on"] == "train"
+    assert summary.exit_code == 0
+
+
+def test_split_keeps_an_identity_where_it_was_when_others_are_added():
+    from emo_cli.training.index import split_identities
+
+    people = [f"person{i}" for i in range(200)]
+    split = split_identities(people, 0.1, seed=0)
+    assert 8 <= sum(s == "val" for s in split.values()) <= 35
+    more = split_identities([*people, *(f"new{i}" for i in range(50))], 0.1, seed=0)
+    assert all(more[p] == split[p] for p in people)
+    assert split_identities(["a", "b"], 0.1, seed=0).keys() == {"a", "b"}
+    assert sorted(split_identities(["a", "b"], 0.1, seed=0).values()) == ["train", "val"]
+
+
+def test_resume_skips_finished_videos_and_rewrites_nothing(prepared, tmp_path):
+    folder, videos, first, _ = prepared
+    data = tmp_path / "data"
+    shutil.copytree(folder / "data", data)
+    before = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in data.rglob("*.*") if p.name != "index.json"}
+    events: list[dict] = []
+    identities = {"roll0.mp4": "anna", "roll1.mp4": "anna", "roll3.mp4": "bob"}
+    again = prepare_dataset(list(videos.values()), data, SETTINGS, identities, events=events.append)
+    assert [e["event"] for e in events if e["event"].startswith("video_")] == ["video_skipped"] * 3
+    assert {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in before} == before
+    assert again.fingerprint == first.fingerprint
+
+
+def test_fingerprint_changes_when_a_video_changes(prepared, tmp_path):
+    folder, videos, first, _ = prepared
+    identities = {"roll0.mp4": "anna", "roll1.mp4": "anna", "roll3.mp4": "bob"}
+    changed = {speed: shutil.copy(path, tmp_path / path.name) for speed, path in videos.items()}
+    rotating_video(Path(changed[3]), 3, seed=7)  # same motion, other audio
+    data = tmp_path / "data"
+    shutil.copytree(folder / "data", data)
+    events: list[dict] = []
+    second = prepare_dataset(list(changed.values()), data, SETTINGS, identities, events=events.append)
+    assert [e["event"] for e in events if e["event"] in ("video_skipped", "video_done")] == \
+        ["video_skipped", "video_skipped", "video_done"]  # fmt: skip
+    assert second.fingerprint != first.fingerprint
+    index = load_index(data)
+    assert len(index["clips"]) == 3  # the index holds the videos of this run, not the replaced one
+
+
+def _prepare_script(videos: list[Path], out: Path) -> str:
+    args = [*map(str, videos), "--out", str(out), "--resolution", str(RESOLUTION)]
+    return f"""
+import json, sys
+from typer.testing import CliRunner
+from emo_cli.cli import app
+result = CliRunner().invoke(app, ["dataset", "prepare", *{args!r}])
+heavy = sorted(m for m in ("torch", "diffusers", "transformers") if m in sys.modules)
+print(json.dumps({{"code": result.exit_code, "output": result.output, "heavy": heavy}}))
+"""
+
+
+def test_bad_silent_and_faceless_videos_are_reported_and_skipped_without_torch(tmp_path):
+    """One good video among damaged, silent and face-less ones: it is prepared, each other is named."""
+    good = rotating_video(tmp_path / "good.mp4", 1.0, frames=30)
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes())
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    image = portrait()
+    silent = write_video(tmp_path / "silent.mp4", 30, lambda i: image, np.zeros(30 * 640, np.float32))
+    mute = write_video(tmp_path / "mute.mp4", 30, lambda i: image, None)
+    sky = np.broadcast_to(np.linspace(60, 200, 320, dtype=np.uint8)[:, None, None], (320, 320, 3)).copy()
+    faceless = write_video(tmp_path / "faceless.mp4", 30, lambda i: sky, speech_like(30 / FPS))
+    out = tmp_path / "data"
+    videos = [garbage, truncated, silent, good, mute, faceless]
+    run = subprocess.run([sys.executable, "-c", _prepare_script(videos, out)], cwd=ROOT, capture_output=True,
+                         text=True, check=True, env={**os.environ, "COLUMNS": "400"})  # fmt: skip
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["heavy"] == []
+    assert report["code"] == 1, report["output"]
+    output = report["output"]
+    assert "video " + str(garbage) + " cannot be read (damaged, truncated or not a video)" in output
+    assert "video " + str(truncated) + " cannot be read" in output
+    assert f"video {silent}: its audio is silent" in output
+    assert f"video {mute} has no audio stream" in output
+    assert f"video {faceless}: no usable face track (30 frames: 30 without a face" in output
+    assert "5 video(s) skipped for errors" in output
+    index = load_index(out)
+    assert [v["source"] for v in index["videos"]] == ["good.mp4"]
+    assert len(index["failed"]) == 5
+    assert sorted(p.name for p in (out / "videos").iterdir()) == [index["videos"][0]["id"]]
+
+
+def test_a_killed_prepare_resumes_to_the_same_dataset(prepared, tmp_path):
+    """SIGKILL after the first video is recorded; the rerun skips it and ends where an unkilled run ends."""
+    folder, videos, first, _ = prepared
+    order = [videos[1], videos[3]]
+    out = tmp_path / "data"
+    script = f"""
+from emo_cli.training import PrepareSettings, prepare_dataset
+prepare_dataset({[str(v) for v in order]!r}, {str(out)!r}, PrepareSettings(resolution={RESOLUTION}))
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("videos/*/record.json")):
+            assert proc.poll() is None, "prepare ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    events: list[dict] = []
+    resumed = prepare_dataset(order, out, PrepareSettings(resolution=RESOLUTION), events=events.append)
+    assert [e["event"] for e in events if e["event"] in ("video_skipped", "video_done")] == \
+        ["video_skipped", "video_done"]  # fmt: skip
+    assert not list(out.rglob("*.tmp*"))
+    whole = prepare_dataset(order, tmp_path / "whole", PrepareSettings(resolution=RESOLUTION))
+    assert resumed.fingerprint == whole.fingerprint
