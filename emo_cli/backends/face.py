@@ -165,7 +165,7 @@ def face_mesh_landmarks(rgb: np.ndarray, refine: bool = True) -> np.ndarray | No
     you want first (see `detect_faces`). `refine` adds the iris points and sharpens lips and eyes.
     """
     points = face_mesh_points(rgb, refine)
-    return None if points is None else points[:, :2]
+    return None if points is None else np.ascontiguousarray(points[:, :2])
 
 
 def face_mesh_points(rgb: np.ndarray, refine: bool = True) -> np.ndarray | None:

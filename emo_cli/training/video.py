@@ -60,22 +60,20 @@ def probe_video(path: Path) -> VideoInfo:
         if not container.streams.audio:
             raise InputError(f"video {path} has no audio stream: training needs the speech that drives the face")
         stream = container.streams.video[0]
-        start = _first_frame_time(path)
         duration = float(stream.duration * stream.time_base) if stream.duration else 0.0
         if not duration and container.duration:
             duration = container.duration / 1_000_000
-        return VideoInfo(width=stream.codec_context.width, height=stream.codec_context.height, start=start,
-                         duration=duration)  # fmt: skip
-
-
-def _first_frame_time(path: Path) -> float:
-    for time, _ in _decoded_frames(path, fmt=None):
-        return time
+    for start, rgb in _decoded_frames(path):
+        return VideoInfo(width=rgb.shape[1], height=rgb.shape[0], start=start, duration=duration)
     raise InputError(f"video {path} has no decodable video frame")
 
 
-def _decoded_frames(path: Path, fmt: str | None = "rgb24") -> Iterator[tuple[float, np.ndarray | None]]:
-    """(presentation time in seconds, RGB frame or None when `fmt` is None) of every decodable frame."""
+def _decoded_frames(path: Path) -> Iterator[tuple[float, np.ndarray]]:
+    """(presentation time in seconds, RGB frame) of every decodable frame, turned upright.
+
+    A display rotation in the container (phones store portrait video as landscape frames plus
+    a rotation) is applied, as players and ffmpeg do.
+    """
     import av
 
     with _open(path) as container:
@@ -96,7 +94,9 @@ def _decoded_frames(path: Path, fmt: str | None = "rgb24") -> Iterator[tuple[flo
                     time = last + 1e-6
                 last = time
                 count += 1
-                yield time, (frame.to_ndarray(format=fmt) if fmt else None)
+                rgb = frame.to_ndarray(format="rgb24")
+                turns = round((frame.rotation or 0) / 90) % 4
+                yield time, (np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb)
         except av.error.FFmpegError as exc:
             if count == 0:
                 raise InputError(f"video {path} cannot be decoded: {_reason(exc)}") from None
