@@ -84,6 +84,9 @@ def prepare(
     split_seed: Annotated[int, typer.Option(help="Seed of the identity split.")] = 0,
     speed_buckets: Annotated[int, typer.Option(help="Head-speed buckets fitted to the data's quantiles.")] = 9,
     crf: Annotated[int, typer.Option(help="H.264 quality of the stored crops (0 lossless, lower is better).")] = 14,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Delete prepared videos in --out that are not in this index.")
+    ] = False,
 ) -> None:
     """Decode, track the face, crop, measure head speed and write an indexed, split dataset.
 
@@ -100,9 +103,10 @@ def prepare(
     console = Console()
     if console.is_terminal:
         with PrepareView(console) as view:
-            summary = prepare_dataset(videos, out, settings, identities, events=view)
+            summary = prepare_dataset(videos, out, settings, identities, events=view, prune=prune)
     else:
-        summary = prepare_dataset(videos, out, settings, identities, events=plain_log(console))
+        summary = prepare_dataset(videos, out, settings, identities, events=plain_log(console),
+                                  prune=prune)  # fmt: skip
     table = Table(title="dataset prepare", title_justify="left")
     for column in ("video", "status", "identity", "clips", "frames", "time / error"):
         table.add_column(column, overflow="fold")
@@ -114,6 +118,11 @@ def prepare(
     if summary.unmapped:
         console.print(f"{len(summary.unmapped)} video(s) not named in {escape(str(identity))}: each is its own "
                       "identity.", highlight=False)  # fmt: skip
+    if summary.stale:
+        console.print(f"{len(summary.stale)} prepared video(s) in {escape(str(out))} are not in this index (changed "
+                      "or left out); --prune deletes them.", highlight=False)  # fmt: skip
+    if summary.pruned:
+        console.print(f"pruned {len(summary.pruned)} prepared video(s) not in this index.", highlight=False)
     if summary.index is None:
         console.print("[red]no video yielded a training clip[/]: no index written.", highlight=False)
     else:

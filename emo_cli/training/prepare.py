@@ -114,6 +114,8 @@ class PrepareSummary:
     videos: list[VideoResult] = field(default_factory=list)
     splits: dict[str, dict[str, int]] = field(default_factory=dict)
     unmapped: list[str] = field(default_factory=list)  # videos an identity map did not name
+    stale: list[str] = field(default_factory=list)  # prepared video folders not in this index
+    pruned: list[str] = field(default_factory=list)  # the same, deleted (prune=True)
 
     @property
     def failed(self) -> list[VideoResult]:
@@ -159,19 +161,35 @@ def prepare_dataset(
     settings: PrepareSettings | None = None,
     identities: Mapping[str, str] | None = None,
     events: Events | None = None,
+    prune: bool = False,
 ) -> PrepareSummary:
     """Prepare `videos` (files or folders of them) into the dataset folder `out` and write its index.
 
     Finished videos are skipped; a failed video is reported (event and summary) and the others go
-    on. The index covers the videos of this call that yielded clips.
+    on. The index covers the videos of this call that yielded clips. Prepared videos in `out`
+    that are not among them (older versions of changed files, videos left out this time) are
+    listed in the summary, and deleted with `prune`. One process prepares a folder at a time.
     """
+    from emo_cli.execution.lease import JobLease, read_lease
+
     settings = settings or PrepareSettings()
     emit = events or (lambda event: None)
     root = Path(out)
     paths = collect_videos(videos)
     if not paths:
         raise UsageError("name at least one video file or folder")
-    root.mkdir(parents=True, exist_ok=True)
+    lease = JobLease.acquire(root)
+    if lease is None:
+        holder = read_lease(root)
+        who = f" (pid {holder.pid} on {holder.host})" if holder else ""
+        raise UsageError(f"{root} is being prepared by another process{who}; wait for it to finish or "
+                         "use another --out")  # fmt: skip
+    with lease:
+        return _prepare_all(paths, root, settings, identities, emit, prune)
+
+
+def _prepare_all(paths: list[Path], root: Path, settings: PrepareSettings, identities: Mapping[str, str] | None,
+                 emit: Events, prune: bool) -> PrepareSummary:  # fmt: skip
     emit({"event": "prepare_started", "videos": len(paths), "out": str(root)})
 
     results: list[VideoResult] = []
@@ -188,6 +206,13 @@ def prepare_dataset(
             records.setdefault(result.id, (record, identity or f"video:{record['source_sha256'][:16]}"))
 
     summary = PrepareSummary(index=None, fingerprint=None, videos=results, unmapped=unmapped)
+    others = sorted(p for p in (root / "videos").glob("*") if p.is_dir() and p.name not in records)
+    if prune:
+        for folder in others:
+            shutil.rmtree(folder)
+        summary.pruned = [p.name for p in others]
+    else:
+        summary.stale = [p.name for p in others]
     if not records:
         emit({"event": "index_skipped", "reason": "no video yielded a training clip"})
         return summary
@@ -277,8 +302,13 @@ def prepare_video(path: Path, root: Path, vid: str, source_sha256: str, settings
                          f"face, alone in the frame, for at least {settings.min_clip_seconds:g} s without a cut")  # fmt: skip
 
     folder.mkdir(parents=True, exist_ok=True)
-    written = _write_clips(path, root, vid, clips, observed, audio, settings, progress)
+    try:
+        written = _write_clips(path, root, vid, clips, observed, audio, settings, progress)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)  # nothing half-made stays behind
+        raise
     if not written:
+        shutil.rmtree(folder, ignore_errors=True)
         raise InputError(f"video {path}: the face mesh could not follow the face in any clip "
                          f"({len(clips)} candidate clips); use footage with a clearly visible, roughly frontal face")  # fmt: skip
     record = {

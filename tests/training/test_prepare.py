@@ -114,7 +114,7 @@ def test_resume_skips_finished_videos_and_rewrites_nothing(prepared, tmp_path):
     folder, videos, first, _ = prepared
     data = tmp_path / "data"
     shutil.copytree(folder / "data", data)
-    before = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in data.rglob("*.*") if p.name != "index.json"}
+    before = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in (data / "videos").rglob("*")}
     events: list[dict] = []
     identities = {"roll0.mp4": "anna", "roll1.mp4": "anna", "roll3.mp4": "bob"}
     again = prepare_dataset(list(videos.values()), data, SETTINGS, identities, events=events.append)
@@ -137,6 +137,21 @@ def test_fingerprint_changes_when_a_video_changes(prepared, tmp_path):
     assert second.fingerprint != first.fingerprint
     index = load_index(data)
     assert len(index["clips"]) == 3  # the index holds the videos of this run, not the replaced one
+    replaced = next(v["id"] for v in load_index(folder / "data")["videos"] if v["source"] == "roll3.mp4")
+    assert second.stale == [replaced]
+    pruned = prepare_dataset(list(changed.values()), data, SETTINGS, identities, prune=True)
+    assert pruned.pruned == [replaced] and not (data / "videos" / replaced).exists()
+    assert pruned.fingerprint == second.fingerprint
+
+
+def test_one_process_prepares_a_folder_at_a_time(prepared, tmp_path):
+    from emo_cli.errors import UsageError
+    from emo_cli.execution.lease import JobLease
+
+    _, videos, _, _ = prepared
+    with JobLease.acquire(tmp_path / "data", heartbeat_s=0):
+        with pytest.raises(UsageError, match=rf"{tmp_path / 'data'} is being prepared by another process \(pid"):
+            prepare_dataset([videos[0]], tmp_path / "data", SETTINGS)
 
 
 def _prepare_script(videos: list[Path], out: Path) -> str:
