@@ -10,9 +10,13 @@ import cv2
 import numpy as np
 from skimage import data
 
+from emo_cli.training import PrepareSettings
+
 FPS = 25
 SAMPLE_RATE = 16000
 SIZE = 320  # the face is about 64 px wide at this size: well inside what the detector finds
+RESOLUTION = 256  # training crops of the test datasets
+SETTINGS = PrepareSettings(resolution=RESOLUTION, val_fraction=0.5)
 
 
 def portrait(size: int = SIZE) -> np.ndarray:

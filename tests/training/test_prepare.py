@@ -14,30 +14,26 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from synthetic import FPS, SAMPLE_RATE, portrait, rotating_video, speech_like, write_video
+from synthetic import (
+    FPS,
+    RESOLUTION,
+    SAMPLE_RATE,
+    SETTINGS,
+    portrait,
+    rotating_video,
+    speech_like,
+    write_video,
+)
 
 from emo_cli.training import PrepareSettings, load_index, prepare_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
-RESOLUTION = 256
-SETTINGS = PrepareSettings(resolution=RESOLUTION, val_fraction=0.5)
 SPEED_TOLERANCE = 0.2  # degrees/frame on the median: the mesh's jitter biases a magnitude up by ~0.1
 TURNS = (10, 30)  # frames where the triangle wave reverses: the central difference is ~0 there
 
 
 def _speeds(root: Path, clip: dict) -> np.ndarray:
     return np.load(root / clip["files"]["speed"]["path"])
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    """Three rolling portraits (0, 1 and 3 degrees per frame), two people, one dataset."""
-    folder = tmp_path_factory.mktemp("prepare")
-    videos = {speed: rotating_video(folder / f"roll{speed:g}.mp4", speed, seed=int(speed)) for speed in (0, 1, 3)}
-    identities = {"roll0.mp4": "anna", "roll1.mp4": "anna", "roll3.mp4": "bob"}
-    events: list[dict] = []
-    summary = prepare_dataset(list(videos.values()), folder / "data", SETTINGS, identities, events=events.append)
-    return folder, videos, summary, events
 
 
 def test_head_speed_of_a_rolling_portrait_is_recovered(prepared):
