@@ -82,3 +82,25 @@ def rotating_video(path: Path, degrees_per_frame: float, frames: int = 40, seed:
         return degrees_per_frame * step
 
     return write_video(path, frames, lambda i: rotated(image, angle(i)), speech_like(frames / FPS, seed))
+
+
+_prepared: dict[str, tuple] = {}
+
+
+def prepared_dataset(tmp_path_factory) -> tuple:
+    """Three rolling portraits (0, 1 and 3 degrees per frame), two people, one dataset, made once.
+
+    Returns (folder, {speed: video}, summary, events); the dataset is folder / "data". Tests that
+    change it work on a copy. (A helper, not a conftest fixture: other test folders import their
+    own `conftest` by name.)
+    """
+    from emo_cli.training import prepare_dataset
+
+    if "dataset" not in _prepared:
+        folder = tmp_path_factory.mktemp("prepare")
+        videos = {speed: rotating_video(folder / f"roll{speed:g}.mp4", speed, seed=int(speed)) for speed in (0, 1, 3)}
+        identities = {"roll0.mp4": "anna", "roll1.mp4": "anna", "roll3.mp4": "bob"}
+        events: list[dict] = []
+        summary = prepare_dataset(list(videos.values()), folder / "data", SETTINGS, identities, events=events.append)
+        _prepared["dataset"] = (folder, videos, summary, events)
+    return _prepared["dataset"]

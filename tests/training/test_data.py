@@ -5,10 +5,15 @@ from __future__ import annotations
 import av
 import numpy as np
 import pytest
-from synthetic import RESOLUTION
+from synthetic import RESOLUTION, prepared_dataset
 
 from emo_cli.errors import InputError
 from emo_cli.training.data import TrainingData, face_region
+
+
+@pytest.fixture
+def prepared(tmp_path_factory):
+    return prepared_dataset(tmp_path_factory)
 
 
 def _all_frames(path) -> np.ndarray:

@@ -20,6 +20,7 @@ from synthetic import (
     SAMPLE_RATE,
     SETTINGS,
     portrait,
+    prepared_dataset,
     rotating_video,
     speech_like,
     write_video,
@@ -30,6 +31,11 @@ from emo_cli.training import PrepareSettings, load_index, prepare_dataset
 ROOT = Path(__file__).resolve().parents[2]
 SPEED_TOLERANCE = 0.2  # degrees/frame on the median: the mesh's jitter biases a magnitude up by ~0.1
 TURNS = (10, 30)  # frames where the triangle wave reverses: the central difference is ~0 there
+
+
+@pytest.fixture
+def prepared(tmp_path_factory):
+    return prepared_dataset(tmp_path_factory)
 
 
 def _speeds(root: Path, clip: dict) -> np.ndarray:
