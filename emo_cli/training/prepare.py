@@ -33,7 +33,7 @@ from emo_cli.errors import EmoError, InputError, UsageError
 from emo_cli.fsutil import AtomicFile, atomic_path, sha256_file
 from emo_cli.training import index as layout
 from emo_cli.training.headpose import fit_speed_table, head_speeds
-from emo_cli.training.tracking import ClipPlan, FrameFaces, TrackStats, observe, plan_clips
+from emo_cli.training.tracking import ClipPlan, FaceTracker, FrameFaces, TrackStats, plan_clips
 from emo_cli.training.video import probe_video, read_audio, read_frames
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".mts", ".ts")
@@ -289,12 +289,12 @@ def prepare_video(path: Path, root: Path, vid: str, source_sha256: str, settings
     estimate = info.frames_at(settings.fps)
     progress = _Progress(emit, str(path), total=2 * max(estimate, 1))
 
-    observed: list[FrameFaces] = []
+    tracker = FaceTracker()
     for rgb in read_frames(path, settings.fps):
-        observed.append(observe(rgb))
+        tracker.add(rgb)
         progress.advance()
     # Frames past the end of the audio have no speech to learn from.
-    observed = observed[: len(audio) // per_frame]
+    observed = tracker.frames[: len(audio) // per_frame]
     progress.set_total(2 * len(observed))
     clips, stats = plan_clips(observed, info.width, info.height, settings.min_frames, settings.max_frames)
     if not clips:

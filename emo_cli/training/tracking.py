@@ -27,11 +27,11 @@ HEADROOM = 0.1  # the crop centre sits this many face sizes below the face centr
 
 @dataclass(frozen=True)
 class FrameFaces:
-    """What the detector saw in one frame (pass 1)."""
+    """What pass 1 keeps of a frame: a few numbers, so an hour of footage costs a few megabytes."""
 
     box: tuple[float, float, float, float] | None  # the largest face (x0, y0, x1, y1) in source pixels
     faces: int  # faces counted (see SECOND_FACE_AREA)
-    histogram: np.ndarray  # normalised colour histogram of the frame
+    cut: bool = False  # a shot cut lies between the previous frame and this one
 
 
 @dataclass(frozen=True)
@@ -58,32 +58,46 @@ class TrackStats:
     short: int = 0  # usable frames in runs shorter than the minimum clip
 
 
-def observe(rgb: np.ndarray) -> FrameFaces:
-    """Run the detector on a frame and summarise it for `plan_clips`."""
+class FaceTracker:
+    """Pass 1: feed frames in order; `frames` collects what `plan_clips` needs of each."""
+
+    def __init__(self) -> None:
+        self.frames: list[FrameFaces] = []
+        self._histogram: np.ndarray | None = None
+
+    def add(self, rgb: np.ndarray) -> None:
+        from emo_cli.backends.face import detect_faces
+
+        faces = detect_faces(rgb)
+        count, box = 0, None
+        if faces:
+            largest = faces[0]
+            count = sum(1 for f in faces if f.area >= SECOND_FACE_AREA * largest.area)
+            box = (largest.x0, largest.y0, largest.x1, largest.y1)
+        histogram = colour_histogram(rgb)
+        previous = self.frames[-1] if self.frames else None
+        cut = previous is not None and is_cut(self._histogram, histogram, previous.box, box)
+        self.frames.append(FrameFaces(box=box, faces=count, cut=cut))
+        self._histogram = histogram
+
+
+def colour_histogram(rgb: np.ndarray) -> np.ndarray:
+    """Normalised 8x8x8-bin RGB histogram of a 64x64 thumbnail."""
     import cv2
 
-    from emo_cli.backends.face import detect_faces
-
-    faces = detect_faces(rgb)
-    count = 0
-    box = None
-    if faces:
-        largest = faces[0]
-        count = sum(1 for f in faces if f.area >= SECOND_FACE_AREA * largest.area)
-        box = (largest.x0, largest.y0, largest.x1, largest.y1)
     small = cv2.resize(rgb, (64, 64), interpolation=cv2.INTER_AREA)
     hist = cv2.calcHist([small], [0, 1, 2], None, [8, 8, 8], [0, 256, 0, 256, 0, 256]).reshape(-1)
-    return FrameFaces(box=box, faces=count, histogram=hist / max(float(hist.sum()), 1.0))
+    return hist / max(float(hist.sum()), 1.0)
 
 
-def is_cut(before: FrameFaces, after: FrameFaces) -> bool:
-    """Whether a shot cut lies between two consecutive frames."""
-    if 0.5 * float(np.abs(before.histogram - after.histogram).sum()) > CUT_HISTOGRAM_DISTANCE:
+def is_cut(hist_a: np.ndarray, hist_b: np.ndarray, box_a: tuple | None, box_b: tuple | None) -> bool:
+    """Whether a shot cut lies between two consecutive frames (their histograms and face boxes)."""
+    if 0.5 * float(np.abs(hist_a - hist_b).sum()) > CUT_HISTOGRAM_DISTANCE:
         return True
-    if before.box is None or after.box is None:
+    if box_a is None or box_b is None:
         return False
-    size_a, size_b = _size(before.box), _size(after.box)
-    (ax, ay), (bx, by) = _centre(before.box), _centre(after.box)
+    size_a, size_b = _size(box_a), _size(box_b)
+    (ax, ay), (bx, by) = _centre(box_a), _centre(box_b)
     if np.hypot(bx - ax, by - ay) > CUT_BOX_JUMP * max(size_a, size_b):
         return True
     return max(size_a, size_b) > CUT_BOX_SCALE * max(min(size_a, size_b), 1e-6)
@@ -103,7 +117,7 @@ def plan_clips(
                 stats.no_face += 1
             else:
                 stats.multi_face += 1
-        cut = i > 0 and is_cut(observed[i - 1], obs)
+        cut = i > 0 and obs.cut
         if cut:
             stats.cuts += 1
         if start is not None and (not usable or cut):

@@ -53,10 +53,8 @@ def test_speed_table_maps_head_motion_to_the_data_quantiles():
     assert np.all(np.abs(counts - 5000 / 9) <= 2)
 
 
-def _frame(box=None, faces=1, colour=0):
-    hist = np.zeros(512)
-    hist[colour] = 1.0
-    return FrameFaces(box=box, faces=faces if box is not None else 0, histogram=hist)
+def _frame(box=None, faces=1, cut=False):
+    return FrameFaces(box=box, faces=faces if box is not None else 0, cut=cut)
 
 
 def test_clips_drop_faceless_and_multi_face_spans_and_split_at_cuts():
@@ -66,15 +64,27 @@ def test_clips_drop_faceless_and_multi_face_spans_and_split_at_cuts():
         + [_frame(box, faces=2) for _ in range(5)]  # a second person walks in
         + [_frame(box) for _ in range(10)]  # too short alone (min 25)
         + [_frame(None) for _ in range(5)]  # no face
-        + [_frame(box) for _ in range(40)]  # then a cut: the picture changes completely
-        + [_frame(box, colour=7) for _ in range(60)]  # long shot: split in two clips of at most 50
+        + [_frame(box) for _ in range(40)]
+        + [_frame(box, cut=True)] + [_frame(box) for _ in range(59)]  # a cut, then a long shot: split in two
     )
     clips, stats = plan_clips(frames, 640, 360, min_frames=25, max_frames=50)
     assert [(c.start, c.stop) for c in clips] == [(0, 30), (50, 90), (90, 120), (120, 150)]
     assert (stats.multi_face, stats.no_face, stats.cuts, stats.short) == (5, 5, 1, 10)
-    jump = [_frame(box) for _ in range(30)] + [_frame((400.0, 100.0, 460.0, 170.0)) for _ in range(30)]
-    clips, stats = plan_clips(jump, 640, 360, min_frames=25, max_frames=50)
-    assert [(c.start, c.stop) for c in clips] == [(0, 30), (30, 60)] and stats.cuts == 1
+
+
+def test_cuts_are_found_by_the_picture_or_by_the_face_box_jumping():
+    from skimage import data
+
+    from emo_cli.training.tracking import colour_histogram, is_cut
+
+    astronaut, cat = data.astronaut(), data.chelsea()
+    box = (100.0, 100.0, 160.0, 170.0)
+    same = colour_histogram(astronaut)
+    assert not is_cut(same, colour_histogram(np.roll(astronaut, 3, axis=1)), box, (103.0, 100.0, 163.0, 170.0))
+    assert is_cut(same, colour_histogram(cat), box, box)  # another shot
+    assert is_cut(same, same, box, (400.0, 100.0, 460.0, 170.0))  # the face moved half the frame
+    assert is_cut(same, same, box, (90.0, 90.0, 190.0, 210.0))  # the face doubled: another framing
+    assert not is_cut(same, same, None, box)  # a face appearing is not a cut
 
 
 def test_crop_holds_the_whole_track_and_stays_inside_the_frame():
