@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +27,7 @@ class PrepareView:
                                  TimeElapsedColumn(), console=console)  # fmt: skip
         self.overall: Any = None
         self.current: Any = None
+        self.total = 0
 
     def __enter__(self) -> PrepareView:
         self.progress.start()
@@ -40,16 +43,25 @@ class PrepareView:
         elif kind == "video_started":
             if self.current is not None:
                 self.progress.remove_task(self.current)
+            self.total = event["total"]
             self.current = self.progress.add_task(f"  {escape(Path(event['video']).name)} (2 passes)",
                                                   total=event["total"])  # fmt: skip
         elif kind == "video_progress" and self.current is not None:
+            self.total = event["total"]
             self.progress.update(self.current, completed=event["done"], total=event["total"])
         elif kind in ("video_done", "video_skipped", "video_failed"):
             self.progress.advance(self.overall)
+            if kind == "video_done" and self.current is not None:
+                self.progress.update(self.current, completed=self.total)
             if kind == "video_skipped":
                 say(f"  {escape(event['video'])}: already prepared", highlight=False)
             elif kind == "video_failed":
                 say(f"  [red]skipped[/] {escape(event['error'])}", highlight=False, soft_wrap=True)
+
+
+def json_lines(event: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
 
 
 def plain_log(console: Console):
@@ -87,6 +99,9 @@ def prepare(
     prune: Annotated[
         bool, typer.Option("--prune", help="Delete prepared videos in --out that are not in this index.")
     ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON event per line on stdout instead of progress and a table.")
+    ] = False,
 ) -> None:
     """Decode, track the face, crop, measure head speed and write an indexed, split dataset.
 
@@ -101,6 +116,9 @@ def prepare(
                                speed_buckets=speed_buckets, crf=crf)  # fmt: skip
     identities = load_identities(identity) if identity is not None else None
     console = Console()
+    if as_json:
+        summary = prepare_dataset(videos, out, settings, identities, events=json_lines, prune=prune)
+        raise typer.Exit(summary.exit_code)
     if console.is_terminal:
         with PrepareView(console) as view:
             summary = prepare_dataset(videos, out, settings, identities, events=view, prune=prune)

@@ -215,6 +215,7 @@ def _prepare_all(paths: list[Path], root: Path, settings: PrepareSettings, ident
         summary.stale = [p.name for p in others]
     if not records:
         emit({"event": "index_skipped", "reason": "no video yielded a training clip"})
+        _emit_done(emit, summary)
         return summary
     index = build_index(root, records, results, settings)
     for result in results:
@@ -226,7 +227,14 @@ def _prepare_all(paths: list[Path], root: Path, settings: PrepareSettings, ident
                       index["splits"].items()}  # fmt: skip
     emit({"event": "index_written", "index": str(summary.index), "fingerprint": summary.fingerprint,
           "splits": summary.splits})  # fmt: skip
+    _emit_done(emit, summary)
     return summary
+
+
+def _emit_done(emit: Events, summary: PrepareSummary) -> None:
+    counts = {status: sum(v.status == status for v in summary.videos) for status in ("prepared", "skipped", "failed")}
+    emit({"event": "prepare_done", **counts, "stale": summary.stale, "pruned": summary.pruned,
+          "index": str(summary.index) if summary.index else None, "exit_code": summary.exit_code})  # fmt: skip
 
 
 def _identity_of(path: Path, identities: Mapping[str, str] | None) -> tuple[str | None, bool]:

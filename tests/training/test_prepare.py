@@ -227,3 +227,32 @@ prepare_dataset({[str(v) for v in order]!r}, {str(out)!r}, PrepareSettings(resol
     assert not list(out.rglob("*.tmp*"))
     whole = prepare_dataset(order, tmp_path / "whole", PrepareSettings(resolution=RESOLUTION))
     assert resumed.fingerprint == whole.fingerprint
+
+
+def test_cli_json_events_and_usage_errors(prepared, tmp_path, monkeypatch, capsys):
+    from typer.testing import CliRunner
+
+    from emo_cli.cli import app, main
+
+    folder, videos, first, _ = prepared
+    shutil.copytree(folder / "data", tmp_path / "data")
+    identities = tmp_path / "people.yaml"
+    identities.write_text("roll0.mp4: anna\nroll1.mp4: anna\nroll3.mp4: bob\n")
+    args = ["dataset", "prepare", *map(str, videos.values()), "--out", str(tmp_path / "data"), "--resolution",
+            str(RESOLUTION), "--val-fraction", "0.5", "--identity", str(identities), "--json"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.output.splitlines()]
+    assert [e["event"] for e in events] == ["prepare_started", *["video_skipped"] * 3, "index_written", "prepare_done"]
+    assert events[-2]["fingerprint"] == first.fingerprint
+    assert events[-1] == {"event": "prepare_done", "prepared": 0, "skipped": 3, "failed": 0, "stale": [],
+                          "pruned": [], "index": str(tmp_path / "data" / "index.json"), "exit_code": 0}  # fmt: skip
+    # Through the real entry point: an EmoError is a message and an exit code, all problems at once.
+    monkeypatch.setattr(sys, "argv", ["emo", "dataset", "prepare", str(videos[0]), "--out", str(tmp_path / "x"),
+                                      "--resolution", "100", "--val-fraction", "1"])  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "--resolution 100: use a multiple of 8 from 64 to 2048; --val-fraction 1.0: use a fraction" in err
+    assert "Traceback" not in err and not (tmp_path / "x").exists()
