@@ -141,7 +141,11 @@ def collect_videos(paths: Iterable[Path | str]) -> list[Path]:
 
 
 def load_identities(path: Path) -> dict[str, str]:
-    """An identity map (YAML or JSON): video file (as given, or its name) -> the person filmed."""
+    """An identity map (YAML or JSON): video file -> the person filmed.
+
+    A key names a video as given on the command line, by its file name, or by its path relative
+    to the map's own folder.
+    """
     import yaml
 
     try:
@@ -152,7 +156,10 @@ def load_identities(path: Path) -> dict[str, str]:
         raise UsageError(f"--identity {path} is not YAML or JSON: {exc}") from None
     if not isinstance(doc, dict) or not all(isinstance(k, str) and isinstance(v, str | int) for k, v in doc.items()):
         raise UsageError(f"--identity {path} must map each video file to an identity, e.g. `take1.mp4: anna`")
-    return {k: str(v) for k, v in doc.items()}
+    mapping = {k: str(v) for k, v in doc.items()}
+    for key, value in list(mapping.items()):
+        mapping.setdefault(str((path.parent / key).resolve()), value)
+    return mapping
 
 
 def prepare_dataset(
@@ -199,7 +206,7 @@ def _prepare_all(paths: list[Path], root: Path, settings: PrepareSettings, ident
         identity, named = _identity_of(path, identities)
         if identities is not None and not named:
             unmapped.append(str(path))
-        result = _prepare_one(path, root, settings, identity, emit)
+        result = _prepare_one(path, root, settings, emit)
         results.append(result)
         if result.status != "failed":
             record = layout.read_record(root, result.id)
@@ -207,7 +214,7 @@ def _prepare_all(paths: list[Path], root: Path, settings: PrepareSettings, ident
 
     summary = PrepareSummary(index=None, fingerprint=None, videos=results, unmapped=unmapped)
     others = sorted(p for p in (root / "videos").glob("*") if p.is_dir() and p.name not in records)
-    if prune:
+    if prune and records:  # never prune on a run that prepared nothing (a mistyped path, say)
         for folder in others:
             shutil.rmtree(folder)
         summary.pruned = [p.name for p in others]
@@ -239,14 +246,13 @@ def _emit_done(emit: Events, summary: PrepareSummary) -> None:
 
 def _identity_of(path: Path, identities: Mapping[str, str] | None) -> tuple[str | None, bool]:
     if identities:
-        for key in (str(path), path.as_posix(), path.name):
+        for key in (str(path), path.as_posix(), str(path.resolve()), path.name):
             if key in identities:
                 return identities[key], True
     return None, False  # the video is its own identity (named by its content hash)
 
 
-def _prepare_one(path: Path, root: Path, settings: PrepareSettings, identity: str | None,
-                 emit: Events) -> VideoResult:  # fmt: skip
+def _prepare_one(path: Path, root: Path, settings: PrepareSettings, emit: Events) -> VideoResult:
     started = time.monotonic()
     name = str(path)
     try:

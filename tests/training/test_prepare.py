@@ -256,3 +256,20 @@ def test_cli_json_events_and_usage_errors(prepared, tmp_path, monkeypatch, capsy
     assert exit_info.value.code == 2
     assert "--resolution 100: use a multiple of 8 from 64 to 2048; --val-fraction 1.0: use a fraction" in err
     assert "Traceback" not in err and not (tmp_path / "x").exists()
+
+
+def test_identity_map_names_videos_by_path_given_file_name_or_path_beside_the_map(tmp_path, monkeypatch):
+    from emo_cli.errors import UsageError
+    from emo_cli.training.prepare import _identity_of, load_identities
+
+    (tmp_path / "maps").mkdir()
+    people = tmp_path / "maps" / "people.yaml"
+    people.write_text("../footage/day1/take.mp4: anna\nben.mov: ben\n")
+    mapping = load_identities(people)
+    monkeypatch.chdir(tmp_path)
+    assert _identity_of(Path("footage/day1/take.mp4"), mapping) == ("anna", True)  # beside the map
+    assert _identity_of(Path("footage/day2/take.mp4"), mapping) == (None, False)  # same name, other file
+    assert _identity_of(Path("elsewhere/ben.mov"), mapping) == ("ben", True)  # by file name
+    people.write_text("- a list\n")
+    with pytest.raises(UsageError, match=r"must map each video file to an identity"):
+        load_identities(people)
