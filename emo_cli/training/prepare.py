@@ -20,6 +20,7 @@ are reported and skipped; the others go on. Nothing here imports torch.
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -33,7 +34,7 @@ from emo_cli.errors import EmoError, InputError, UsageError
 from emo_cli.fsutil import AtomicFile, atomic_path, sha256_file
 from emo_cli.training import index as layout
 from emo_cli.training.headpose import fit_speed_table, head_speeds
-from emo_cli.training.tracking import ClipPlan, FaceTracker, FrameFaces, TrackStats, plan_clips
+from emo_cli.training.tracking import MAX_UPSCALE, ClipPlan, FaceTracker, FrameFaces, TrackStats, plan_clips
 from emo_cli.training.video import probe_video, read_audio, read_frames
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".mts", ".ts")
@@ -86,7 +87,8 @@ class PrepareSettings:
     def per_video(self) -> dict[str, Any]:
         """The settings a prepared video depends on (its id hashes them)."""
         return {"resolution": self.resolution, "fps": self.fps, "sample_rate": self.sample_rate,
-                "min_clip_frames": self.min_frames, "max_clip_frames": self.max_frames, "crf": self.crf}  # fmt: skip
+                "min_clip_frames": self.min_frames, "max_clip_frames": self.max_frames, "crf": self.crf,
+                "max_upscale": MAX_UPSCALE}  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.per_video(), "val_fraction": self.val_fraction, "split_seed": self.split_seed,
@@ -310,7 +312,8 @@ def prepare_video(path: Path, root: Path, vid: str, source_sha256: str, settings
     # Frames past the end of the audio have no speech to learn from.
     observed = tracker.frames[: len(audio) // per_frame]
     progress.set_total(2 * len(observed))
-    clips, stats = plan_clips(observed, info.width, info.height, settings.min_frames, settings.max_frames)
+    clips, stats = plan_clips(observed, info.width, info.height, settings.min_frames, settings.max_frames,
+                              min_side=math.ceil(settings.resolution / MAX_UPSCALE))  # fmt: skip
     if not clips:
         raise InputError(f"video {path}: no usable face track ({_dropped_text(stats)}); training needs one "
                          f"face, alone in the frame, for at least {settings.min_clip_seconds:g} s without a cut")  # fmt: skip
@@ -358,7 +361,8 @@ class _Progress:
 
 def _dropped_text(stats: TrackStats) -> str:
     return (f"{stats.frames} frames: {stats.no_face} without a face, {stats.multi_face} with several faces, "
-            f"{stats.cuts} cuts, {stats.short} in runs too short")  # fmt: skip
+            f"{stats.cuts} cuts, {stats.short} in runs too short, {stats.small_face} with a face too small "
+            "for the resolution")  # fmt: skip
 
 
 class _ClipWriter:

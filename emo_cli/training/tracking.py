@@ -4,7 +4,9 @@ A frame is usable when the bundled detector finds exactly one face in it (a seco
 least `SECOND_FACE_AREA` of the first one's area makes it a multi-face frame: whose speech is
 it?). Usable frames are cut into runs at shot cuts, found two ways: the colour histogram of
 the whole frame changes abruptly, or the face box jumps further than a head moves in 1/25 s.
-Runs shorter than the minimum clip length are dropped; long ones are split into equal clips.
+Runs shorter than the minimum clip length are dropped; long ones are split into equal clips;
+clips whose face is so small that the crop would be enlarged more than `MAX_UPSCALE` times are
+dropped.
 
 Each clip gets one square crop for all of its frames, so head motion stays in the pixels (a
 crop that followed the face would erase the motion the speed layers must learn): centred on
@@ -22,6 +24,7 @@ CUT_HISTOGRAM_DISTANCE = 0.45  # half the L1 distance of normalised colour histo
 CUT_BOX_JUMP = 0.5  # face centre moving more than half the face size between frames: a cut
 CUT_BOX_SCALE = 1.5  # face size changing by more than this factor between frames: a cut
 CROP_FACE_SIZES = 2.5  # crop side in face-box sizes: head, hair and the top of the shoulders
+MAX_UPSCALE = 2.0  # a crop may be enlarged at most this much to the training resolution
 HEADROOM = 0.1  # the crop centre sits this many face sizes below the face centre (shoulders, not sky)
 
 
@@ -56,6 +59,7 @@ class TrackStats:
     multi_face: int = 0
     cuts: int = 0
     short: int = 0  # usable frames in runs shorter than the minimum clip
+    small_face: int = 0  # usable frames whose face is too small for the training resolution
 
 
 class FaceTracker:
@@ -104,9 +108,13 @@ def is_cut(hist_a: np.ndarray, hist_b: np.ndarray, box_a: tuple | None, box_b: t
 
 
 def plan_clips(
-    observed: list[FrameFaces], width: int, height: int, min_frames: int, max_frames: int
+    observed: list[FrameFaces], width: int, height: int, min_frames: int, max_frames: int, min_side: int = 0
 ) -> tuple[list[ClipPlan], TrackStats]:
-    """The clips of a video from its per-frame observations, and the count of frames dropped."""
+    """The clips of a video from its per-frame observations, and the count of frames dropped.
+
+    A clip whose crop is narrower than `min_side` source pixels (a face too small: the crop would
+    be blown up into blur the model learns) is dropped.
+    """
     stats = TrackStats(frames=len(observed))
     runs: list[tuple[int, int]] = []
     start = None
@@ -137,7 +145,11 @@ def plan_clips(
         bounds = np.linspace(a, b, pieces + 1).round().astype(int)
         for s, e in zip(bounds[:-1], bounds[1:], strict=True):
             boxes = np.array([observed[i].box for i in range(s, e)], dtype=np.float64)
-            clips.append(ClipPlan(int(s), int(e), crop_for(boxes, width, height)))
+            crop = crop_for(boxes, width, height)
+            if crop[2] < min_side:
+                stats.small_face += int(e - s)
+                continue
+            clips.append(ClipPlan(int(s), int(e), crop))
     return clips, stats
 
 
