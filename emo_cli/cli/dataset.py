@@ -20,14 +20,13 @@ app.add_typer(dataset_app)
 
 
 class PrepareView:
-    """Prepare events as rich progress: one bar for the videos, one for the video in hand."""
+    """Prepare events as rich progress: one bar for the videos, one per video in hand."""
 
     def __init__(self, console: Console) -> None:
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=console)  # fmt: skip
         self.overall: Any = None
-        self.current: Any = None
-        self.total = 0
+        self.videos: dict[str, Any] = {}  # video -> its task (workers prepare several at once)
 
     def __enter__(self) -> PrepareView:
         self.progress.start()
@@ -38,24 +37,24 @@ class PrepareView:
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind, say = event["event"], self.progress.console.print
+        video = event.get("video")
         if kind == "prepare_started":
             self.overall = self.progress.add_task("[bold]videos", total=event["videos"])
         elif kind == "video_started":
-            if self.current is not None:
-                self.progress.remove_task(self.current)
-            self.total = event["total"]
-            self.current = self.progress.add_task(f"  {escape(Path(event['video']).name)} (2 passes)",
-                                                  total=event["total"])  # fmt: skip
-        elif kind == "video_progress" and self.current is not None:
-            self.total = event["total"]
-            self.progress.update(self.current, completed=event["done"], total=event["total"])
+            self.videos[video] = self.progress.add_task(f"  {escape(Path(video).name)} (2 passes)",
+                                                        total=event["total"])  # fmt: skip
+        elif kind == "video_progress" and video in self.videos:
+            self.progress.update(self.videos[video], completed=event["done"], total=event["total"])
         elif kind in ("video_done", "video_skipped", "video_failed"):
             self.progress.advance(self.overall)
-            if kind == "video_done" and self.current is not None:
-                self.progress.update(self.current, completed=self.total)
-            if kind == "video_skipped":
-                say(f"  {escape(event['video'])}: already prepared", highlight=False)
-            elif kind == "video_failed":
+            task = self.videos.pop(video, None)
+            if task is not None:
+                self.progress.remove_task(task)
+            if kind == "video_done":
+                say(f"  {escape(video)}: {event['clips']} clips, {event['frames']} frames", highlight=False)
+            elif kind == "video_skipped":
+                say(f"  {escape(video)}: already prepared", highlight=False)
+            else:
                 say(f"  [red]skipped[/] {escape(event['error'])}", highlight=False, soft_wrap=True)
 
 
@@ -99,6 +98,9 @@ def prepare(
     prune: Annotated[
         bool, typer.Option("--prune", help="Delete prepared videos in --out that are not in this index.")
     ] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Videos prepared at once, each in its own process.")
+    ] = 1,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON event per line on stdout instead of progress and a table.")
     ] = False,
@@ -117,14 +119,16 @@ def prepare(
     identities = load_identities(identity) if identity is not None else None
     console = Console()
     if as_json:
-        summary = prepare_dataset(videos, out, settings, identities, events=json_lines, prune=prune)
+        summary = prepare_dataset(videos, out, settings, identities, events=json_lines, prune=prune,
+                                  workers=workers)  # fmt: skip
         raise typer.Exit(summary.exit_code)
     if console.is_terminal:
         with PrepareView(console) as view:
-            summary = prepare_dataset(videos, out, settings, identities, events=view, prune=prune)
+            summary = prepare_dataset(videos, out, settings, identities, events=view, prune=prune,
+                                      workers=workers)  # fmt: skip
     else:
         summary = prepare_dataset(videos, out, settings, identities, events=plain_log(console),
-                                  prune=prune)  # fmt: skip
+                                  prune=prune, workers=workers)  # fmt: skip
     table = Table(title="dataset prepare", title_justify="left")
     for column in ("video", "status", "identity", "clips", "frames", "time / error"):
         table.add_column(column, overflow="fold")

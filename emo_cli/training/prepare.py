@@ -171,13 +171,16 @@ def prepare_dataset(
     identities: Mapping[str, str] | None = None,
     events: Events | None = None,
     prune: bool = False,
+    workers: int = 1,
 ) -> PrepareSummary:
     """Prepare `videos` (files or folders of them) into the dataset folder `out` and write its index.
 
     Finished videos are skipped; a failed video is reported (event and summary) and the others go
     on. The index covers the videos of this call that yielded clips. Prepared videos in `out`
     that are not among them (older versions of changed files, videos left out this time) are
-    listed in the summary, and deleted with `prune`. One process prepares a folder at a time.
+    listed in the summary, and deleted with `prune`. One process prepares a folder at a time;
+    with `workers` > 1 it prepares that many videos at once in worker processes (the dataset is
+    the same, byte for byte, for any number of workers).
     """
     from emo_cli.execution.lease import JobLease, read_lease
 
@@ -187,6 +190,8 @@ def prepare_dataset(
     paths = collect_videos(videos)
     if not paths:
         raise UsageError("name at least one video file or folder")
+    if workers < 1:
+        raise UsageError(f"--workers {workers}: use 1 or more")
     lease = JobLease.acquire(root)
     if lease is None:
         holder = read_lease(root)
@@ -194,22 +199,23 @@ def prepare_dataset(
         raise UsageError(f"{root} is being prepared by another process{who}; wait for it to finish or "
                          "use another --out")  # fmt: skip
     with lease:
-        return _prepare_all(paths, root, settings, identities, emit, prune)
+        return _prepare_all(paths, root, settings, identities, emit, prune, workers)
 
 
 def _prepare_all(paths: list[Path], root: Path, settings: PrepareSettings, identities: Mapping[str, str] | None,
-                 emit: Events, prune: bool) -> PrepareSummary:  # fmt: skip
-    emit({"event": "prepare_started", "videos": len(paths), "out": str(root)})
+                 emit: Events, prune: bool, workers: int) -> PrepareSummary:  # fmt: skip
+    emit({"event": "prepare_started", "videos": len(paths), "out": str(root), "workers": workers})
+    if workers > 1 and len(paths) > 1:
+        results = _prepare_parallel(paths, root, settings, emit, workers)
+    else:
+        results = [_prepare_one(path, root, settings, emit) for path in paths]
 
-    results: list[VideoResult] = []
     records: dict[str, tuple[dict, str]] = {}  # video id -> (record, identity)
     unmapped = []
-    for path in paths:
+    for path, result in zip(paths, results, strict=True):
         identity, named = _identity_of(path, identities)
         if identities is not None and not named:
             unmapped.append(str(path))
-        result = _prepare_one(path, root, settings, emit)
-        results.append(result)
         if result.status != "failed":
             record = layout.read_record(root, result.id)
             records.setdefault(result.id, (record, identity or f"video:{record['source_sha256'][:16]}"))
@@ -238,6 +244,69 @@ def _prepare_all(paths: list[Path], root: Path, settings: PrepareSettings, ident
           "splits": summary.splits})  # fmt: skip
     _emit_done(emit, summary)
     return summary
+
+
+_worker_events: Any = None  # in a worker process: the queue its events go back through
+
+
+def _start_worker(queue: Any) -> None:
+    global _worker_events
+    _worker_events = queue
+
+
+def _prepare_in_worker(path: Path, root: Path, settings: PrepareSettings) -> VideoResult:
+    return _prepare_one(path, root, settings, _worker_events.put)
+
+
+def _prepare_parallel(paths: list[Path], root: Path, settings: PrepareSettings, emit: Events,
+                      workers: int) -> list[VideoResult]:  # fmt: skip
+    """`_prepare_one` for every path, `workers` at a time in spawned processes; events relayed here.
+
+    Two workers must never prepare the same content (the same video folder) at once, so a file
+    as large as one already handed out waits for the parallel phase to end (a copy of a
+    prepared video is then skipped at once; a different video of equal size is prepared then).
+    """
+    import multiprocessing as mp
+    import queue as queues
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    sizes: set[int] = set()
+    parallel, after = [], []
+    for i, path in enumerate(paths):
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = -1 - i  # reported by _prepare_one
+        (after if size in sizes else parallel).append(i)
+        sizes.add(size)
+
+    def relay(queue: Any) -> None:
+        while True:
+            try:
+                emit(queue.get_nowait())
+            except queues.Empty:
+                return
+
+    results: list[VideoResult | None] = [None] * len(paths)
+    context = mp.get_context("spawn")  # mediapipe's graphs and threads do not survive a fork
+    events = context.Queue()
+    with ProcessPoolExecutor(max_workers=min(workers, len(parallel)), mp_context=context,
+                             initializer=_start_worker, initargs=(events,)) as pool:  # fmt: skip
+        futures = {pool.submit(_prepare_in_worker, paths[i], root, settings): i for i in parallel}
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                relay(events)
+                for future in done:
+                    results[futures[future]] = future.result()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    relay(events)  # the workers have exited, so their last events are in the queue
+    for i in after:
+        results[i] = _prepare_one(paths[i], root, settings, emit)
+    return results  # type: ignore[return-value]
 
 
 def _emit_done(emit: Events, summary: PrepareSummary) -> None:

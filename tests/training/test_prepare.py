@@ -273,3 +273,20 @@ def test_identity_map_names_videos_by_path_given_file_name_or_path_beside_the_ma
     people.write_text("- a list\n")
     with pytest.raises(UsageError, match=r"must map each video file to an identity"):
         load_identities(people)
+
+
+def test_workers_prepare_the_same_dataset_byte_for_byte(prepared, tmp_path):
+    folder, videos, first, _ = prepared
+    identities = {"roll0.mp4": "anna", "roll1.mp4": "anna", "roll3.mp4": "bob"}
+    twin = tmp_path / "copy-of-roll1.mp4"  # the same content twice must not be prepared twice at once
+    shutil.copy(videos[1], twin)
+    events: list[dict] = []
+    summary = prepare_dataset([*videos.values(), twin], tmp_path / "data", SETTINGS, identities,
+                              events=events.append, workers=2)  # fmt: skip
+    assert [v.status for v in summary.videos] == ["prepared", "prepared", "prepared", "skipped"]
+    done = [e for e in events if e["event"] == "video_done"]
+    assert sorted(e["video"] for e in done) == sorted(map(str, videos.values()))
+    index, reference = load_index(tmp_path / "data"), load_index(folder / "data")
+    assert {c["id"]: c["files"] for c in index["clips"]} == {c["id"]: c["files"] for c in reference["clips"]}
+    assert index["speed"] == reference["speed"]
+    assert summary.videos[3].id == summary.videos[1].id and len(index["videos"]) == 3  # one video, twice
