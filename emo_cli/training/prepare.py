@@ -35,7 +35,7 @@ from emo_cli.fsutil import AtomicFile, atomic_path, sha256_file
 from emo_cli.training import index as layout
 from emo_cli.training.headpose import fit_speed_table, head_speeds
 from emo_cli.training.tracking import MAX_UPSCALE, ClipPlan, FaceTracker, FrameFaces, TrackStats, plan_clips
-from emo_cli.training.video import probe_video, read_audio, read_frames
+from emo_cli.training.video import probe_video, read_audio, read_frames, read_frames_marked
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".mts", ".ts")
 SILENCE_PEAK = 1e-4  # -80 dBFS: below this the whole track is digital silence
@@ -375,8 +375,8 @@ def prepare_video(path: Path, root: Path, vid: str, source_sha256: str, settings
     progress = _Progress(emit, str(path), total=2 * max(estimate, 1))
 
     tracker = FaceTracker()
-    for rgb in read_frames(path, settings.fps):
-        tracker.add(rgb)
+    for rgb, gap in read_frames_marked(path, settings.fps):
+        tracker.add(rgb, gap)
         progress.advance()
     # Frames past the end of the audio have no speech to learn from.
     observed = tracker.frames[: len(audio) // per_frame]
@@ -431,7 +431,7 @@ class _Progress:
 def _dropped_text(stats: TrackStats) -> str:
     return (f"{stats.frames} frames: {stats.no_face} without a face, {stats.multi_face} with several faces, "
             f"{stats.cuts} cuts, {stats.short} in runs too short, {stats.small_face} with a face too small "
-            "for the resolution")  # fmt: skip
+            f"for the resolution, {stats.gaps} in holes of the file")  # fmt: skip
 
 
 class _ClipWriter:

@@ -35,6 +35,7 @@ class FrameFaces:
     box: tuple[float, float, float, float] | None  # the largest face (x0, y0, x1, y1) in source pixels
     faces: int  # faces counted (see SECOND_FACE_AREA)
     cut: bool = False  # a shot cut lies between the previous frame and this one
+    gap: bool = False  # the frame stands in a hole of the source (see video.read_frames_marked)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class TrackStats:
     cuts: int = 0
     short: int = 0  # usable frames in runs shorter than the minimum clip
     small_face: int = 0  # usable frames whose face is too small for the training resolution
+    gaps: int = 0  # frames in holes of the source (damaged or missing footage)
 
 
 class FaceTracker:
@@ -69,9 +71,13 @@ class FaceTracker:
         self.frames: list[FrameFaces] = []
         self._histogram: np.ndarray | None = None
 
-    def add(self, rgb: np.ndarray) -> None:
+    def add(self, rgb: np.ndarray, gap: bool = False) -> None:
         from emo_cli.backends.face import detect_faces
 
+        if gap:  # a repeated frame in a hole of the source: nothing to learn, and no cut test across it
+            self.frames.append(FrameFaces(box=None, faces=0, gap=True))
+            self._histogram = None
+            return
         faces = detect_faces(rgb)
         count, box = 0, None
         if faces:
@@ -80,7 +86,8 @@ class FaceTracker:
             box = (largest.x0, largest.y0, largest.x1, largest.y1)
         histogram = colour_histogram(rgb)
         previous = self.frames[-1] if self.frames else None
-        cut = previous is not None and is_cut(self._histogram, histogram, previous.box, box)
+        cut = previous is not None and self._histogram is not None and \
+            is_cut(self._histogram, histogram, previous.box, box)  # fmt: skip
         self.frames.append(FrameFaces(box=box, faces=count, cut=cut))
         self._histogram = histogram
 
@@ -119,9 +126,11 @@ def plan_clips(
     runs: list[tuple[int, int]] = []
     start = None
     for i, obs in enumerate(observed):
-        usable = obs.faces == 1
+        usable = obs.faces == 1 and not obs.gap
         if not usable:
-            if obs.faces == 0:
+            if obs.gap:
+                stats.gaps += 1
+            elif obs.faces == 0:
                 stats.no_face += 1
             else:
                 stats.multi_face += 1

@@ -103,23 +103,43 @@ def _decoded_frames(path: Path) -> Iterator[tuple[float, np.ndarray]]:
             # A damaged tail: what decoded so far is kept; the frames after the damage are lost.
 
 
+# A source frame held for longer than this (seconds) marks a gap: damaged or missing footage.
+GAP_SECONDS = 0.1
+
+
 def read_frames(path: Path, fps: int) -> Iterator[np.ndarray]:
     """The frames of `path` at `fps` as RGB uint8 arrays, frame k at start + k / fps.
 
     Frame k is the source frame whose time is nearest to start + k / fps (ties to the earlier).
     Deterministic: two passes over the same file yield the same frames.
     """
+    for rgb, _ in read_frames_marked(path, fps):
+        yield rgb
+
+
+def read_frames_marked(path: Path, fps: int) -> Iterator[tuple[np.ndarray, bool]]:
+    """`read_frames`, each frame with whether it stands in a gap of the source.
+
+    A damaged or cut file that ffmpeg still decodes has a hole in its timestamps; its frames
+    there repeat the last frame before the hole (as ffmpeg's `fps` filter does). Those are
+    marked True when the source frame they show is more than `GAP_SECONDS` away from their own
+    time, so a caller can keep them out of anything that must move with the audio.
+    """
     previous: tuple[float, np.ndarray] | None = None
-    start = None
+    start = 0.0
     k = 0
     step = 1.0 / fps
+
+    def held(source_time: float) -> bool:
+        return abs(start + k * step - source_time) > GAP_SECONDS
+
     for time, rgb in _decoded_frames(path):
         if previous is None:
             previous, start = (time, rgb), time
             continue
         boundary = (previous[0] + time) / 2
         while start + k * step < boundary - 1e-9:
-            yield previous[1]
+            yield previous[1], held(previous[0])
             k += 1
         previous = (time, rgb)
     if previous is None:
@@ -127,7 +147,7 @@ def read_frames(path: Path, fps: int) -> Iterator[np.ndarray]:
     # The last source frame lasts as long as one output frame at most (or its own duration).
     end = previous[0] + step / 2
     while start + k * step < end - 1e-9:
-        yield previous[1]
+        yield previous[1], held(previous[0])
         k += 1
 
 
@@ -135,30 +155,49 @@ def read_audio(path: Path, sample_rate: int, start: float) -> np.ndarray:
     """The first audio stream of `path`, mono float32 at `sample_rate`, sample 0 at time `start`.
 
     Audio that begins after `start` is preceded by silence; audio before `start` is dropped, so
-    sample i belongs to video time start + i / sample_rate.
+    sample i belongs to video time start + i / sample_rate. A hole in the audio's timestamps
+    (damaged or cut footage) becomes silence of the hole's length, so what follows it stays in
+    sync with the picture.
     """
     import av
 
-    chunks: list[np.ndarray] = []
-    first: float | None = None
+    pieces: list[tuple[float, np.ndarray]] = []  # (time of the first sample, samples)
     with _open(path) as container:
         stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        resampler = None
+        piece_start = 0.0
+        chunks: list[np.ndarray] = []
+        expected: float | None = None  # when the next audio frame should start
+
+        def flush() -> None:
+            if resampler is not None:
+                chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+            if chunks:
+                pieces.append((piece_start, np.concatenate(chunks)))
+            chunks.clear()
+
         try:
             for frame in container.decode(stream):
-                if first is None and frame.time is not None:
-                    first = float(frame.time)
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                time = float(frame.time) if frame.time is not None else expected or 0.0
+                if resampler is None or (expected is not None and abs(time - expected) > GAP_SECONDS):
+                    # A new piece: the resampler is flushed so the piece ends exactly where its audio ends.
+                    flush()
+                    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+                    piece_start = time
+                chunks.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+                expected = time + frame.samples / frame.sample_rate
+            flush()
         except av.error.FFmpegError as exc:
-            if not chunks:
+            flush()
+            if not pieces:
                 raise InputError(f"video {path}: its audio cannot be decoded: {_reason(exc)}") from None
-    samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-    offset = round(((first if first is not None else start) - start) * sample_rate)
-    if offset > 0:
-        samples = np.concatenate([np.zeros(offset, np.float32), samples])
-    elif offset < 0:
-        samples = samples[-offset:]
+    if not pieces:
+        return np.zeros(0, np.float32)
+    end = max(round((t - start) * sample_rate) + x.size for t, x in pieces)
+    samples = np.zeros(max(end, 0), np.float32)
+    for time, piece in pieces:
+        at = round((time - start) * sample_rate)
+        if at < 0:
+            piece, at = piece[-at:], 0
+        samples[at : at + piece.size] = piece
     return np.clip(samples, -1.0, 1.0)

@@ -70,6 +70,9 @@ def test_clips_drop_faceless_and_multi_face_spans_and_split_at_cuts():
     clips, stats = plan_clips(frames, 640, 360, min_frames=25, max_frames=50)
     assert [(c.start, c.stop) for c in clips] == [(0, 30), (50, 90), (90, 120), (120, 150)]
     assert (stats.multi_face, stats.no_face, stats.cuts, stats.short) == (5, 5, 1, 10)
+    holed = [_frame(box) for _ in range(30)] + [FrameFaces(None, 0, gap=True)] * 10 + [_frame(box) for _ in range(30)]
+    clips, stats = plan_clips(holed, 640, 360, min_frames=25, max_frames=50)
+    assert [(c.start, c.stop) for c in clips] == [(0, 30), (40, 70)] and stats.gaps == 10 and stats.no_face == 0
     # Faces 70 px tall make 175 px crops: too small for 512 px training (more than 2x enlarged).
     clips, stats = plan_clips(frames, 640, 360, min_frames=25, max_frames=50, min_side=256)
     assert clips == [] and stats.small_face == 130

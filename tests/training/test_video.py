@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import av
 import numpy as np
 import pytest
@@ -83,3 +85,39 @@ def test_garbage_is_an_input_error_naming_the_file(tmp_path):
     path.write_bytes(b"\x00\x01garbage" * 500)
     with pytest.raises(InputError, match=r"video .*x\.mov cannot be read \(damaged, truncated or not a video\)"):
         probe_video(path)
+
+
+def test_a_hole_in_the_file_is_marked_and_the_audio_after_it_stays_in_sync(tmp_path):
+    """Seconds 1-2 are missing from picture and sound (a damaged recording); the rest must line up."""
+    from emo_cli.training.video import read_frames_marked
+
+    path, rate = tmp_path / "hole.mkv", 16000
+    kept = [*range(25), *range(50, 75)]  # frame numbers at 25 fps: one second missing
+    tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(3 * rate) / rate)).astype(np.float32)
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
+        sound = container.add_stream("pcm_f32le", rate=rate)
+        sound.layout = "mono"
+        for i in kept:
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 3 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        for start in [*range(0, rate, 800), *range(2 * rate, 3 * rate, 800)]:
+            frame = av.AudioFrame.from_ndarray(tone[None, start : start + 800].copy(), format="flt", layout="mono")
+            frame.sample_rate, frame.pts = rate, start
+            for packet in sound.encode(frame):
+                container.mux(packet)
+    frames = list(read_frames_marked(path, 25))
+    held = [k for k, (_, gap) in enumerate(frames) if gap]
+    assert len(frames) == 75
+    assert 15 <= len(held) <= 25 and held == list(range(held[0], held[-1] + 1))
+    assert 25 <= held[0] and held[-1] < 50
+    audio = read_audio(path, rate, 0.0)
+    assert audio.size == 3 * rate
+    assert np.abs(audio[rate + 100 : 2 * rate - 100]).max() == 0  # the hole is silence
+    after = slice(2 * rate, 3 * rate)
+    assert np.corrcoef(audio[after], tone[after])[0, 1] > 0.999  # and what follows is in phase
