@@ -5,7 +5,9 @@ below it (planning, backends, media, fsutil, errors) and never imports torch unl
 asks for model features.
 """
 
+from emo_cli.training.data import TrainingData, Window
 from emo_cli.training.index import load_index
 from emo_cli.training.prepare import PrepareSettings, PrepareSummary, VideoResult, prepare_dataset
 
-__all__ = ["PrepareSettings", "PrepareSummary", "VideoResult", "load_index", "prepare_dataset"]
+__all__ = ["PrepareSettings", "PrepareSummary", "TrainingData", "VideoResult", "Window", "load_index",
+           "prepare_dataset"]  # fmt: skip
