@@ -91,7 +91,7 @@ def prepared_dataset(tmp_path_factory) -> tuple:
     """Three rolling portraits (0, 1 and 3 degrees per frame), two people, one dataset, made once.
 
     Returns (folder, {speed: video}, summary, events); the dataset is folder / "data". Tests that
-    change it work on a copy. (A helper, not a conftest fixture: other test folders import their
+    change it work on a copy. (A plain function, not a conftest fixture: other test folders import their
     own `conftest` by name.)
     """
     from emo_cli.training import prepare_dataset
