@@ -15,6 +15,8 @@ from rich.table import Table
 
 from emo_cli.cli import app
 
+INTERRUPTED_EXIT = 130  # as `emo render`
+
 dataset_app = typer.Typer(name="dataset", help="Prepare training data from your own footage.", no_args_is_help=True)
 app.add_typer(dataset_app)
 
@@ -108,7 +110,7 @@ def prepare(
     """Decode, track the face, crop, measure head speed and write an indexed, split dataset.
 
     Finished videos are skipped, so an interrupted run resumes. Exits 1 when a video was skipped
-    for an error (the others are prepared).
+    for an error (the others are prepared), 130 when interrupted.
     """
     from emo_cli.training import PrepareSettings, prepare_dataset
     from emo_cli.training.prepare import load_identities
@@ -118,17 +120,22 @@ def prepare(
                                speed_buckets=speed_buckets, crf=crf)  # fmt: skip
     identities = load_identities(identity) if identity is not None else None
     console = Console()
-    if as_json:
-        summary = prepare_dataset(videos, out, settings, identities, events=json_lines, prune=prune,
-                                  workers=workers)  # fmt: skip
-        raise typer.Exit(summary.exit_code)
-    if console.is_terminal:
-        with PrepareView(console) as view:
-            summary = prepare_dataset(videos, out, settings, identities, events=view, prune=prune,
-                                      workers=workers)  # fmt: skip
-    else:
-        summary = prepare_dataset(videos, out, settings, identities, events=plain_log(console),
-                                  prune=prune, workers=workers)  # fmt: skip
+    options = dict(prune=prune, workers=workers)
+    try:
+        if as_json:
+            summary = prepare_dataset(videos, out, settings, identities, events=json_lines, **options)
+            raise typer.Exit(summary.exit_code)
+        if console.is_terminal:
+            with PrepareView(console) as view:
+                summary = prepare_dataset(videos, out, settings, identities, events=view, **options)
+        else:
+            summary = prepare_dataset(videos, out, settings, identities, events=plain_log(console), **options)
+    except KeyboardInterrupt:
+        if as_json:
+            json_lines({"event": "interrupted"})
+        Console(stderr=True).print("interrupted: prepared videos are kept; run the same command again to resume.",
+                                   highlight=False, soft_wrap=True)  # fmt: skip
+        raise typer.Exit(INTERRUPTED_EXIT) from None
     table = Table(title="dataset prepare", title_justify="left")
     for column in ("video", "status", "identity", "clips", "frames", "time / error"):
         table.add_column(column, overflow="fold")

@@ -290,3 +290,30 @@ def test_workers_prepare_the_same_dataset_byte_for_byte(prepared, tmp_path):
     assert {c["id"]: c["files"] for c in index["clips"]} == {c["id"]: c["files"] for c in reference["clips"]}
     assert index["speed"] == reference["speed"]
     assert summary.videos[3].id == summary.videos[1].id and len(index["videos"]) == 3  # one video, twice
+
+
+def test_ctrl_c_exits_130_keeps_finished_videos_and_leaves_nothing_half_made(prepared, tmp_path):
+    from emo_cli.execution.lease import read_lease
+
+    _, videos, _, _ = prepared
+    out = tmp_path / "data"
+    command = [sys.executable, "-m", "emo_cli", "dataset", "prepare", str(videos[1]), str(videos[3]), "--out",
+               str(out), "--resolution", str(RESOLUTION)]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("videos/*/record.json")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted: prepared videos are kept; run the same command again to resume." in err
+    assert "Traceback" not in err
+    (finished,) = out.glob("videos/*/record.json")
+    assert [p.name for p in (out / "videos").iterdir()] == [finished.parent.name]  # the second one is gone
+    assert read_lease(out) is None  # the folder is free for the next run
