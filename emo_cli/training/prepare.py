@@ -11,8 +11,9 @@ Per video, as a readable sequence of named steps:
    save boxes, mesh points, head speeds and the clip's audio, each file atomically;
 5. record: the video's record, written last.
 
-Two decoding passes keep memory flat for any length of footage: pass 1 keeps a few numbers per
-frame, pass 2 streams frames into the clip encoders. Then the index: identity-disjoint split,
+Two decoding passes keep memory nearly flat for any length of footage: pass 1 keeps a few
+numbers per frame, pass 2 streams frames into the clip encoders; only the audio is held whole
+(16 kHz float32: 230 MB an hour, twice that while it is decoded). Then the index: identity-disjoint split,
 speed table fitted to the training clips, fingerprint. Unreadable, silent or face-less videos
 are reported and skipped; the others go on. Nothing here imports torch.
 """
