@@ -162,3 +162,40 @@ def prepare(
         console.print(f"[red]{len(summary.failed)} video(s) skipped for errors[/]; fix them and run the same "
                       "command again (prepared videos are kept).", highlight=False)  # fmt: skip
     raise typer.Exit(summary.exit_code)
+
+
+@dataset_app.command("info")
+def info(
+    data: Annotated[Path, typer.Argument(help="A prepared dataset folder.", show_default=False)],
+    verify: Annotated[bool, typer.Option("--verify", help="Re-hash every file against the index.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+) -> None:
+    """Show a prepared dataset: fingerprint, splits, hours, head-speed distribution, what was dropped.
+
+    Exits 1 when --verify finds a file that no longer matches the index.
+    """
+    from emo_cli.training.data import TrainingData
+    from emo_cli.training.index import dataset_summary
+
+    if verify:
+        TrainingData(data, "all", verify=True)
+    summary = dataset_summary(data)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=1))
+        return
+    console = Console()
+    console.print(f"{escape(str(data))}: fingerprint {summary['fingerprint']}"
+                  + (" (every file verified)" if verify else ""), highlight=False, soft_wrap=True)  # fmt: skip
+    table = Table(title_justify="left")
+    for column in ("split", "identities", "clips", "frames", "hours"):
+        table.add_column(column, justify="left" if column == "split" else "right")
+    for name, split in summary["splits"].items():
+        table.add_row(name, str(split["identities"]), str(split["clips"]), str(split["frames"]), f"{split['hours']:.2f}")
+    console.print(table)
+    speed = summary["speed"]
+    console.print(f"head speed (degrees/frame, {speed['fitted_on']} clips): 10% {speed['p10']:.3f}, median "
+                  f"{speed['p50']:.3f}, 90% {speed['p90']:.3f}", highlight=False)  # fmt: skip
+    dropped = ", ".join(f"{k} {v}" for k, v in summary["dropped"].items() if v) or "none"
+    console.print(f"source frames: {summary['source_frames']}, dropped: {dropped}", highlight=False)
+    for failed in summary["failed"]:
+        console.print(f"[red]failed[/] {escape(failed['error'])}", highlight=False, soft_wrap=True)

@@ -135,3 +135,30 @@ def load_index(root: Path | str) -> dict:
         raise InputError(f"{path} format: {found!r} is not a dataset index of format {INDEX_FORMAT}; "
                          "prepare the dataset again with this version of emo-cli")  # fmt: skip
     return index
+
+
+def dataset_summary(root: Path | str) -> dict:
+    """What `emo dataset info` shows: fingerprint, settings, per split counts and hours, speeds, drops."""
+    index = load_index(root)
+    fps = index["settings"]["fps"]
+    splits = {}
+    for name, split in index["splits"].items():
+        splits[name] = {"identities": len(split["identities"]), "clips": split["clips"], "frames": split["frames"],
+                        "hours": round(split["frames"] / fps / 3600, 4)}  # fmt: skip
+    dropped: dict[str, int] = {}
+    for video in index["videos"]:
+        for reason, count in video["dropped"].items():
+            if reason != "frames":
+                dropped[reason] = dropped.get(reason, 0) + count
+    percentiles = index["speed"]["percentiles"]
+    return {
+        "fingerprint": index["fingerprint"],
+        "settings": index["settings"],
+        "videos": len(index["videos"]),
+        "splits": splits,
+        "source_frames": sum(v["frames"] for v in index["videos"]),
+        "dropped": dropped,
+        "speed": {"unit": index["speed"]["unit"], "fitted_on": index["speed"]["fitted_on"],
+                  "p10": percentiles[10], "p50": percentiles[50], "p90": percentiles[90]},  # fmt: skip
+        "failed": index["failed"],
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import av
 import numpy as np
 import pytest
@@ -75,3 +77,33 @@ def test_face_region_is_the_grown_union_of_the_boxes():
     mask = face_region(np.array([[10, 20, 30, 40], [50, 20, 70, 40]]), 100)
     assert mask[30, 20] == 1 and mask[30, 60] == 1 and mask[30, 40] == 0  # a gap between the faces stays
     assert mask[16, 6] == 1 and mask[14, 4] == 0  # grown by a quarter: 5 px each side
+
+
+def test_dataset_info_summarises_and_verifies(prepared, tmp_path, monkeypatch, capsys):
+    import shutil
+    import sys
+
+    from emo_cli.cli import main
+
+    folder, *_ = prepared
+    shutil.copytree(folder / "data", tmp_path / "data")
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["emo", "dataset", "info", str(tmp_path / "data"), *args])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        out, err = capsys.readouterr()
+        return exit_info.value.code or 0, out, err
+
+    code, out, _ = run("--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["videos"] == 3 and summary["source_frames"] == 120
+    assert {s["identities"] for s in summary["splits"].values()} == {1}
+    assert summary["splits"]["train"]["frames"] + summary["splits"]["val"]["frames"] == 120
+    assert summary["speed"]["p10"] <= summary["speed"]["p50"] <= summary["speed"]["p90"]
+    code, out, _ = run("--verify")
+    assert code == 0 and "(every file verified)" in out and "train" in out
+    clip = TrainingData(tmp_path / "data", "all").clips[0]
+    (tmp_path / "data" / clip["files"]["boxes"]["path"]).write_bytes(b"changed")
+    code, _, err = run("--verify")
+    assert code == 1 and "does not match the sha256" in err
