@@ -129,12 +129,17 @@ class PrepareSummary:
         return 1 if self.failed or self.index is None else 0
 
 
-def collect_videos(paths: Iterable[Path | str]) -> list[Path]:
-    """The video files named, a folder standing for the video files under it (sorted)."""
+def collect_videos(paths: Iterable[Path | str], exclude: Path | None = None) -> list[Path]:
+    """The video files named, a folder standing for the video files under it (sorted).
+
+    Files under `exclude` (the dataset folder itself, when it sits among the footage) are left out.
+    """
+    skip = exclude.resolve() if exclude is not None else None
     found: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            inside = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+            inside = sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
+                            and (skip is None or not p.resolve().is_relative_to(skip)))  # fmt: skip
             if not inside:
                 raise UsageError(f"{path} holds no video files ({', '.join(VIDEO_SUFFIXES)})")
             found.extend(inside)
@@ -188,7 +193,7 @@ def prepare_dataset(
     settings = settings or PrepareSettings()
     emit = events or (lambda event: None)
     root = Path(out)
-    paths = collect_videos(videos)
+    paths = collect_videos(videos, exclude=root)
     if not paths:
         raise UsageError("name at least one video file or folder")
     if workers < 1:

@@ -317,3 +317,18 @@ def test_ctrl_c_exits_130_keeps_finished_videos_and_leaves_nothing_half_made(pre
     (finished,) = out.glob("videos/*/record.json")
     assert [p.name for p in (out / "videos").iterdir()] == [finished.parent.name]  # the second one is gone
     assert read_lease(out) is None  # the folder is free for the next run
+
+
+def test_folders_stand_for_their_videos_but_not_for_the_dataset_inside_them(tmp_path):
+    from emo_cli.errors import UsageError
+    from emo_cli.training.prepare import collect_videos
+
+    (tmp_path / "day1").mkdir()
+    (tmp_path / "data" / "videos" / "abc").mkdir(parents=True)
+    for name in ("day1/b.MOV", "day1/a.mp4", "day1/notes.txt", "c.mkv", "data/videos/abc/abc-0000.frames.mp4"):
+        (tmp_path / name).write_bytes(b"x")
+    found = collect_videos([tmp_path, tmp_path / "missing.mp4"], exclude=tmp_path / "data")
+    assert found == [tmp_path / "c.mkv", tmp_path / "day1" / "a.mp4", tmp_path / "day1" / "b.MOV",
+                     tmp_path / "missing.mp4"]  # fmt: skip
+    with pytest.raises(UsageError, match="holds no video files"):
+        collect_videos([tmp_path / "data" / "videos" / "abc"], exclude=tmp_path / "data")
