@@ -5,9 +5,10 @@ rotation, scale and translation) that carries the rigid landmarks of frame t - S
 those of frame t + SPEED_SPAN, divided by the 2 * SPEED_SPAN frames between them: a central
 difference. The face mesh jitters by a few tenths of a degree from frame to frame, and a
 speed is a magnitude, so jitter only ever adds to it; spreading the difference over +-2 frames
-(0.16 s) cuts that error by a third against +-1 frame (`python benchmarks/dataset_prepare.py`:
-median error 0.08 against 0.13 degrees/frame, correlation with the true speed 0.95 against
-0.87), and a head does not change speed within 0.16 s. Frames near a clip's ends take the
+(0.16 s) cuts that error by a third against +-1 frame (`python benchmarks/dataset_prepare.py
+--seconds 10`, a roll on a 3 s sine: median error 0.08 against 0.13 degrees/frame, correlation
+with the true speed 0.96 against 0.88). +-3 frames does better still on that slow sine (0.05,
+0.98) but spans a quarter of a second, which blurs a quick nod. Frames near a clip's ends take the
 widest difference that fits. Only points that move with the skull are used: forehead, nose,
 eye corners and temples; the jaw, lips, eyelids and brows move on their own.
 
