@@ -4,6 +4,7 @@ from emo_cli.cli import (  # noqa: F401
     init,
     inspect,
     plan,
+    qc,
     render,
     schema,
     status,

@@ -150,13 +150,13 @@ def measure_video(
     thumbnails: int = 0,
     landmarker: Landmarker | None = None,
 ) -> QcReport:
-    """Measure `video` and gate it. `audio`: the input audio track it was made from (for the
+    """Measure `video` and gate it (the reference is the first frame in which a face is found). `audio`: the input audio track it was made from (for the
     duration gate); `portrait`: the image it was made from (the appearance reference; without
     it, the first frame). `thumbnails`: keep that many small frames, evenly spread, for a report.
 
     Raises:
         MediaError: the video cannot be opened or decoded.
-        InputError: the audio or portrait cannot be read, or no face is found in the first frame.
+        InputError: the audio or portrait cannot be read, or the portrait shows no face.
     """
     from emo_cli.provenance.verify import verify_video
     from emo_cli.quality.vad import frame_speech
@@ -273,10 +273,7 @@ class _FaceTrack:
 
     def add(self, index: int, rgb: np.ndarray) -> None:
         landmarks = self.mesh(rgb)
-        if landmarks is None:
-            if self.reference is None:
-                raise InputError(f"no face found in the first frame of the video (frame {index}); "
-                                 "emo qc measures talking-head videos")  # fmt: skip
+        if landmarks is None:  # counted by the "face found" gate
             return
         geometry = face_geometry(landmarks)
         if self.reference is None:
@@ -424,7 +421,7 @@ def _blink_gate(eyes: np.ndarray, fps: float, limits: Thresholds, figures: dict)
         problems.append(f"{found.per_minute:g} blinks per minute: the eyes flicker")
     if judged_low and found.per_minute < limits.min_blinks_per_minute:
         problems.append(f"{found.per_minute:g} blinks per minute: a fixed stare")
-    return Gate("blink rate", not problems, f"{found.per_minute:g}/min ({found.count} blinks)", limit,
+    return Gate("blink rate", not problems, f"{found.per_minute:g}/min ({found.count} blink{'s' if found.count != 1 else ''})", limit,
                 "; ".join(problems))  # fmt: skip
 
 

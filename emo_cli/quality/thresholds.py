@@ -21,7 +21,7 @@ class Thresholds:
     min_ssim: float = 0.6  # upper-face SSIM per chunk (median of its frames)
     max_delta_e_face: float = 5.0  # mean colour shift of the face per chunk, CIE76
     max_delta_e_background: float = 5.0  # the same outside the face
-    min_sharpness: float = 0.5  # Laplacian variance of the upper face / the reference's, per chunk
+    min_sharpness: float = 0.4  # Laplacian variance of the upper face / the reference's, per chunk
     max_jitter_px: float = 1.0  # stable landmarks, px per frame after head motion is removed
     max_blinks_per_minute: float = 40.0
     min_blinks_per_minute: float = 1.0  # judged only on videos of min_blink_seconds or more
