@@ -6,6 +6,7 @@ from emo_cli.cli import (  # noqa: F401
     plan,
     qc,
     render,
+    report,
     schema,
     status,
     validate,
