@@ -10,34 +10,38 @@ input audio, when given, is what the duration gate compares the video against.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from emo_cli.errors import InputError, MediaError
+from emo_cli.errors import MediaError
+from emo_cli.quality.chunk import (
+    ChunkFigures,
+    Landmarker,
+    chunk_figures,
+    default_landmarker,
+    load_reference_image,
+    reference_for,
+)
 from emo_cli.quality.measures import (
     Appearance,
     FaceGeometry,
     Reference,
     appearance,
-    apply,
     blinks,
     face_geometry,
     frame_loudness,
     landmark_jitter,
     lip_sync,
-    make_reference,
     mouth_at_rest,
-    similarity_fit,
 )
 from emo_cli.quality.thresholds import Thresholds
 
 AUDIO_RATE = 16000  # the VAD's rate; loudness is measured at it too
 DEFAULT_CHUNK_FRAMES = 50  # chunk length for a video whose tags do not say how it was rendered
-Landmarker = Callable[[np.ndarray], "np.ndarray | None"]
 
 
 @dataclass(frozen=True)
@@ -54,35 +58,6 @@ class Gate:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "passed": self.passed, "value": self.value, "limit": self.limit,
                 "detail": self.detail, "chunk": self.chunk}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class ChunkFigures:
-    """The appearance measures of one chunk: medians over the frames measured in it."""
-
-    index: int
-    start: int
-    count: int
-    measured: int  # frames in which the face was found and measured
-    ssim: float | None
-    delta_e_face: float | None
-    delta_e_background: float | None
-    sharpness: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-def chunk_figures(index: int, start: int, count: int, looks: Sequence[Appearance]) -> ChunkFigures:
-    """Summarise a chunk's per-frame appearance (all its frames or a sample) by medians."""
-    if not looks:
-        return ChunkFigures(index, start, count, 0, None, None, None, None)
-
-    def median(name: str) -> float:
-        return round(float(np.median([getattr(a, name) for a in looks])), 4)
-
-    return ChunkFigures(index, start, count, len(looks), median("ssim"), median("delta_e_face"),
-                        median("delta_e_background"), median("sharpness"))  # fmt: skip
 
 
 @dataclass
@@ -165,7 +140,7 @@ def measure_video(
     began = time.perf_counter()
     video = Path(video)
     limits = thresholds or Thresholds()
-    mesh = landmarker or _default_landmarker()
+    mesh = landmarker or default_landmarker()
     info = video_info(video)
     verification = verify_video(video) if limits.require_provenance else None
     tags = verification.tags if verification is not None else _tags(video)
@@ -223,12 +198,6 @@ def measure_video(
                     figures, series, time.perf_counter() - began, kept)  # fmt: skip
 
 
-def _default_landmarker() -> Landmarker:
-    from emo_cli.backends.face import face_mesh_landmarks
-
-    return face_mesh_landmarks
-
-
 def _tags(video: Path) -> dict[str, str]:
     from emo_cli.provenance.tags import read_tags
 
@@ -283,32 +252,11 @@ class _FaceTrack:
 
     def _make_reference(self, first: np.ndarray, geometry: FaceGeometry) -> Reference:
         if self.portrait is None:
-            return make_reference(first, geometry)
-        import cv2
-
-        from emo_cli.media.image import load_portrait
-
-        image = load_portrait(self.portrait)
+            return reference_for(first, geometry)
+        image = load_reference_image(self.portrait)
         landmarks = self.mesh(image)
-        if landmarks is None:
-            raise InputError(f"no face found in the portrait {self.portrait}")
-        own = face_geometry(landmarks)
-        self.portrait_mouth = own.mouth
-        # The portrait brought into the video's frame by its stable landmarks (the video may be a
-        # crop of it at another size), so both are compared pixel for pixel.
-        transform = similarity_fit(own.stable, geometry.stable)
-        h, w = first.shape[:2]
-        # warpAffine has no area filter: shrink with INTER_AREA first (as the warp backend's rig
-        # does), or the aliased reference would look sharper than any faithful render of it.
-        scale = float(np.sqrt(abs(np.linalg.det(transform[:, :2]))))
-        source, placed = image, transform
-        if scale < 1:
-            size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-            source = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-            placed = np.hstack([transform[:, :2] * (image.shape[1] / size[0]), transform[:, 2:]])
-        aligned = cv2.warpAffine(source, placed, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        moved = face_geometry(apply(transform, landmarks))
-        return make_reference(aligned, moved, mouth=own.mouth)
+        self.portrait_mouth = face_geometry(landmarks).mouth if landmarks is not None else None
+        return reference_for(first, geometry, image, self.mesh, portrait_name=f"the portrait {self.portrait}")
 
     def series(self, name: str, count: int) -> np.ndarray:
         """A per-frame figure over all frames, frames without a face filled from their neighbours."""

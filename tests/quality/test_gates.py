@@ -4,7 +4,7 @@ by the measure meant to catch it while every other gate stays green."""
 from __future__ import annotations
 
 import pytest
-from conftest import CAST_CHUNK, DROPPED_FRAMES, SHIFT_S
+from qc_faults import CAST_CHUNK, DROPPED_FRAMES, SHIFT_S
 
 from emo_cli.quality import measure_video
 
@@ -15,7 +15,7 @@ GATES = ("face found", "lip-sync", "mouth at rest in silence", "identity drift (
 
 @pytest.fixture(scope="module")
 def reports(qc_videos, speech_with_pause):
-    from conftest import PORTRAIT
+    from qc_faults import PORTRAIT
 
     return {name: measure_video(path, audio=speech_with_pause, portrait=PORTRAIT) for name, path in qc_videos.items()}
 
