@@ -2,7 +2,7 @@
 duration, provenance) and pass or fail it; build the HTML report of a manifest's outputs.
 
     measure_video(video, *, audio=None, portrait=None, thresholds=None) -> QcReport
-    measure_chunk(frames, *, index, start, loudness, reference, sample=4) -> ChunkSample
+    measure_chunk(frames, *, index, start, loudness, reference, sample=3) -> ChunkSample
                                            the per-chunk measures on a bounded sample, for a render loop
     reference_for(first_frame, geometry, portrait=None) -> Reference
     build_report(manifest) -> Report       report.html + report.json of a manifest's outputs

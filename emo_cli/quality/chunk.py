@@ -29,7 +29,7 @@ from emo_cli.quality.measures import (
     similarity_fit,
 )
 
-DEFAULT_SAMPLE = 4  # frames measured per chunk in the render loop
+DEFAULT_SAMPLE = 3  # frames measured per chunk in the render loop (cost: benchmarks/qc_cost.py)
 Landmarker = Callable[[np.ndarray], "np.ndarray | None"]
 
 

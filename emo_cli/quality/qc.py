@@ -332,8 +332,11 @@ def _appearance_gates(chunks: list[ChunkFigures], limits: Thresholds, figures: d
         if not bad:
             return Gate(name, True, value, limit)
         first = bad[0]
-        detail = (f"chunk {first[0]} (frames {chunks[first[0]].start}-{chunks[first[0]].start + chunks[first[0]].count - 1})"
-                  f" has {attr.replace('_', ' ')} {first[1]:.3g}{unit}; {len(bad)} of {len(values)} chunks fail")  # fmt: skip
+        chunk = chunks[first[0]]
+        label = {"ssim": "SSIM", "delta_e_face": "a face colour shift of", "sharpness": "sharpness",
+                 "delta_e_background": "a background colour shift of"}[attr]  # fmt: skip
+        detail = (f"chunk {first[0]} (frames {chunk.start}-{chunk.start + chunk.count - 1}) has {label} "
+                  f"{first[1]:.3g}{unit}; {len(bad)} of {len(values)} chunks fail")  # fmt: skip
         return Gate(name, False, value, limit, detail, chunk=first[0])
 
     return [

@@ -8,6 +8,9 @@ from qc_faults import CAST_CHUNK, DROPPED_FRAMES, SHIFT_S
 
 from emo_cli.quality import measure_video
 
+# The session's renders (four warp jobs, two edited copies) and six measure_video runs: ~20-30 s.
+pytestmark = pytest.mark.slow
+
 GATES = ("face found", "lip-sync", "mouth at rest in silence", "identity drift (SSIM)", "colour drift, face",
          "colour drift, background", "sharpness", "landmark jitter", "blink rate", "exact duration",
          "provenance")  # fmt: skip
