@@ -37,8 +37,8 @@ def report(
     for column in ("job", "state", "qc", "failed gates"):
         table.add_column(column, overflow="fold" if column == "failed gates" else None)
     for job in result.jobs:
-        qc = "-" if job.qc is None else ("pass" if job.passed else "FAIL")
-        failed = "" if job.qc is None else ", ".join(g.name + (f" (chunk {g.chunk})" if g.chunk is not None else "")
+        qc = "unreadable" if job.error else "-" if job.qc is None else ("pass" if job.passed else "FAIL")
+        failed = (job.error or "") if job.qc is None else ", ".join(g.name + (f" (chunk {g.chunk})" if g.chunk is not None else "")
                                                      for g in job.qc.failed)  # fmt: skip
         table.add_row(escape(job.name), job.state, qc, escape(failed))
     table.caption = f"wrote {shown_path(str(result.html))} and {shown_path(str(result.json))}"

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from emo_cli.errors import MediaError
+from emo_cli.provenance.verify import Verification
 from emo_cli.quality.chunk import (
     ChunkFigures,
     Landmarker,
@@ -142,11 +143,13 @@ def measure_video(
     limits = thresholds or Thresholds()
     mesh = landmarker or default_landmarker()
     info = video_info(video)
+    # Inputs first, before any frame is measured: an unreadable one fails at once.
+    input_audio = _decode_input(audio) if audio is not None else None
+    track = _FaceTrack(mesh, portrait)
     verification = verify_video(video) if limits.require_provenance else None
     tags = verification.tags if verification is not None else _tags(video)
     chunk_frames = chunk_frames or _chunk_frames(tags) or DEFAULT_CHUNK_FRAMES
 
-    track = _FaceTrack(mesh, portrait)
     # Thumbnails of every `step`-th frame; when there are twice too many, every other one goes
     # and the step doubles, so memory stays bounded whatever the video's length.
     kept: list[tuple[int, np.ndarray]] = []
@@ -166,7 +169,6 @@ def measure_video(
         kept = [kept[i] for i in picks]
 
     own_audio = video_audio(video, AUDIO_RATE)
-    input_audio = _decode_input(audio) if audio is not None else None
     mouth = track.series("mouth", count)
     eyes = track.series("eyes", count)
     loudness = frame_loudness(own_audio, AUDIO_RATE, info.fps, count) if own_audio is not None else None
@@ -234,6 +236,7 @@ class _FaceTrack:
     def __init__(self, mesh: Landmarker, portrait: Path | str | None) -> None:
         self.mesh = mesh
         self.portrait = Path(portrait) if portrait is not None else None
+        self.portrait_image = load_reference_image(self.portrait) if self.portrait is not None else None
         self.geometry: dict[int, FaceGeometry] = {}
         self.looks: dict[int, Appearance] = {}
         self.reference: Reference | None = None
@@ -251,12 +254,12 @@ class _FaceTrack:
         self.looks[index] = appearance(rgb, geometry, self.reference)
 
     def _make_reference(self, first: np.ndarray, geometry: FaceGeometry) -> Reference:
-        if self.portrait is None:
+        if self.portrait_image is None:
             return reference_for(first, geometry)
-        image = load_reference_image(self.portrait)
-        landmarks = self.mesh(image)
+        landmarks = self.mesh(self.portrait_image)
         self.portrait_mouth = face_geometry(landmarks).mouth if landmarks is not None else None
-        return reference_for(first, geometry, image, self.mesh, portrait_name=f"the portrait {self.portrait}")
+        return reference_for(first, geometry, self.portrait_image, self.mesh,
+                             portrait_name=f"the portrait {self.portrait}")  # fmt: skip
 
     def series(self, name: str, count: int) -> np.ndarray:
         """A per-frame figure over all frames, frames without a face filled from their neighbours."""
@@ -405,14 +408,13 @@ def _duration_gate(frames: int, fps: float, own: np.ndarray | None, given: np.nd
     return Gate("exact duration", not problems, value, limit, "; ".join(problems))
 
 
-def _provenance_gate(verification: Any, figures: dict) -> Gate:
+def _provenance_gate(verification: Verification, figures: dict) -> Gate:
+    """emo verify's checks, gated: every mark the video's own tags promise must be there."""
     from emo_cli.provenance.tags import has_provenance
 
     v = verification
     tags_ok = has_provenance(v.tags)
     wm = v.watermark
-    watermark_expected = v.tags.get("emo_watermark", "") != "off"
-    c2pa_expected = v.tags.get("emo_c2pa", "") not in ("", "off")
     figures["provenance"] = {
         "tags": tags_ok, "sidecar_present": v.sidecar.present, "sidecar_matches": v.sidecar.matches,
         "c2pa": v.credentials.status, "watermark_found": wm.marked,
@@ -426,15 +428,14 @@ def _provenance_gate(verification: Any, figures: dict) -> Gate:
         problems.append("sidecar absent")
     elif not v.sidecar.matches:
         problems.append("sidecar does not match: " + "; ".join(v.sidecar.problems))
-    if c2pa_expected and v.credentials.status not in ("valid", "trusted"):
-        problems.append(f"C2PA credentials {v.credentials.status}")
-    if tags_ok and watermark_expected and not v.watermark_matches_job:
-        problems.append("watermark missing or not this job's")
+    if v.tags.get("emo_c2pa", "off") != "off" and v.credentials.status not in ("valid", "trusted"):
+        problems.append(f"C2PA credentials {v.credentials.status} where the tags say the video was signed")
+    if tags_ok and v.tags.get("emo_watermark", "off") != "off" and not v.watermark_matches_job:
+        problems.append("the watermark is missing or carries another job id than the tags")
     mark = f"watermark {'found, job ' + str(wm.job_id_prefix) if wm.marked else 'not found'}"
-    if not tags_ok and wm.marked:
-        problems.append(f"{mark} (the video is still marked as AI-generated)")
-    parts = [f"tags {'present' if tags_ok else 'absent'}", f"C2PA {v.credentials.status}",
-             f"sidecar {'matches' if v.sidecar.matches else 'absent' if not v.sidecar.present else 'differs'}",
-             mark]  # fmt: skip
-    return Gate("provenance", not [p for p in problems if not p.startswith("watermark found")],
-                ", ".join(parts), "tags, sidecar, C2PA if signed, watermark of this job", "; ".join(problems))  # fmt: skip
+    detail = "; ".join(problems)
+    if problems and not tags_ok and wm.marked:
+        detail += f"; {mark} (the video is still marked as AI-generated)"
+    sidecar = "matches" if v.sidecar.matches else "differs" if v.sidecar.present else "absent"
+    value = f"tags {'present' if tags_ok else 'absent'}, C2PA {v.credentials.status}, sidecar {sidecar}, {mark}"
+    return Gate("provenance", not problems, value, "tags, sidecar, C2PA if signed, watermark of this job", detail)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from emo_cli.errors import EmoError
 from emo_cli.fsutil import atomic_write_text
 from emo_cli.quality.qc import QcReport, measure_video
 from emo_cli.quality.thresholds import Thresholds
@@ -43,6 +44,7 @@ class JobReport:
 
     output_dir: Path  # the plan's: the page shows paths relative to it
     portrait: Path
+    error: str | None = None  # why the output could not be measured
 
     @property
     def passed(self) -> bool:
@@ -63,7 +65,7 @@ class JobReport:
         return {
             "job": self.name, "id": self.id, "output": str(self.output), "state": self.state,
             "chunks_done": self.chunks_done, "chunks": self.chunks, "passed": self.passed,
-            "qc": None if self.qc is None else self.qc.to_dict(),
+            "qc": None if self.qc is None else self.qc.to_dict(), "error": self.error,
             "timings": {"render_span_s": self.render_span_s, "output_written": self.output_written,
                         "qc_s": None if self.qc is None else round(self.qc.seconds, 3)},
         }  # fmt: skip
@@ -101,13 +103,17 @@ def build_report(manifest: Path | str, *, output_dir: Path | str | None = None,
     folder = Path(output_dir) if output_dir is not None else plan.output_dir
     jobs = []
     for job, status in zip(plan.jobs, plan_status(plan), strict=True):
-        qc = None
+        qc, error = None, None
         if job.output.is_file():
-            qc = measure_video(job.output, audio=job.audio.path, portrait=job.portrait.path, thresholds=thresholds,
-                               chunk_frames=job.settings.chunk_frames, thumbnails=CONTACT_FRAMES)  # fmt: skip
+            try:
+                qc = measure_video(job.output, audio=job.audio.path, portrait=job.portrait.path,
+                                   thresholds=thresholds, chunk_frames=job.settings.chunk_frames,
+                                   thumbnails=CONTACT_FRAMES)  # fmt: skip
+            except EmoError as exc:  # one unreadable output must not hide the other jobs
+                error = str(exc)
         span, written = _timings(job.work_dir, job.output)
         jobs.append(JobReport(job.name, job.id, job.output, status.state, status.chunks_done, status.chunks, qc,
-                              span, written, plan.output_dir, job.portrait.path))  # fmt: skip
+                              span, written, plan.output_dir, job.portrait.path, error))  # fmt: skip
     report = Report(Path(manifest), folder / REPORT_HTML, folder / REPORT_JSON, tuple(jobs))
     created = datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     doc = {"format": REPORT_FORMAT, "manifest": str(manifest), "created": created, "passed": report.passed,
@@ -163,7 +169,7 @@ def render_html(report: Report, created: str) -> str:
 
 def _job_html(job: JobReport) -> str:
     qc = job.qc
-    badge = "pass" if job.passed else ("na" if qc is None else "fail")
+    badge = "pass" if job.passed else ("na" if qc is None and job.error is None else "fail")
     label = {"pass": "PASS", "fail": "FAIL", "na": job.state.upper()}[badge]
     head = (f"<div class='head'><span class='badge {badge}'>{label}</span><h2>{_e(job.name)}</h2>"
             f"<span class='sub'>job {_e(job.id)} &middot; {_e(job.output.name)}</span></div>")  # fmt: skip
@@ -172,6 +178,8 @@ def _job_html(job: JobReport) -> str:
         facts.append(("output written", job.output_written))
     if job.render_span_s is not None:
         facts.append(("render span", f"{job.render_span_s:g} s (first work file to output, from file times)"))
+    if job.error is not None:
+        return f"<section class='job'>{head}{_dl(facts)}<p class='detail'>Cannot measure the output: {_e(job.error)}</p></section>"
     if qc is None:
         return f"<section class='job'>{head}{_dl(facts)}<p class='sub'>No output to measure yet.</p></section>"
     facts += [("video", f"{qc.frames} frames at {qc.fps:g} fps, {qc.width}x{qc.height}"),

@@ -76,3 +76,18 @@ def test_emo_qc_does_not_import_torch(qc_videos):
     proc = subprocess.run([sys.executable, "-c", code], env=emo_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().endswith("torch-free")
+
+
+def test_a_video_without_audio_fails_lip_sync_and_duration(qc_videos, tmp_path):
+    from emo_cli.media.ffmpeg import run_ffmpeg
+
+    silent = tmp_path / "silent.mp4"
+    run_ffmpeg(["-i", str(qc_videos["normal"]), "-map", "0:v", "-c", "copy", "-an", str(silent)],
+               what="drop the audio of", file=qc_videos["normal"])  # fmt: skip
+    result = runner.invoke(app, ["qc", str(silent), "--no-provenance", "--json"])
+    assert result.exit_code == 1, result.output
+    gates = {g["name"]: g for g in json.loads(result.output)["gates"]}
+    assert gates["lip-sync"]["passed"] is False and "no audio track" in gates["lip-sync"]["detail"]
+    assert gates["exact duration"]["passed"] is False
+    assert gates["mouth at rest in silence"]["passed"] is None  # not judged
+    assert gates["colour drift, face"]["passed"] is True

@@ -93,3 +93,22 @@ def test_an_invalid_manifest_exits_2_with_every_problem(tmp_path, monkeypatch, c
     assert exit_info.value.code == 2
     assert "bad.yaml:2:7 jobs: expected a list" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_output_is_reported_and_the_other_jobs_still_are(rendered, tmp_path):
+    manifest, _ = rendered
+    out = manifest.parent / "out"
+    broken = out / "es.mp4"
+    saved = broken.read_bytes()
+    broken.write_bytes(b"\x00" * 1000)
+    try:
+        result = runner.invoke(app, ["report", str(manifest), "--output-dir", str(tmp_path)], env={"COLUMNS": "200"})
+    finally:
+        broken.write_bytes(saved)
+    assert result.exit_code == 1
+    assert re.search(r"astronaut/es\s+done\s+unreadable\s+cannot open", result.output)
+    doc = json.loads((tmp_path / "report.json").read_text())
+    jobs = {j["job"]: j for j in doc["jobs"]}
+    assert jobs["astronaut/en"]["passed"] is True
+    assert jobs["astronaut/es"]["qc"] is None and "cannot open" in jobs["astronaut/es"]["error"]
+    assert "Cannot measure the output: cannot open" in (tmp_path / "report.html").read_text()
