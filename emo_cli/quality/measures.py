@@ -270,7 +270,9 @@ def appearance(rgb: np.ndarray, geometry: FaceGeometry, reference: Reference) ->
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean structural similarity of two grey float images in 0..255 (Gaussian window, sigma 1.5)."""
+    """Mean structural similarity of two grey float images in 0..255: Wang et al.'s Gaussian-window
+    SSIM (sigma 1.5, 11x11), what scikit-image's `structural_similarity(gaussian_weights=True,
+    use_sample_covariance=False, data_range=255)` computes (tested against it)."""
     import cv2
 
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
@@ -283,7 +285,8 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     var_b = blur(b * b) - mu_b**2
     cov = blur(a * b) - mu_a * mu_b
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-    return float(s.mean())
+    pad = 5  # the window's radius: the mean leaves out the border, as scikit-image does
+    return float(s[pad:-pad, pad:-pad].mean())
 
 
 def _grey(rgb: np.ndarray) -> np.ndarray:

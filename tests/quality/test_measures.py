@@ -97,10 +97,17 @@ def test_colour_means_measure_delta_e_of_face_and_background():
     assert np.linalg.norm(face2 - face) > 5 and np.linalg.norm(background2 - background) > 5
 
 
-def test_ssim_of_an_image_with_itself_is_one():
-    grey = np.random.default_rng(3).random((96, 96)).astype(np.float32) * 255
-    assert ssim(grey, grey) == pytest.approx(1.0)
-    assert ssim(grey, 255 - grey) < 0
+def test_ssim_is_scikit_image_s_gaussian_ssim():
+    import cv2
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(3)
+    a = cv2.GaussianBlur(rng.random((96, 96)).astype(np.float32) * 255, (5, 5), 1.0)
+    for b in (a, a + rng.normal(0, 10, a.shape).astype(np.float32), cv2.GaussianBlur(a, (7, 7), 2.0), 255 - a):
+        expected = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                         data_range=255)  # fmt: skip
+        assert ssim(a, b) == pytest.approx(expected, abs=2e-3)
+    assert ssim(a, a) == pytest.approx(1.0)
 
 
 def test_the_bundled_vad_tells_speech_from_silence():
