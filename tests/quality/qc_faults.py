@@ -21,6 +21,9 @@ SHIFT_S = 0.2
 CAST_CHUNK = 2  # the chunk whose frames get a colour cast
 CAST_RGB = (18, 0, -18)  # warmer: about 12 CIE76 units on the face
 DROPPED_FRAMES = 10
+BLUR_CHUNK = 1
+BLUR_SIGMA = 1.5
+PAUSE_AT_S, PAUSE_S = 3.2, 1.2  # where the test speech pauses, and for how long
 
 
 class EarlyMouthWarp(WarpBackend):
@@ -32,30 +35,59 @@ class EarlyMouthWarp(WarpBackend):
         return super().start_job(dataclasses.replace(job, audio=early))
 
 
-class _CastRenderer(JobRenderer):
-    def __init__(self, inner: JobRenderer) -> None:
+class _ChunkFault(JobRenderer):
+    """Renders as the inner renderer does, then spoils the frames of one chunk with `spoil`."""
+
+    def __init__(self, inner: JobRenderer, chunk: int, spoil) -> None:
         self.inner, self.width, self.height = inner, inner.width, inner.height
+        self.chunk, self.spoil = chunk, spoil
 
     def initial_state(self) -> State:
         return self.inner.initial_state()
 
     def render_chunk(self, start: int, count: int, state: State) -> ChunkOutput:
         out = self.inner.render_chunk(start, count, state)
-        if start == CAST_CHUNK * CHUNK_FRAMES:
-            cast = np.clip(out.frames.astype(np.int16) + np.array(CAST_RGB, np.int16), 0, 255).astype(np.uint8)
-            return ChunkOutput(cast, out.state)
+        if start == self.chunk * CHUNK_FRAMES:
+            return ChunkOutput(np.stack([self.spoil(frame) for frame in out.frames]), out.state)
         return out
 
     def close(self) -> None:
         self.inner.close()
 
 
+def colour_cast(frame: np.ndarray) -> np.ndarray:
+    return np.clip(frame.astype(np.int16) + np.array(CAST_RGB, np.int16), 0, 255).astype(np.uint8)
+
+
+def blur(frame: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.GaussianBlur(frame, (0, 0), BLUR_SIGMA)
+
+
 class ColourCastWarp(WarpBackend):
     """The warp backend with a colour cast in chunk CAST_CHUNK's frames (a drifting chunk)."""
 
     def start_job(self, job: JobInput) -> JobRenderer:
-        return _CastRenderer(super().start_job(job))
+        return _ChunkFault(super().start_job(job), CAST_CHUNK, colour_cast)
 
+
+class BlurWarp(WarpBackend):
+    """The warp backend with chunk BLUR_CHUNK's frames out of focus."""
+
+    def start_job(self, job: JobInput) -> JobRenderer:
+        return _ChunkFault(super().start_job(job), BLUR_CHUNK, blur)
+
+
+class BabbleWarp(WarpBackend):
+    """Drives the face with speech where the track is silent: the mouth talks through the pause."""
+
+    def start_job(self, job: JobInput) -> JobRenderer:
+        audio = job.audio.copy()
+        a, n = int(PAUSE_AT_S * job.sample_rate), int(PAUSE_S * job.sample_rate)
+        words = int(1.0 * job.sample_rate)  # the speech from 1.0 s on is words without a pause
+        audio[a : a + n] = job.audio[words : words + n]
+        return super().start_job(dataclasses.replace(job, audio=audio))
 
 
 def render(folder: Path, audio: Path, backend: WarpBackend, name: str, **options) -> Job:

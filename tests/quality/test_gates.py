@@ -4,7 +4,7 @@ by the measure meant to catch it while every other gate stays green."""
 from __future__ import annotations
 
 import pytest
-from qc_faults import CAST_CHUNK, DROPPED_FRAMES, SHIFT_S
+from qc_faults import BLUR_CHUNK, CAST_CHUNK, DROPPED_FRAMES, SHIFT_S
 
 from emo_cli.quality import measure_video
 
@@ -66,6 +66,24 @@ def test_a_colour_cast_in_one_chunk_is_located_at_that_chunk(reports):
         assert f"chunk {CAST_CHUNK} (frames {CAST_CHUNK * 50}-{CAST_CHUNK * 50 + 49})" in gate(report, name).detail
     shifts = [c.delta_e_face for c in report.chunks]
     assert shifts[CAST_CHUNK] > 8 and max(s for i, s in enumerate(shifts) if i != CAST_CHUNK) < 4, shifts
+
+
+def test_an_out_of_focus_chunk_fails_sharpness_at_that_chunk(reports):
+    report = reports["blurred"]
+    assert "sharpness" in failing(report)
+    # A blurred face also lowers SSIM and throws the face mesh's reading of the lips off for the
+    # whole chunk (it reads them wider), so lip-sync may fail with it; nothing else may.
+    assert failing(report) <= {"sharpness", "identity drift (SSIM)", "lip-sync"}
+    assert gate(report, "sharpness").chunk == BLUR_CHUNK
+    sharp = [c.sharpness for c in report.chunks]
+    assert sharp[BLUR_CHUNK] < 0.3 and min(s for i, s in enumerate(sharp) if i != BLUR_CHUNK) > 0.5, sharp
+
+
+def test_a_mouth_that_talks_through_silence_fails_mouth_at_rest(reports):
+    report = reports["babbling"]
+    assert "mouth at rest in silence" in failing(report)
+    assert report.figures["mouth_at_rest"]["closed_fraction"] < 0.75
+    assert not failing(report) & {"exact duration", "provenance", "colour drift, face", "sharpness"}
 
 
 def test_frames_dropped_from_the_end_fail_the_duration(reports):
