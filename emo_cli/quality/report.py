@@ -65,7 +65,9 @@ class JobReport:
         return {
             "job": self.name, "id": self.id, "output": str(self.output), "state": self.state,
             "chunks_done": self.chunks_done, "chunks": self.chunks, "passed": self.passed,
-            "qc": None if self.qc is None else self.qc.to_dict(), "error": self.error,
+            "qc": None if self.qc is None else {**self.qc.to_dict(), "series": self.qc.series,
+                                                "contact_sheet_frames": [i for i, _ in self.qc.thumbnails]},
+            "error": self.error,
             "timings": {"render_span_s": self.render_span_s, "output_written": self.output_written,
                         "qc_s": None if self.qc is None else round(self.qc.seconds, 3)},
         }  # fmt: skip

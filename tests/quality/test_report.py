@@ -63,6 +63,9 @@ def test_report_json_has_the_facts_per_job(rendered):
     assert failed == ["lip-sync"]
     assert jobs["astronaut/fr"]["qc"] is None
     en = jobs["astronaut/en"]
+    series = en["qc"]["series"]  # what the plot draws, per frame
+    assert len(series["mouth"]) == len(series["loudness"]) == len(series["speech"]) == en["qc"]["frames"]
+    assert len(en["qc"]["contact_sheet_frames"]) == 12 and en["qc"]["contact_sheet_frames"][0] == 0
     assert en["qc"]["figures"]["provenance"]["c2pa"] == "valid"
     assert en["qc"]["reference"].startswith("portrait ")
     assert en["timings"]["render_span_s"] >= 0 and en["timings"]["qc_s"] > 0
