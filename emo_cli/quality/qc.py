@@ -126,9 +126,13 @@ def measure_video(
     thumbnails: int = 0,
     landmarker: Landmarker | None = None,
 ) -> QcReport:
-    """Measure `video` and gate it (the reference is the first frame in which a face is found). `audio`: the input audio track it was made from (for the
-    duration gate); `portrait`: the image it was made from (the appearance reference; without
-    it, the first frame). `thumbnails`: keep that many small frames, evenly spread, for a report.
+    """Measure `video` and gate it.
+
+    `audio`: the input audio track it was made from (for the duration gate); `portrait`: the
+    image it was made from (the appearance reference; without it, the first frame in which a
+    face is found); `chunk_frames`: chunk length for the per-chunk measures (default: from the
+    video's tags, else 50); `thumbnails`: keep that many small frames, evenly spread, for a
+    report; `landmarker`: the face mesh (default: MediaPipe's bundled one).
 
     Raises:
         MediaError: the video cannot be opened or decoded.
