@@ -13,6 +13,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from emo_cli.cli import app
+from emo_cli.quality.thresholds import Thresholds
+
+_D = Thresholds()  # the defaults, shown in --help
 
 UNREADABLE_EXIT = 2
 _MARK = {True: "[green]pass[/]", False: "[bold red]FAIL[/]", None: "[dim]n/a[/]"}
@@ -37,13 +40,13 @@ def qc(
         typer.Option("--chunk-frames", min=1, help="Frames per chunk for the drift measures (default: as the "
                      "video's tags say it was rendered, else 50)."),
     ] = None,
-    min_lip_sync: Annotated[float | None, typer.Option("--min-lip-sync", help="Least correlation of mouth and loudness [0.4].")] = None,
-    max_lag: Annotated[int | None, typer.Option("--max-lag", min=0, help="Largest |lag| of the mouth behind the sound, frames [2].")] = None,
-    min_closed: Annotated[float | None, typer.Option("--min-closed", help="Least share of silent frames with the mouth closed [0.8].")] = None,
-    min_ssim: Annotated[float | None, typer.Option("--min-ssim", help="Least upper-face SSIM per chunk [0.6].")] = None,
-    max_delta_e: Annotated[float | None, typer.Option("--max-delta-e", help="Largest colour shift per chunk, face and background, CIE76 [5].")] = None,
-    min_sharpness: Annotated[float | None, typer.Option("--min-sharpness", help="Least sharpness relative to the reference, per chunk [0.4].")] = None,
-    max_jitter: Annotated[float | None, typer.Option("--max-jitter", help="Largest landmark jitter, px per frame [1.0].")] = None,
+    min_lip_sync: Annotated[float | None, typer.Option("--min-lip-sync", help=f"Least correlation of mouth and loudness [{_D.lip_sync_min_r:g}].")] = None,
+    max_lag: Annotated[int | None, typer.Option("--max-lag", min=0, help=f"Largest |lag| between mouth and sound, frames [{_D.max_lag_frames}].")] = None,
+    min_closed: Annotated[float | None, typer.Option("--min-closed", help=f"Least share of silent frames with the mouth closed [{_D.rest_min_closed:g}].")] = None,
+    min_ssim: Annotated[float | None, typer.Option("--min-ssim", help=f"Least upper-face SSIM per chunk [{_D.min_ssim:g}].")] = None,
+    max_delta_e: Annotated[float | None, typer.Option("--max-delta-e", help=f"Largest colour shift per chunk, face and background, CIE76 [{_D.max_delta_e_face:g}].")] = None,
+    min_sharpness: Annotated[float | None, typer.Option("--min-sharpness", help=f"Least sharpness relative to the reference, per chunk [{_D.min_sharpness:g}].")] = None,
+    max_jitter: Annotated[float | None, typer.Option("--max-jitter", help=f"Largest landmark jitter, px per frame [{_D.max_jitter_px:g}].")] = None,
     provenance: Annotated[
         bool, typer.Option("--provenance/--no-provenance", help="Gate on provenance (tags, sidecar, C2PA, watermark).")
     ] = True,
@@ -51,9 +54,9 @@ def qc(
     """Measure a talking-head video and gate it: exit 0 when every gate passes, 1 when one fails,
     2 when the video (or --audio, --portrait) cannot be read."""
     from emo_cli.errors import EmoError
-    from emo_cli.quality import Thresholds, measure_video
+    from emo_cli.quality import measure_video
 
-    thresholds = Thresholds().with_overrides(
+    thresholds = _D.with_overrides(
         lip_sync_min_r=min_lip_sync, max_lag_frames=max_lag, rest_min_closed=min_closed, min_ssim=min_ssim,
         max_delta_e_face=max_delta_e, max_delta_e_background=max_delta_e, min_sharpness=min_sharpness,
         max_jitter_px=max_jitter, require_provenance=provenance,

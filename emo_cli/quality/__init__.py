@@ -9,13 +9,25 @@ duration, provenance) and pass or fail it; build the HTML report of a manifest's
     Thresholds(...)                        the pass marks, with their defaults
 
 Sits below execution and above provenance: it imports provenance, planning, manifest, backends
-and media, never execution or cli.
+and media, never execution or cli. The names above load on first use, so the CLI can read the
+thresholds' defaults without importing the measures.
 """
 
-from emo_cli.quality.chunk import ChunkFigures, ChunkSample, measure_chunk, reference_for
-from emo_cli.quality.qc import Gate, QcReport, measure_video
-from emo_cli.quality.report import Report, build_report
-from emo_cli.quality.thresholds import Thresholds
+from __future__ import annotations
 
-__all__ = ["ChunkFigures", "ChunkSample", "Gate", "QcReport", "Report", "Thresholds", "build_report",
-           "measure_chunk", "measure_video", "reference_for"]
+from typing import Any
+
+_WHERE = {
+    "ChunkFigures": "chunk", "ChunkSample": "chunk", "measure_chunk": "chunk", "reference_for": "chunk",
+    "Gate": "qc", "QcReport": "qc", "measure_video": "qc", "Report": "report", "build_report": "report",
+    "Thresholds": "thresholds",
+}  # fmt: skip
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(f"emo_cli.quality.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'emo_cli.quality' has no attribute {name!r}")
