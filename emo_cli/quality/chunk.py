@@ -164,6 +164,7 @@ def measure_chunk(
 
 
 def load_reference_image(path: Path | str) -> np.ndarray:
+    """The portrait as the render loop reads it (EXIF-upright RGB)."""
     from emo_cli.media.image import load_portrait
 
     return load_portrait(path)

@@ -1,14 +1,15 @@
 """The measures, as pure functions of frames, face-mesh landmarks, audio and a reference.
 
-Nothing here reads a file or keeps state, so the render loop can call `measure_frames` on a
-bounded sample of a chunk's frames as it commits the chunk, and `emo qc` calls the same
-functions on every frame of a finished video. Units are in each record's field comments; the
+Nothing here reads a file or keeps state, so a render loop can run them on a bounded sample of
+a chunk's frames as it commits the chunk (`emo_cli.quality.chunk.measure_chunk`), and `emo qc`
+runs the same functions on every frame of a finished video. Units are in each record's field comments; the
 README's "Quality gates" section defines each measure.
 
 Why these are written here rather than taken from a library: each is a few lines of numpy or
 OpenCV over the face mesh (SSIM is OpenCV arithmetic on Gaussian moments, as in Wang et al.
-2004), and the only packages that ship them (scikit-image, pyiqa) would add a heavy dependency
-or torch to the CPU path for one formula.
+2004, checked against scikit-image's in the tests), and the packages that ship them would add
+scikit-image and SciPy (kept out of the core on purpose) or torch (pyiqa) to the CPU path for
+one formula each.
 """
 
 from __future__ import annotations
