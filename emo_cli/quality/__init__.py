@@ -1,0 +1,33 @@
+"""Quality gates: measure a rendered video (lip-sync, silence, drift, sharpness, jitter, blinks,
+duration, provenance) and pass or fail it; build the HTML report of a manifest's outputs.
+
+    measure_video(video, *, audio=None, portrait=None, thresholds=None) -> QcReport
+    measure_chunk(frames, *, index, start, loudness, reference, sample=3) -> ChunkSample
+                                           the per-chunk measures on a bounded sample, for a render loop
+    reference_for(first_frame, geometry, portrait=None) -> Reference
+    build_report(manifest) -> Report       report.html + report.json of a manifest's outputs
+    Thresholds(...)                        the pass marks, with their defaults
+
+Sits below execution and above provenance: it imports provenance, planning, manifest, backends
+and media, never execution or cli. The names above load on first use, so the CLI can read the
+thresholds' defaults without importing the measures.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_WHERE = {
+    "ChunkFigures": "chunk", "ChunkSample": "chunk", "measure_chunk": "chunk", "reference_for": "chunk",
+    "Gate": "qc", "QcReport": "qc", "measure_video": "qc", "Report": "report", "build_report": "report",
+    "Thresholds": "thresholds",
+}  # fmt: skip
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(f"emo_cli.quality.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'emo_cli.quality' has no attribute {name!r}")
