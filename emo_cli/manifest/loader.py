@@ -17,6 +17,7 @@ from pathlib import Path
 
 from emo_cli.backends.registry import DEFAULT_BACKEND, get_backend_class
 from emo_cli.errors import BackendError, InputError, ManifestError, Problem
+from emo_cli.fsutil import NotRegularFileError, open_regular_file
 from emo_cli.manifest.document import Document, JsonPath, format_path, parse_document
 from emo_cli.manifest.model import JobSpec, Manifest
 from emo_cli.manifest.schema import effective_schema, schema_issues
@@ -32,18 +33,35 @@ def load_manifest(path: Path | str) -> Manifest:
     display = os.fspath(path)
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular_file(path) as stream:
+            text = stream.read().decode("utf-8")
     except FileNotFoundError:
         raise ManifestError([Problem(display, None, None, "", "manifest not found")]) from None
-    except IsADirectoryError:
-        raise ManifestError([Problem(display, None, None, "", "is a folder, not a manifest file")]) from None
+    except NotRegularFileError as exc:
+        raise ManifestError(
+            [Problem(display, None, None, "", f"is {exc.kind}, not a manifest file")]
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError([Problem(display, None, None, "", f"cannot be read ({exc})")]) from None
-    manifest = Manifest(path=path.resolve(), display=display, document=parse_document(text))
+    document = parse_document(text, text_at=_is_name_or_path)
+    manifest = Manifest(path=path.resolve(), display=display, document=document)
     problems = check_manifest(manifest)
     if problems:
         raise ManifestError(problems)
     return manifest
+
+
+def _is_name_or_path(path: JsonPath) -> bool:
+    """Values read as their written text, never as YAML numbers or booleans: the names of
+    portraits and audio tracks where jobs use them, file paths and output templates."""
+    match path:
+        case ("jobs", int(), "portrait" | "audio" | "output") | ("matrix", "portraits" | "audio", int()):
+            return True
+        case ("portraits" | "audio", str()) | ("portraits" | "audio", str(), "path"):
+            return True
+        case ("output_dir",) | ("output",) | ("matrix", "output") | ("signing", "key" | "certs"):
+            return True
+    return False
 
 
 def check_manifest(manifest: Manifest) -> list[Problem]:
@@ -233,7 +251,8 @@ def _check_signing(manifest: Manifest) -> list[Problem]:
     problems = []
     for name, path in (("key", signing.key), ("certs", signing.certs)):
         try:
-            head = path.read_bytes()[:4096]
+            with open_regular_file(path) as stream:
+                head = stream.read(4096)
         except OSError as exc:
             reason = (
                 "does not exist" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.strerror})"

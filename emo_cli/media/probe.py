@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from emo_cli.errors import InputError
+from emo_cli.fsutil import NotRegularFileError, open_regular_file, require_regular_file
 
 # (resolved path, size, mtime_ns) -> seconds; a file rewritten in place is probed again.
 _durations: dict[tuple[str, int, int], float] = {}
@@ -22,13 +23,13 @@ def audio_duration(path: Path | str) -> float:
     """
     path = Path(path)
     try:
-        stat = path.stat()
+        stat = require_regular_file(path)
     except FileNotFoundError as exc:
         raise InputError(f"audio {path} does not exist") from exc
+    except NotRegularFileError as exc:
+        raise InputError(f"audio {path} is {exc.kind}, not an audio file") from exc
     except OSError as exc:
         raise InputError(f"audio {path} cannot be read ({exc.strerror})") from exc
-    if path.is_dir():
-        raise InputError(f"audio {path} is a folder, not a file")
     key = (os.fspath(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _durations:
         _durations[key] = _decode_duration(path)
@@ -39,7 +40,9 @@ def _decode_duration(path: Path) -> float:
     import av
 
     try:
-        with av.open(os.fspath(path)) as container:
+        # Decoded from the file opened here, which is known to be a regular file: a path
+        # swapped for a pipe after the check above cannot make the decoder wait.
+        with open_regular_file(path) as source, av.open(source) as container:
             stream = next((s for s in container.streams if s.type == "audio"), None)
             if stream is None:
                 raise InputError(f"audio {path} has no audio stream")
@@ -48,9 +51,13 @@ def _decode_duration(path: Path) -> float:
             for frame in container.decode(stream):
                 samples += frame.samples
                 rate = frame.sample_rate or rate
-    except av.FFmpegError as exc:
+    except av.FFmpegError as exc:  # before OSError: some of PyAV's errors are OSErrors too
         reason = getattr(exc, "strerror", None) or str(exc)
         raise InputError(f"audio {path} cannot be decoded ({reason})") from exc
+    except NotRegularFileError as exc:
+        raise InputError(f"audio {path} is {exc.kind}, not an audio file") from exc
+    except OSError as exc:
+        raise InputError(f"audio {path} cannot be read ({exc.strerror})") from exc
     if samples == 0 or rate <= 0:
         raise InputError(f"audio {path} contains no audio samples")
     return samples / rate
