@@ -93,6 +93,13 @@ def test_the_manifest_names_inputs_by_hash_and_carries_consent(rendered):
         f"sha256:{tags['emo_audio_sha256']}",
     ]
     assert {i["relationship"] for i in creds.ingredients} == {"inputTo"}
+    # Titles name the role and the hash, never the file: names like private_face.jpg stay private.
+    assert [i["title"] for i in creds.ingredients] == [
+        f"portrait sha256:{tags['emo_portrait_sha256']}",
+        f"audio sha256:{tags['emo_audio_sha256']}",
+    ]
+    assert b"astronaut" not in rendered.output.read_bytes()
+    assert b"voice.wav" not in rendered.output.read_bytes()
     assert creds.emo["job_id"] == rendered.job_id
     assert creds.emo["consent"] == {"reference": "REL-2026-014", "expires": "2999-12-31"}
     assert tags["emo_consent"] == "REL-2026-014"
