@@ -127,7 +127,7 @@ def sign_video(
 class Credentials:
     """What a video's C2PA manifest store says, in the terms `emo verify` reports."""
 
-    status: str  # "trusted", "valid", "invalid" or "absent"
+    status: str  # "trusted", "valid", "invalid", "absent" or "unsupported" (the format cannot carry C2PA)
     claim_generator: str | None = None
     signer: str | None = None  # issuer / common name of the signing certificate
     ai_generated: bool = False  # a c2pa.created action with an algorithmic digitalSourceType
@@ -177,6 +177,10 @@ def read_credentials(path: Path | str, trust_anchors: str | None = None) -> Cred
     except c2pa.C2paError as exc:
         if type(exc).__name__.endswith("ManifestNotFound"):
             return Credentials(status="absent")
+        if type(exc).__name__.endswith("NotSupported"):
+            # Matroska/WebM, MPEG-TS, FLV...: C2PA defines no place for a manifest in them, so
+            # there is nothing to be invalid; a re-muxed copy lost its credentials on the way.
+            return Credentials(status="unsupported", error="not supported for this format")
         return Credentials(status="invalid", error=str(exc))
     status = {"Trusted": "trusted", "Valid": "valid"}.get(str(state), "invalid")
     failures = tuple(
