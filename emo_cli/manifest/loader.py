@@ -23,6 +23,9 @@ from emo_cli.manifest.model import JobSpec, Manifest
 from emo_cli.manifest.schema import effective_schema, schema_issues
 from emo_cli.manifest.template import duplicate_output, render_output, template_problems, uses_job_id
 
+# A bound on what is read and parsed: 10,000 jobs take about 230 KB, so this is ~700,000 jobs.
+MAX_MANIFEST_BYTES = 16 << 20
+
 
 def load_manifest(path: Path | str) -> Manifest:
     """Parse and check a manifest.
@@ -34,7 +37,11 @@ def load_manifest(path: Path | str) -> Manifest:
     path = Path(path)
     try:
         with open_regular_file(path) as stream:
-            text = stream.read().decode("utf-8")
+            raw = stream.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            message = f"is larger than {MAX_MANIFEST_BYTES >> 20} MiB; split it into several manifests"
+            raise ManifestError([Problem(display, None, None, "", message)])
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ManifestError([Problem(display, None, None, "", "manifest not found")]) from None
     except NotRegularFileError as exc:

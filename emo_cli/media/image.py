@@ -136,10 +136,14 @@ def _to_8bit(img: Any) -> Any:
 
     if img.mode.startswith("I;16") or img.mode == "I":
         # I;16 holds 0-65535; "I" is what 16-bit data becomes in some plugins (32-bit storage).
-        values = np.asarray(img, dtype=np.float64)
-        return Image.fromarray(np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8), "L")
+        # Integer arithmetic, in place: (v + 128) // 257 is v / 257 rounded, at 4 bytes a pixel.
+        values = np.array(img, dtype=np.int32)
+        np.clip(values, 0, 65535, out=values)
+        values += 128
+        values //= 257
+        return Image.fromarray(values.astype(np.uint8), "L")
     if img.mode == "F":  # floating point grayscale (TIFF): 0.0 black, 1.0 white
-        values = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0)
+        values = np.nan_to_num(np.asarray(img, dtype=np.float32), nan=0.0)
         return Image.fromarray(np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8), "L")
     return img
 

@@ -79,9 +79,10 @@ def test_a_pipe_as_the_manifest_or_the_signing_key_is_refused(specials):
     ]
 
 
-def test_verify_refuses_a_pipe(specials):
-    proc = run_emo("verify", str(specials / "pipe"), timeout=DEADLINE_S)
-    assert proc.returncode == 2
+@pytest.mark.parametrize(("command", "code"), [("verify", 2), ("inspect", 1)])
+def test_verify_and_inspect_refuse_a_pipe(specials, command, code):
+    proc = run_emo(command, str(specials / "pipe"), timeout=DEADLINE_S)
+    assert proc.returncode == code
     assert f"{specials / 'pipe'} is a named pipe (FIFO), not a video file" in " ".join(proc.stderr.split())
     assert "Traceback" not in proc.stderr
 

@@ -208,3 +208,19 @@ def test_a_yaml_1_1_boolean_where_true_or_false_belongs_says_to_write_it(fixture
         "expected true or false, got a string ('yes') "
         "(manifests are YAML 1.2, where yes/no/on/off are text: write true or false)"
     )
+
+
+def test_a_manifest_too_large_to_parse_is_refused_before_it_is_read_whole(tmp_path):
+    from emo_cli.manifest.loader import MAX_MANIFEST_BYTES
+
+    manifest = tmp_path / "huge.yaml"
+    with manifest.open("w") as out:
+        out.write(HEAD)
+        line = "# " + "x" * 1021 + "\n"
+        for _ in range(MAX_MANIFEST_BYTES // len(line) + 1):
+            out.write(line)
+    with pytest.raises(ManifestError) as info:
+        load_manifest(manifest)
+    assert str(info.value.problems[0]) == (
+        f"{manifest} is larger than {MAX_MANIFEST_BYTES >> 20} MiB; split it into several manifests"
+    )
