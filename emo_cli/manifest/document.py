@@ -162,7 +162,13 @@ def parse_document(text: str, text_at: Callable[[JsonPath], bool] | None = None)
     `text_at(path)` says which values are names or file names: there a plain scalar that YAML
     would read as a number or boolean (`1e3`, `true`) keeps its written text.
     """
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:  # a control character: the reader checks them first
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        message = f"character U+{exc.character:04X} is not allowed in YAML"
+        return Document(None, issues=(YamlIssue((), (line, col), message),))
     try:
         node = loader.get_single_node()
         if node is None:

@@ -9,6 +9,7 @@ Nothing is rendered or written.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import difflib
 import os
@@ -41,7 +42,7 @@ def load_manifest(path: Path | str) -> Manifest:
         if len(raw) > MAX_MANIFEST_BYTES:
             message = f"is larger than {MAX_MANIFEST_BYTES >> 20} MiB; split it into several manifests"
             raise ManifestError([Problem(display, None, None, "", message)])
-        text = raw.decode("utf-8")
+        text = _decode(raw)
     except FileNotFoundError:
         raise ManifestError([Problem(display, None, None, "", "manifest not found")]) from None
     except NotRegularFileError as exc:
@@ -56,6 +57,19 @@ def load_manifest(path: Path | str) -> Manifest:
     if problems:
         raise ManifestError(problems)
     return manifest
+
+
+def _decode(raw: bytes) -> str:
+    """YAML's encodings: UTF-8 (with or without a byte order mark), UTF-16 or UTF-32 with one."""
+    for bom, codec in (
+        (codecs.BOM_UTF32_LE, "utf-32"),
+        (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
+        if raw.startswith(bom):
+            return raw.decode(codec)
+    return raw.decode("utf-8-sig")
 
 
 def _is_name_or_path(path: JsonPath) -> bool:

@@ -224,3 +224,20 @@ def test_a_manifest_too_large_to_parse_is_refused_before_it_is_read_whole(tmp_pa
     assert str(info.value.problems[0]) == (
         f"{manifest} is larger than {MAX_MANIFEST_BYTES >> 20} MiB; split it into several manifests"
     )
+
+
+def test_a_control_character_is_a_problem_at_its_line_not_a_traceback():
+    issue = only_issue("version: 1\nname: ab\x01c\n")
+    assert issue.position == (2, 9)
+    assert issue.message == "character U+0001 is not allowed in YAML"
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-be", "utf-32"])
+def test_the_yaml_encodings_are_read(fixture_backend, write_manifest, encoding):
+    path = write_manifest(HEAD.replace("testbars", "fixture"))
+    text = path.read_text()
+    data = text.encode(encoding)
+    if encoding == "utf-16-be":
+        data = b"\xfe\xff" + data
+    path.write_bytes(data)
+    assert [job.name for job in load_manifest(path).jobs] == ["astronaut/en"]
