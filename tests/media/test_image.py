@@ -282,3 +282,19 @@ def test_a_sixteen_bit_portrait_decodes_like_its_eight_bit_copy(tmp_path):
     path = write(tmp_path, "face16.png", png(width, height, 0, 16, wide.astype(">u2").tobytes()))
     rgb = load_portrait(path)
     assert np.array_equal(rgb[..., 0], photo) and np.array_equal(rgb[..., 1], photo)
+
+
+def test_the_face_in_a_sixteen_bit_portrait_is_found(tmp_path):
+    """What the report saw: the almost-white decode of a 16-bit PNG had "no face found"."""
+    from emo_cli.backends.face import detect_faces
+
+    photo = np.asarray(
+        Image.open(Path(__file__).resolve().parents[2] / "manifests/assets/astronaut.jpg").convert("L")
+    )
+    wide = photo.astype(np.uint16) * 257
+    path = write(
+        tmp_path, "face16.png", png(wide.shape[1], wide.shape[0], 0, 16, wide.astype(">u2").tobytes())
+    )
+    (face,) = detect_faces(load_portrait(path))
+    (reference,) = detect_faces(np.repeat(photo[..., None], 3, axis=2))
+    assert abs(face.center[0] - reference.center[0]) < 2 and abs(face.center[1] - reference.center[1]) < 2
