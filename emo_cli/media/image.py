@@ -69,7 +69,15 @@ def load_portrait(path: Path | str) -> np.ndarray:
     if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limit:
         Image.MAX_IMAGE_PIXELS = limit
     try:
-        with open_regular_file(path) as stream, warnings.catch_warnings():
+        stream = open_regular_file(path)
+    except FileNotFoundError as exc:
+        raise InputError(f"portrait {path} does not exist") from exc
+    except NotRegularFileError as exc:
+        raise InputError(f"portrait {path} is {exc.kind}, not an image file") from exc
+    except OSError as exc:  # permission, a symlink loop, a name too long...
+        raise InputError(f"portrait {path} cannot be read ({exc.strerror or exc})") from exc
+    try:
+        with stream, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(stream) as img:
                 width, height = img.size
@@ -79,12 +87,6 @@ def load_portrait(path: Path | str) -> np.ndarray:
                 rgb = _to_srgb(img)
     except InputError:
         raise
-    except FileNotFoundError as exc:
-        raise InputError(f"portrait {path} does not exist") from exc
-    except NotRegularFileError as exc:
-        raise InputError(f"portrait {path} is {exc.kind}, not an image file") from exc
-    except PermissionError as exc:
-        raise InputError(f"portrait {path} cannot be read (permission denied)") from exc
     except Image.DecompressionBombError as exc:  # Pillow's guard, at twice its MAX_IMAGE_PIXELS
         found = re.search(r"\((\d+) pixels\)", str(exc))
         pixels = f"{int(found.group(1)):,}" if found else "more than twice that many"

@@ -131,3 +131,29 @@ def test_a_regular_file_reached_through_a_symlink_is_read(specials):
     (specials / "link.jpg").symlink_to(specials / "astronaut.jpg")
     with open_regular_file(specials / "link.jpg") as stream:
         assert stream.read() == (specials / "astronaut.jpg").read_bytes()
+
+
+def test_symlink_loops_and_dangling_links_are_problems_not_tracebacks(specials):
+    (specials / "loop1").symlink_to("loop2")
+    (specials / "loop2").symlink_to("loop1")
+    (specials / "dangling.jpg").symlink_to("nowhere.jpg")
+    manifest = specials / "m.yaml"
+    manifest.write_text(
+        "version: 1\n"
+        "defaults: {backend: testbars}\n"
+        "portraits: {face: astronaut.jpg, looped: loop1, dangling: dangling.jpg}\n"
+        "audio: {en: hello_en.wav, looped: loop2}\n"
+        "jobs: [{portrait: face, audio: en}]\n"
+        "signing: {key: loop1, certs: loop2}\n"
+    )
+    proc = run_emo("validate", str(manifest), timeout=DEADLINE_S)
+    assert proc.returncode == 2, proc.stderr
+    loop = "(Too many levels of symbolic links)"
+    assert proc.stderr.splitlines() == [
+        f"{manifest}:3:42 portraits.looped: portrait {specials / 'loop1'} cannot be read {loop}",
+        f"{manifest}:3:59 portraits.dangling: portrait {specials / 'nowhere.jpg'} does not exist",
+        f"{manifest}:4:35 audio.looped: audio {specials / 'loop2'} cannot be read {loop}",
+        f"{manifest}:6:16 signing.key: {specials / 'loop1'} cannot be read {loop}",
+        f"{manifest}:6:30 signing.certs: {specials / 'loop2'} cannot be read {loop}",
+        f"{manifest}: 5 problems",
+    ]
