@@ -30,8 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
 
 JsonPath = tuple[str | int, ...]
 Position = tuple[int, int]  # 1-based line, column
@@ -48,11 +51,11 @@ _MERGE = "tag:yaml.org,2002:merge"
 _INT = "tag:yaml.org,2002:int"
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 core scalars, a nesting bound, and the marks of every alias."""
+class _Bounded:
+    """Composer hooks shared by both loaders: YAML 1.2 core integers, a nesting bound, a count
+    of the nodes written, and the marks of every alias."""
 
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
+    def _start(self) -> None:
         self.depth = 0
         self.node_count = 0
         # (id(parent node), key) -> where an alias is written; key is ("i", index) in a
@@ -89,7 +92,31 @@ class _Loader(yaml.SafeLoader):
         return sign * int(digits, 10)
 
 
-_Loader.add_constructor(_INT, _Loader.construct_yaml_int)
+class _Loader(_Bounded, yaml.SafeLoader):
+    """PyYAML's own pure-Python reader: the reference, and the one whose error messages are
+    shown (they say what was found, where libyaml's say only what was expected)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._start()
+
+
+_FastLoader: type[_Bounded] | None = None
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
+
+    class _CLoader(_Bounded, Composer, CParser, SafeConstructor, Resolver):
+        """libyaml scans and parses (about 20x faster than PyYAML's Python scanner on a large
+        manifest); the nodes are still composed in Python, through the same hooks."""
+
+        def __init__(self, text: str) -> None:
+            CParser.__init__(self, text)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+            Composer.__init__(self)
+            self._start()
+
+    _FastLoader = _CLoader
 
 # The YAML 1.2 core schema's implicit tags (https://yaml.org/spec/1.2.2/#1032-tag-resolution),
 # in the order they are tried; timestamps are left to the schema (it checks date formats).
@@ -105,9 +132,13 @@ _CORE_RESOLVERS = (
     ),
     (_MERGE, r"^<<$", ["<"]),
 )
-_Loader.yaml_implicit_resolvers = {}
-for _tag, _pattern, _first in _CORE_RESOLVERS:
-    _Loader.add_implicit_resolver(_tag, re.compile(_pattern), _first)
+for _cls in (_Loader, _FastLoader):
+    if _cls is None:
+        continue
+    _cls.yaml_implicit_resolvers = {}
+    for _tag, _pattern, _first in _CORE_RESOLVERS:
+        _cls.add_implicit_resolver(_tag, re.compile(_pattern), _first)
+    _cls.add_constructor(_INT, _cls.construct_yaml_int)
 
 
 class _Refused(yaml.MarkedYAMLError):
@@ -162,23 +193,23 @@ def parse_document(text: str, text_at: Callable[[JsonPath], bool] | None = None)
     `text_at(path)` says which values are names or file names: there a plain scalar that YAML
     would read as a number or boolean (`1e3`, `true`) keeps its written text.
     """
+    as_text = text_at or (lambda path: False)
+    if _FastLoader is not None:
+        try:
+            return _parse(_FastLoader, text, as_text)
+        except _Refused as exc:
+            return _refusal(exc)
+        except yaml.YAMLError:
+            pass  # read it again with PyYAML's reader, whose messages say what it found
     try:
-        loader = _Loader(text)
-    except yaml.reader.ReaderError as exc:  # a control character: the reader checks them first
+        return _parse(_Loader, text, as_text)
+    except _Refused as exc:
+        return _refusal(exc)
+    except yaml.reader.ReaderError as exc:  # a control character
         line = text.count("\n", 0, exc.position) + 1
         col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
         message = f"character U+{exc.character:04X} is not allowed in YAML"
         return Document(None, issues=(YamlIssue((), (line, col), message),))
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return Document(None)
-        builder = _Builder(loader, text_at or (lambda path: False))
-        data = builder.build(node, (), _mark(node.start_mark), None, 0)
-    except _Refused as exc:
-        mark = exc.problem_mark
-        position = (mark.line + 1, mark.column + 1) if mark is not None else None
-        return Document(None, issues=(YamlIssue((), position, str(exc.problem)),))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         position = (mark.line + 1, mark.column + 1) if mark is not None else None
@@ -190,9 +221,25 @@ def parse_document(text: str, text_at: Callable[[JsonPath], bool] | None = None)
         return Document(None, issues=(YamlIssue((), position, message),))
     except yaml.YAMLError as exc:
         return Document(None, issues=(YamlIssue((), None, f"YAML error: {exc}"),))
+
+
+def _parse(loader_class: type[_Bounded], text: str, as_text: Callable[[JsonPath], bool]) -> Document:
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return Document(None)
+        builder = _Builder(loader, as_text)
+        data = builder.build(node, (), _mark(node.start_mark), None, 0)
     finally:
         loader.dispose()
     return Document(data, builder.values, builder.keys, tuple(builder.issues))
+
+
+def _refusal(exc: _Refused) -> Document:
+    mark = exc.problem_mark
+    position = (mark.line + 1, mark.column + 1) if mark is not None else None
+    return Document(None, issues=(YamlIssue((), position, str(exc.problem)),))
 
 
 def _mark(mark: yaml.Mark) -> Position:
@@ -202,7 +249,7 @@ def _mark(mark: yaml.Mark) -> Position:
 class _Builder:
     """Builds the JSON-like data of a composed node graph, expanding aliases within bounds."""
 
-    def __init__(self, loader: _Loader, text_at: Callable[[JsonPath], bool]) -> None:
+    def __init__(self, loader: Any, text_at: Callable[[JsonPath], bool]) -> None:
         self.loader = loader
         self.text_at = text_at
         self.values: dict[JsonPath, Position] = {}
@@ -309,7 +356,7 @@ class _Builder:
 
     def scalar(self, node: ScalarNode, path: JsonPath, position: Position) -> Any:
         value = _plain(self.loader.construct_object(node, deep=True))
-        if node.style is None and isinstance(value, bool | int | float) and self.text_at(path):
+        if not node.style and isinstance(value, bool | int | float) and self.text_at(path):
             return node.value
         if isinstance(value, float) and not math.isfinite(value):
             self.issues.append(YamlIssue(path, position, f"{node.value} is not a finite number"))

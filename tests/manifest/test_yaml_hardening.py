@@ -7,10 +7,11 @@ import shutil
 import time
 
 import pytest
+import yaml
 from factories import ASSETS, run_emo
 
 from emo_cli.errors import ManifestError
-from emo_cli.manifest import load_manifest
+from emo_cli.manifest import document, load_manifest
 from emo_cli.manifest.document import ALIAS_ALLOWANCE, MAX_DEPTH, parse_document
 from emo_cli.planning import make_plan
 
@@ -241,3 +242,34 @@ def test_the_yaml_encodings_are_read(fixture_backend, write_manifest, encoding):
         data = b"\xfe\xff" + data
     path.write_bytes(data)
     assert [job.name for job in load_manifest(path).jobs] == ["astronaut/en"]
+
+
+READER_CORPUS = [
+    "base: &b {fps: 25, seed: 1}\nmore: &m {seed: 2, size: 3}\nd: {<<: [*b, *m], fps: 30}\n",
+    "a: [no, on, yes, off, y, n, true, True, ~, null, 010, 0o10, 0x10, 1:30, 1_000, 2.5, .inf, 'x', \"y\"]\n"
+    "b: |\n  block\n  text\nc: >-\n  folded\n  text\n",
+    "a: &a [1, *a]\n",
+    "x: " + "[" * (MAX_DEPTH + 5) + "]" * (MAX_DEPTH + 5) + "\n",
+    "a: 1\nb: 2\na: 3\n",
+    "? [a]\n: b\n",
+    "k: !!binary aGVsbG8=\nt: !!timestamp 2001-12-14\nd: 2027-01-01\n",
+    "jobs:\n  - {portrait: 1e3, audio: true}\n",
+    '名前: 値\nü: [ö, ä]\nlong: "\\u00e9\\t"\n',
+    "# only a comment\n",
+    "- a\n- b\n",
+    laughs(10),
+]
+
+
+@pytest.mark.skipif(document._FastLoader is None, reason="PyYAML without libyaml")
+@pytest.mark.parametrize("text", READER_CORPUS, ids=range(len(READER_CORPUS)))
+def test_libyaml_and_pyyaml_readers_build_the_same_document(text):
+    """libyaml reads manifests (fast); PyYAML's reader is the reference and gives the messages."""
+
+    def read(loader):
+        try:
+            return document._parse(loader, text, lambda path: path[:1] == ("jobs",))
+        except yaml.YAMLError as exc:
+            return type(exc).__name__, getattr(exc, "problem", None)
+
+    assert read(document._FastLoader) == read(document._Loader)
