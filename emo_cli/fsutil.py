@@ -1,13 +1,20 @@
-"""Atomic file writes: every checkpoint, journal and output appears whole or not at all."""
+"""Atomic file writes: every checkpoint, journal and output appears whole or not at all.
+
+And the one way an input file is opened for reading (`open_regular_file`): a named pipe, a
+device or a folder given as a portrait, an audio track or a manifest is refused instead of
+blocking forever on a pipe nobody writes or reading /dev/zero without end.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 _NEW_FILE_MODE: int | None = None
 
@@ -86,9 +93,76 @@ def atomic_write_text(final: Path | str, text: str) -> None:
     atomic_write_bytes(final, text.encode("utf-8"))
 
 
+class NotRegularFileError(OSError):
+    """A path that should be a regular file is a folder, a named pipe, a device or a socket."""
+
+    def __init__(self, path: Path | str, kind: str) -> None:
+        super().__init__(f"{path} is {kind}, not a regular file")
+        self.filename = os.fspath(path)
+        self.strerror = f"it is {kind}, not a regular file"  # for handlers that show strerror
+        self.kind = kind
+
+
+def file_kind(mode: int) -> str:
+    """What a stat mode describes, in words: "a folder", "a named pipe (FIFO)"..."""
+    for test, kind in (
+        (stat.S_ISREG, "a regular file"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a file"
+
+
+def require_regular_file(path: Path | str) -> os.stat_result:
+    """stat `path` (following symlinks) and refuse anything but a regular file, without opening it.
+
+    Raises:
+        FileNotFoundError, PermissionError...: as os.stat does.
+        NotRegularFileError: it is a folder, a named pipe, a device or a socket.
+    """
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise NotRegularFileError(path, file_kind(info.st_mode))
+    return info
+
+
+def open_regular_file(path: Path | str) -> BinaryIO:
+    """Open `path` for reading in binary mode if (and only if) it is a regular file.
+
+    The path is checked before opening (so a device is never opened) and the open file again
+    (so a path swapped for a pipe in between still cannot block: the open does not wait for a
+    writer, and the file is refused before any read).
+
+    Raises:
+        FileNotFoundError, PermissionError...: as open() does.
+        NotRegularFileError: it is a folder, a named pipe, a device or a socket.
+    """
+    require_regular_file(path)
+    flags = (
+        os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    )
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(path, file_kind(mode))
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
+    """sha256 of a regular file's bytes (a pipe or device is refused: NotRegularFileError)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular_file(path) as fh:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()

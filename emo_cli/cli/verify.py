@@ -56,8 +56,8 @@ def verify(
     table.add_column("check", style="bold")
     table.add_column("result", overflow="fold")
     cred = report.credentials
-    c2pa = cred.status
-    if cred.status != "absent":
+    c2pa = "not supported for this format" if cred.status == "unsupported" else cred.status
+    if cred.status not in ("absent", "unsupported"):
         c2pa += f" ({'AI-generated' if cred.ai_generated else 'no AI source type'}"
         c2pa += f", signed by {cred.signer})" if cred.signer else ")"
         if cred.failures:

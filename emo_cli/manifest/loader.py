@@ -9,6 +9,7 @@ Nothing is rendered or written.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import difflib
 import os
@@ -17,10 +18,14 @@ from pathlib import Path
 
 from emo_cli.backends.registry import DEFAULT_BACKEND, get_backend_class
 from emo_cli.errors import BackendError, InputError, ManifestError, Problem
+from emo_cli.fsutil import NotRegularFileError, open_regular_file
 from emo_cli.manifest.document import Document, JsonPath, format_path, parse_document
 from emo_cli.manifest.model import JobSpec, Manifest
 from emo_cli.manifest.schema import effective_schema, schema_issues
 from emo_cli.manifest.template import duplicate_output, render_output, template_problems, uses_job_id
+
+# A bound on what is read and parsed: 10,000 jobs take about 230 KB, so this is ~700,000 jobs.
+MAX_MANIFEST_BYTES = 16 << 20
 
 
 def load_manifest(path: Path | str) -> Manifest:
@@ -32,18 +37,52 @@ def load_manifest(path: Path | str) -> Manifest:
     display = os.fspath(path)
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular_file(path) as stream:
+            raw = stream.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            message = f"is larger than {MAX_MANIFEST_BYTES >> 20} MiB; split it into several manifests"
+            raise ManifestError([Problem(display, None, None, "", message)])
+        text = _decode(raw)
     except FileNotFoundError:
         raise ManifestError([Problem(display, None, None, "", "manifest not found")]) from None
-    except IsADirectoryError:
-        raise ManifestError([Problem(display, None, None, "", "is a folder, not a manifest file")]) from None
+    except NotRegularFileError as exc:
+        raise ManifestError(
+            [Problem(display, None, None, "", f"is {exc.kind}, not a manifest file")]
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError([Problem(display, None, None, "", f"cannot be read ({exc})")]) from None
-    manifest = Manifest(path=path.resolve(), display=display, document=parse_document(text))
+    document = parse_document(text, text_at=_is_name_or_path)
+    manifest = Manifest(path=path.resolve(), display=display, document=document)
     problems = check_manifest(manifest)
     if problems:
         raise ManifestError(problems)
     return manifest
+
+
+def _decode(raw: bytes) -> str:
+    """YAML's encodings: UTF-8 (with or without a byte order mark), UTF-16 or UTF-32 with one."""
+    for bom, codec in (
+        (codecs.BOM_UTF32_LE, "utf-32"),
+        (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
+        if raw.startswith(bom):
+            return raw.decode(codec)
+    return raw.decode("utf-8-sig")
+
+
+def _is_name_or_path(path: JsonPath) -> bool:
+    """Values read as their written text, never as YAML numbers or booleans: the names of
+    portraits and audio tracks where jobs use them, file paths and output templates."""
+    match path:
+        case ("jobs", int(), "portrait" | "audio" | "output") | ("matrix", "portraits" | "audio", int()):
+            return True
+        case ("portraits" | "audio", str()) | ("portraits" | "audio", str(), "path"):
+            return True
+        case ("output_dir",) | ("output",) | ("matrix", "output") | ("signing", "key" | "certs"):
+            return True
+    return False
 
 
 def check_manifest(manifest: Manifest) -> list[Problem]:
@@ -233,7 +272,8 @@ def _check_signing(manifest: Manifest) -> list[Problem]:
     problems = []
     for name, path in (("key", signing.key), ("certs", signing.certs)):
         try:
-            head = path.read_bytes()[:4096]
+            with open_regular_file(path) as stream:
+                head = stream.read(4096)
         except OSError as exc:
             reason = (
                 "does not exist" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.strerror})"

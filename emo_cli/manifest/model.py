@@ -7,6 +7,7 @@ the checks can keep going and report every problem at once.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -71,7 +72,7 @@ class Manifest:
     def output_dir(self) -> Path:
         value = self.data.get("output_dir")
         value = value if isinstance(value, str) and value else builtin_default("output_dir")
-        return (self.base_dir / value).resolve()
+        return _resolved(self.base_dir / value)
 
     @property
     def policy(self) -> dict[str, Any]:
@@ -89,7 +90,7 @@ class Manifest:
         if not (isinstance(key, str) and key and isinstance(certs, str) and certs):
             return None
         return SigningFiles(
-            key=(self.base_dir / key).resolve(), certs=(self.base_dir / certs).resolve(), origin="signing"
+            key=_resolved(self.base_dir / key), certs=_resolved(self.base_dir / certs), origin="signing"
         )
 
     @cached_property
@@ -107,11 +108,11 @@ class Manifest:
             return out
         for name, value in section.items():
             if isinstance(value, str) and value:
-                out[name] = SourceSpec(kind, name, (self.base_dir / value).resolve(), (kind, name), {})
+                out[name] = SourceSpec(kind, name, _resolved(self.base_dir / value), (kind, name), {})
             elif isinstance(value, dict) and isinstance(value.get("path"), str) and value["path"]:
                 extra = {k: copy.deepcopy(v) for k, v in value.items() if k != "path"}
                 out[name] = SourceSpec(
-                    kind, name, (self.base_dir / value["path"]).resolve(), (kind, name, "path"), extra
+                    kind, name, _resolved(self.base_dir / value["path"]), (kind, name, "path"), extra
                 )
         return out
 
@@ -161,6 +162,15 @@ class Manifest:
                         )
                     )
         return tuple(specs)
+
+
+def _resolved(path: Path) -> Path:
+    """`path` made absolute with symlinks resolved; a symlink loop is left for the file checks
+    to report (Path.resolve raises RuntimeError on one before Python 3.13, OSError after)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return Path(os.path.abspath(path))
 
 
 def merge_settings(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -109,6 +109,9 @@ def schema_issues(data: Any, schema: dict[str, Any]) -> list[SchemaIssue]:
     return list(unique.values())
 
 
+# YAML 1.1 booleans that YAML 1.2 (and so the manifest reader) takes as strings.
+_YAML11_BOOLS = frozenset({"yes", "no", "on", "off", "y", "n"})
+
 _TYPE_WORDS = {
     "object": "a mapping",
     "array": "a list",
@@ -218,7 +221,10 @@ def _describe_plain(error: ValidationError) -> list[SchemaIssue]:
     value = error.instance
     rule = error.validator_value
     if kind == "type":
-        return [SchemaIssue(path, False, f"expected {_expected(rule)}, got {_describe_value(value)}")]
+        hint = ""
+        if "boolean" in ([rule] if isinstance(rule, str) else rule) and str(value).lower() in _YAML11_BOOLS:
+            hint = " (manifests are YAML 1.2, where yes/no/on/off are text: write true or false)"
+        return [SchemaIssue(path, False, f"expected {_expected(rule)}, got {_describe_value(value)}{hint}")]
     sentences = {
         "const": lambda: f"must be {rule!r}, got {value!r}",
         "enum": lambda: f"must be one of {', '.join(repr(v) for v in rule)}; got {value!r}",

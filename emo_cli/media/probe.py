@@ -1,11 +1,41 @@
-"""How long an audio file plays, found by decoding it: the same proof the render relies on."""
+"""How long an audio file plays, found by decoding it: the same proof the render relies on.
+
+Decoding is bounded: a track longer than `max_audio_seconds()` (`EMO_MAX_AUDIO_SECONDS`,
+default 4 hours) is refused as soon as that much has been decoded, so a small file of hours of
+compressed silence cannot tie up validation, or the render's decoded buffer (4 bytes a sample).
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from emo_cli.errors import InputError
+from emo_cli.errors import InputError, UsageError
+from emo_cli.fsutil import NotRegularFileError, open_regular_file, require_regular_file
+
+MAX_SECONDS_ENV = "EMO_MAX_AUDIO_SECONDS"
+DEFAULT_MAX_SECONDS = 4 * 3600
+
+
+def max_audio_seconds() -> float:
+    """The longest audio track accepted: EMO_MAX_AUDIO_SECONDS or 4 hours.
+
+    Raises:
+        UsageError: the environment variable is not a positive number of seconds.
+    """
+    text = os.environ.get(MAX_SECONDS_ENV, "").strip()
+    if not text:
+        return float(DEFAULT_MAX_SECONDS)
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise UsageError(
+            f"{MAX_SECONDS_ENV}={os.environ[MAX_SECONDS_ENV]!r} is not a positive number of seconds"
+        )
+    return value
+
 
 # (resolved path, size, mtime_ns) -> seconds; a file rewritten in place is probed again.
 _durations: dict[tuple[str, int, int], float] = {}
@@ -18,28 +48,41 @@ def audio_duration(path: Path | str) -> float:
     usable, where a header's duration could hide a truncated or corrupt file.
 
     Raises:
-        InputError: the file is missing, has no audio stream, or cannot be decoded.
+        InputError: the file is missing, not a regular file, has no audio stream, cannot be
+            decoded, or plays longer than `max_audio_seconds()`.
     """
     path = Path(path)
+    limit = max_audio_seconds()
     try:
-        stat = path.stat()
+        stat = require_regular_file(path)
     except FileNotFoundError as exc:
         raise InputError(f"audio {path} does not exist") from exc
+    except NotRegularFileError as exc:
+        raise InputError(f"audio {path} is {exc.kind}, not an audio file") from exc
     except OSError as exc:
         raise InputError(f"audio {path} cannot be read ({exc.strerror})") from exc
-    if path.is_dir():
-        raise InputError(f"audio {path} is a folder, not a file")
     key = (os.fspath(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _durations:
-        _durations[key] = _decode_duration(path)
+        _durations[key] = _decode_duration(path, limit)
+    if _durations[key] > limit:
+        raise InputError(_too_long(path, limit))
     return _durations[key]
 
 
-def _decode_duration(path: Path) -> float:
+def _too_long(path: Path, limit: float) -> str:
+    return (
+        f"audio {path} plays longer than {limit:g} s, the limit: cut it into parts, or raise the "
+        f"limit with {MAX_SECONDS_ENV} if the track is genuine"
+    )
+
+
+def _decode_duration(path: Path, limit: float) -> float:
     import av
 
     try:
-        with av.open(os.fspath(path)) as container:
+        # Decoded from the file opened here, which is known to be a regular file: a path
+        # swapped for a pipe after the check above cannot make the decoder wait.
+        with open_regular_file(path) as source, av.open(source) as container:
             stream = next((s for s in container.streams if s.type == "audio"), None)
             if stream is None:
                 raise InputError(f"audio {path} has no audio stream")
@@ -48,9 +91,15 @@ def _decode_duration(path: Path) -> float:
             for frame in container.decode(stream):
                 samples += frame.samples
                 rate = frame.sample_rate or rate
-    except av.FFmpegError as exc:
+                if rate > 0 and samples > limit * rate:
+                    raise InputError(_too_long(path, limit))
+    except av.FFmpegError as exc:  # before OSError: some of PyAV's errors are OSErrors too
         reason = getattr(exc, "strerror", None) or str(exc)
         raise InputError(f"audio {path} cannot be decoded ({reason})") from exc
+    except NotRegularFileError as exc:
+        raise InputError(f"audio {path} is {exc.kind}, not an audio file") from exc
+    except OSError as exc:
+        raise InputError(f"audio {path} cannot be read ({exc.strerror})") from exc
     if samples == 0 or rate <= 0:
         raise InputError(f"audio {path} contains no audio samples")
     return samples / rate

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import mimetypes
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from emo_cli.errors import ProvenanceError
-from emo_cli.fsutil import atomic_path
+from emo_cli.fsutil import atomic_path, open_regular_file
 from emo_cli.planning.job import Job
 from emo_cli.provenance.identity import SigningIdentity
 
@@ -55,8 +54,8 @@ def content_manifest(job: Job, tags: Mapping[str, str]) -> dict[str, Any]:
         "title": job.output.name,
         "format": "video/mp4",
         "ingredients": [
-            _ingredient(job.portrait.path, job.portrait.sha256),
-            _ingredient(job.audio.path, job.audio.sha256),
+            _ingredient("portrait", job.portrait.path, job.portrait.sha256),
+            _ingredient("audio", job.audio.path, job.audio.sha256),
         ],
         "assertions": [
             {
@@ -78,9 +77,15 @@ def content_manifest(job: Job, tags: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def _ingredient(path: Path, sha256: str) -> dict[str, Any]:
+def _ingredient(kind: str, path: Path, sha256: str) -> dict[str, Any]:
+    """An input by its role and hash: its file name (often a person's name) stays private."""
     mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return {"title": path.name, "format": mime, "relationship": "inputTo", "instance_id": f"sha256:{sha256}"}
+    return {
+        "title": f"{kind} sha256:{sha256}",
+        "format": mime,
+        "relationship": "inputTo",
+        "instance_id": f"sha256:{sha256}",
+    }
 
 
 def sign_video(
@@ -122,7 +127,7 @@ def sign_video(
 class Credentials:
     """What a video's C2PA manifest store says, in the terms `emo verify` reports."""
 
-    status: str  # "trusted", "valid", "invalid" or "absent"
+    status: str  # "trusted", "valid", "invalid", "absent" or "unsupported" (the format cannot carry C2PA)
     claim_generator: str | None = None
     signer: str | None = None  # issuer / common name of the signing certificate
     ai_generated: bool = False  # a c2pa.created action with an algorithmic digitalSourceType
@@ -172,6 +177,10 @@ def read_credentials(path: Path | str, trust_anchors: str | None = None) -> Cred
     except c2pa.C2paError as exc:
         if type(exc).__name__.endswith("ManifestNotFound"):
             return Credentials(status="absent")
+        if type(exc).__name__.endswith("NotSupported"):
+            # Matroska/WebM, MPEG-TS, FLV...: C2PA defines no place for a manifest in them, so
+            # there is nothing to be invalid; a re-muxed copy lost its credentials on the way.
+            return Credentials(status="unsupported", error="not supported for this format")
         return Credentials(status="invalid", error=str(exc))
     status = {"Trusted": "trusted", "Valid": "valid"}.get(str(state), "invalid")
     failures = tuple(
@@ -215,7 +224,8 @@ def read_credentials(path: Path | str, trust_anchors: str | None = None) -> Cred
 def trust_anchor_text(path: Path) -> str:
     """The PEM text of a trust anchor file, checked to hold at least one certificate."""
     try:
-        text = Path(os.fspath(path)).read_text(encoding="ascii")
+        with open_regular_file(path) as stream:
+            text = stream.read().decode("ascii")
     except (OSError, UnicodeDecodeError) as exc:
         raise ProvenanceError(f"--trust-anchor {path} cannot be read ({exc})") from exc
     if "-----BEGIN CERTIFICATE-----" not in text:

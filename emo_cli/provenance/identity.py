@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emo_cli.errors import ProvenanceError
+from emo_cli.fsutil import open_regular_file
 from emo_cli.planning.job import SigningFiles
 
 KEY_ENV = "EMO_C2PA_KEY"
@@ -95,7 +96,8 @@ def load_identity(key_path: Path, certs_path: Path, *, origin: str, field: str) 
     texts = {}
     for name, path in (("key", key_path), ("certs", certs_path)):
         try:
-            texts[name] = path.read_bytes()
+            with open_regular_file(path) as stream:  # a pipe or device would block or never end
+                texts[name] = stream.read()
         except OSError as exc:
             raise ProvenanceError(
                 f"{field}: the signing {name} file {path} cannot be read ({exc.strerror})"

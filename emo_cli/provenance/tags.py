@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from emo_cli.errors import MediaError
-from emo_cli.fsutil import atomic_write_text, sha256_file
+from emo_cli.fsutil import NotRegularFileError, atomic_write_text, require_regular_file, sha256_file
 from emo_cli.planning.job import Job
 from emo_cli.provenance.identity import SigningIdentity
 
@@ -131,8 +131,11 @@ def read_tags(path: Path | str) -> dict[str, str]:
     import av
 
     try:
+        require_regular_file(path)  # a named pipe would make the demuxer wait for ever
         with av.open(os.fspath(path)) as container:
             metadata = dict(container.metadata)
+    except NotRegularFileError as exc:
+        raise MediaError(f"{path} is {exc.kind}, not a video file") from exc
     except (av.FFmpegError, OSError) as exc:
         raise MediaError(f"cannot read the metadata of {path}: {exc}") from exc
     return {key: metadata[key] for key in KEYS if key in metadata}

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from emo_cli.errors import MediaError
-from emo_cli.fsutil import sha256_file
+from emo_cli.fsutil import NotRegularFileError, require_regular_file, sha256_file
 from emo_cli.provenance.credentials import Credentials, read_credentials, trust_anchor_text
 from emo_cli.provenance.tags import has_provenance, read_tags, sidecar_path
 from emo_cli.provenance.watermark import ID_BITS, Detection, detect
@@ -102,6 +102,12 @@ def verify_video(path: Path | str, *, trust_anchor: Path | None = None) -> Verif
         ProvenanceError: the trust anchor file is unreadable.
     """
     path = Path(path)
+    try:
+        require_regular_file(path)  # a named pipe would make the demuxer wait for ever
+    except NotRegularFileError as exc:
+        raise MediaError(f"{path} is {exc.kind}, not a video file") from exc
+    except OSError as exc:
+        raise MediaError(f"cannot open {path}: {exc.strerror or exc}") from exc
     anchors = trust_anchor_text(trust_anchor) if trust_anchor is not None else None
     tags = read_tags(path)
     detection = detect(_sample_frames(path), scales=_scales(tags, _video_width(path)))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from emo_cli.errors import InputError
+from emo_cli.media import probe
 from emo_cli.media.probe import audio_duration
 
 ASSETS = Path(__file__).resolve().parents[2] / "manifests" / "assets"
@@ -58,3 +59,36 @@ def test_unusable_files_raise_input_error_naming_the_path(tmp_path, name, conten
 def test_a_folder_is_not_audio(tmp_path):
     with pytest.raises(InputError, match="is a folder"):
         audio_duration(tmp_path)
+
+
+def test_a_track_longer_than_the_limit_is_refused_without_decoding_it_all(tmp_path, monkeypatch):
+    """Ten minutes of silence is a few kilobytes of FLAC: a small file, a long decode."""
+    from emo_cli.errors import UsageError
+    from emo_cli.media.ffmpeg import run_ffmpeg
+    from emo_cli.media.probe import MAX_SECONDS_ENV, max_audio_seconds
+
+    path = tmp_path / "silence.flac"
+    run_ffmpeg(
+        ["-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "600", str(path)], what="encode", file=path
+    )
+    assert path.stat().st_size < 200_000
+    monkeypatch.setenv(MAX_SECONDS_ENV, "60")
+    with pytest.raises(InputError) as info:
+        audio_duration(path)
+    assert str(info.value) == (
+        f"audio {path} plays longer than 60 s, the limit: cut it into parts, or raise the limit with "
+        f"{MAX_SECONDS_ENV} if the track is genuine"
+    )
+    # Refused while decoding (at 60 s), not after: no duration was found and cached.
+    assert not any(key[0] == str(path.resolve()) for key in probe._durations)
+    monkeypatch.setenv(MAX_SECONDS_ENV, "600.5")
+    assert audio_duration(path) == pytest.approx(600.0)
+    # Cached now; a lower limit still refuses it.
+    monkeypatch.setenv(MAX_SECONDS_ENV, "599")
+    with pytest.raises(InputError, match="plays longer than 599 s"):
+        audio_duration(path)
+    monkeypatch.delenv(MAX_SECONDS_ENV)
+    assert max_audio_seconds() == 4 * 3600
+    monkeypatch.setenv(MAX_SECONDS_ENV, "-5")
+    with pytest.raises(UsageError, match=f"{MAX_SECONDS_ENV}='-5' is not a positive number of seconds"):
+        max_audio_seconds()
