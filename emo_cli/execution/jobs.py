@@ -32,7 +32,7 @@ from emo_cli.media.segment import SegmentEncoder
 from emo_cli.planning.job import Job
 from emo_cli.provenance.credentials import content_manifest, sign_video
 from emo_cli.provenance.identity import resolve_identity
-from emo_cli.provenance.tags import C2PA_OFF, provenance_tags, write_sidecar
+from emo_cli.provenance.tags import C2PA_OFF, container_metadata, provenance_tags, write_sidecar
 from emo_cli.provenance.watermark import FrameMarker
 
 UNSIGNED_NAME = "unsigned.mp4"  # the muxed, not yet signed output, in the job's work dir
@@ -153,12 +153,12 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
     try:
         concat = write_concat_list(work, segments)
         if identity is None:
-            mux(concat, audio_aac, job.output, tags=tags, audio_is_aac=True, while_running=running)
+            mux(concat, audio_aac, job.output, metadata=container_metadata(tags), audio_is_aac=True, while_running=running)
         else:
             # Mux beside the chunks, then sign into a temporary beside the output that is renamed
             # into place: a kill at any point leaves no output or a complete, signed one.
             unsigned = work / UNSIGNED_NAME
-            mux(concat, audio_aac, unsigned, tags=tags, audio_is_aac=True, while_running=running)
+            mux(concat, audio_aac, unsigned, metadata=container_metadata(tags), audio_is_aac=True, while_running=running)
             pause_point("sign")
             remove_stale_temporaries(job.output)
             sign_video(unsigned, job.output, content_manifest(job, tags), identity,

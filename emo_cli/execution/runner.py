@@ -243,10 +243,9 @@ def render_manifest(
     address: str | None = None,
 ) -> RunSummary:
     """Load and plan `manifest` (raising ManifestError with every problem), then `render` it."""
-    from emo_cli.manifest import load_manifest
-    from emo_cli.planning import make_plan
+    from emo_cli.planning.plan import plan_manifest
 
-    plan = make_plan(load_manifest(Path(manifest)))
+    plan = plan_manifest(Path(manifest))
     return render(plan, resume=resume, events=events, only=only, device=device, devices=devices,
                   retries=retries, shard=shard, executor=executor, address=address)  # fmt: skip
 

@@ -6,7 +6,7 @@ then copied; or `mux` encodes it itself.
 
 The concat demuxer joins the per-chunk MP4s without re-encoding (each starts with an IDR frame
 and all share one encoder configuration). The output is H.264 yuv420p + AAC in an MP4 with the
-index up front (`+faststart`) and the provenance tags, and appears atomically: a temporary in
+index up front (`+faststart`) and the metadata it is given (the provenance tags), and appears atomically: a temporary in
 the output's folder renamed into place. A failed mux leaves the segments for the next run.
 """
 
@@ -19,7 +19,6 @@ from pathlib import Path
 
 from emo_cli.fsutil import atomic_write_text
 from emo_cli.media.ffmpeg import FfmpegOutput
-from emo_cli.provenance.tags import metadata_args
 
 AUDIO_BITRATE = "192k"
 CONCAT_LIST_NAME = "segments.ffconcat"
@@ -43,6 +42,14 @@ def remove_stale_temporaries(output: Path) -> None:
             stale.unlink()
 
 
+def metadata_args(metadata: Mapping[str, str]) -> list[str]:
+    """ffmpeg's `-metadata key=value` arguments, in the mapping's order."""
+    args: list[str] = []
+    for key, value in metadata.items():
+        args += ["-metadata", f"{key}={value}"]
+    return args
+
+
 class AacEncoder(FfmpegOutput):
     """`audio` encoded to an AAC M4A at `path` by an ffmpeg that runs while the caller goes on.
 
@@ -63,13 +70,14 @@ def mux(
     audio: Path,
     output: Path,
     *,
-    tags: Mapping[str, str],
+    metadata: Mapping[str, str],
     audio_is_aac: bool = False,
     while_running: Callable[[], None] | None = None,
 ) -> None:
     """Mux the segments in `concat_list` with `audio` into `output` (atomically).
 
     `audio` is encoded to AAC here, or copied when `audio_is_aac` (an `AacEncoder` output).
+    `metadata` is written into the container as it is (keys kept by `+use_metadata_tags`).
     `while_running` is called once ffmpeg has started (a checkpoint hook).
     """
     remove_stale_temporaries(output)
@@ -77,7 +85,7 @@ def mux(
     muxing = FfmpegOutput(
         ["-f", "concat", "-safe", "1", "-i", os.fspath(concat_list), "-i", os.fspath(audio),
          "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", *audio_codec,
-         "-map_metadata", "-1", *metadata_args(tags),
+         "-map_metadata", "-1", *metadata_args(metadata),
          "-movflags", "+faststart+use_metadata_tags", "-f", "mp4"],
         output, what="mux", file=output,
     )  # fmt: skip

@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emo_cli.manifest.signing import SigningFiles
+
+__all__ = ["Job", "Plan", "Settings", "SigningFiles", "Source", "chunk_ranges", "frames_for"]
+
 WORK_DIRNAME = ".emo"  # under output_dir: per-job chunks, journals, leases
 
 
@@ -44,15 +48,6 @@ class Settings:
             "options": dict(self.options),
             "provenance": {"watermark": self.watermark},
         }
-
-
-@dataclass(frozen=True)
-class SigningFiles:
-    """A configured C2PA signing identity: a private key and its certificate chain (PEM)."""
-
-    key: Path
-    certs: Path  # the signing certificate first, then its issuers
-    origin: str  # where it was configured, for messages: "signing" (manifest) or "EMO_C2PA_KEY"
 
 
 @dataclass(frozen=True)

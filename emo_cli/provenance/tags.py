@@ -83,18 +83,14 @@ def provenance_tags(
     return tags
 
 
-def metadata_args(tags: Mapping[str, str]) -> list[str]:
-    """ffmpeg arguments that write `tags` into an MP4 (with the movflag that keeps custom keys).
-
-    The standard `creation_time` and `comment` are set too, for players that show only those.
-    """
-    args: list[str] = []
-    for key, value in tags.items():
-        args += ["-metadata", f"{key}={value}"]
+def container_metadata(tags: Mapping[str, str]) -> dict[str, str]:
+    """What the mux writes into the container: `tags`, then the standard `creation_time` and
+    `comment`, for players that show only those."""
+    metadata = dict(tags)
     if "emo_created" in tags:
-        args += ["-metadata", f"creation_time={tags['emo_created']}"]
-    args += ["-metadata", f"comment=AI-generated with {TOOL} ({tags.get('emo_backend', 'unknown')} backend)"]
-    return args
+        metadata["creation_time"] = tags["emo_created"]
+    metadata["comment"] = f"AI-generated with {TOOL} ({tags.get('emo_backend', 'unknown')} backend)"
+    return metadata
 
 
 def sidecar_path(output: Path | str) -> Path:

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from emo_cli.api import validate_manifest
 from emo_cli.backends.registry import get_backend_class
 from emo_cli.backends.warp import WarpBackend
 from emo_cli.cli import app, main
 from emo_cli.execution.journal import ChunkRecord, Journal, segment_name, state_name
-from emo_cli.manifest import validate_manifest
 from emo_cli.planning import plan_manifest
 
 ROOT = Path(__file__).resolve().parents[2]

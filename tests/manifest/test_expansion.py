@@ -155,7 +155,7 @@ matrix:
 
 
 def test_identical_jobs_collide_even_with_job_ids_in_the_template(fixture_backend, write_manifest):
-    from emo_cli.manifest import validate_manifest
+    from emo_cli.api import validate_manifest
 
     path = write_manifest(
         SOURCES
