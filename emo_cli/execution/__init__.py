@@ -16,8 +16,8 @@ from typing import Any
 
 _HOMES = {
     "render_job": "jobs",
-    "JobProgress": "journal",
-    "read_progress": "journal",
+    "JobProgress": "workdir",
+    "read_progress": "workdir",
     "Event": "results",
     "EventSink": "results",
     "JobFailed": "results",

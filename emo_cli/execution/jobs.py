@@ -14,7 +14,6 @@ identity re-muxes and re-signs a finished job without rendering a chunk.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,12 +21,11 @@ from pathlib import Path
 from emo_cli.backends.base import Backend, JobInput, JobRenderer, State
 from emo_cli.errors import EmoError, InputError, RenderError
 from emo_cli.execution.checkpoints import pause_point
-from emo_cli.execution.chunks import chunk_is_good, commit_chunk, load_state, write_state
-from emo_cli.execution.journal import CHUNKS_DIRNAME, JOURNAL_NAME, Journal, segment_name
 from emo_cli.execution.results import EventSink, JobFailed, JobResult
-from emo_cli.fsutil import file_matches, sha256_file
+from emo_cli.execution.workdir import AUDIO_NAME, Journal, WorkDir
+from emo_cli.fsutil import file_matches, remove_stale_temporaries, sha256_file
 from emo_cli.media.audio import decode_audio
-from emo_cli.media.mux import CONCAT_LIST_NAME, AacEncoder, mux, remove_stale_temporaries, write_concat_list
+from emo_cli.media.mux import AacEncoder, mux
 from emo_cli.media.segment import SegmentEncoder
 from emo_cli.planning.job import Job
 from emo_cli.provenance.credentials import content_manifest, sign_video
@@ -35,8 +33,7 @@ from emo_cli.provenance.identity import resolve_identity
 from emo_cli.provenance.tags import C2PA_OFF, container_metadata, provenance_tags, write_sidecar
 from emo_cli.provenance.watermark import FrameMarker
 
-UNSIGNED_NAME = "unsigned.mp4"  # the muxed, not yet signed output, in the job's work dir
-AUDIO_NAME = "audio.m4a"  # the job's audio as AAC, for the mux to copy, in the job's work dir
+__all__ = ["AUDIO_NAME", "is_finished", "render_job"]
 
 
 def _ignore(event: dict) -> None:
@@ -57,22 +54,6 @@ def _start_aac(job: Job, path: Path) -> AacEncoder:
         raise JobFailed(job, f"{job.field}, {job.audio.field}", exc) from exc
 
 
-def _remove_stale_temporaries(work: Path) -> None:
-    """Delete what a killed run left half-written in the work dir (the lease is held meanwhile;
-    another process's lease temporaries are not among these names)."""
-    for stale in (work / CHUNKS_DIRNAME).glob(".*.tmp*"):
-        with contextlib.suppress(FileNotFoundError):
-            stale.unlink()
-    for name in (AUDIO_NAME, UNSIGNED_NAME, JOURNAL_NAME, CONCAT_LIST_NAME):
-        remove_stale_temporaries(work / name)
-
-
-def _forget_chunks(work: Path) -> None:
-    """Drop a job's journal and chunks, keeping its lease files (the lease is held meanwhile)."""
-    Journal.path_for(work).unlink(missing_ok=True)
-    shutil.rmtree(work / CHUNKS_DIRNAME, ignore_errors=True)
-
-
 def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, resume: bool = True) -> JobResult:
     """Render `job` with `backend` (already loaded) into `job.output`.
 
@@ -85,7 +66,7 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
     """
     emit = events or _ignore
     began = time.monotonic()
-    work = job.work_dir
+    work = WorkDir(job.work_dir)
     base = {"job_id": job.id, "job": job.name, "output": str(job.output)}
     ranges = job.chunks()
 
@@ -97,26 +78,16 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
     credentials = identity.describe() if identity is not None else C2PA_OFF
 
     if not resume:
-        _forget_chunks(work)
-    _remove_stale_temporaries(work)
-    journal = Journal.load(work)
+        work.forget_chunks()
+    work.remove_stale_temporaries()
+    journal = work.load_journal()
     if is_finished(job, journal) and journal is not None and journal.signer == signer:
         emit({"event": "job_skipped", **base, "reason": "already done", "frames": job.num_frames})
         return JobResult(job.id, job.name, job.output, "skipped", job.num_frames, len(ranges), 0, 0.0,
                          credentials=credentials)  # fmt: skip
 
-    if (
-        journal is None
-        or journal.job_id != job.id
-        or (journal.num_frames, journal.chunk_frames) != (job.num_frames, job.settings.chunk_frames)
-    ):
-        journal = Journal(job_id=job.id, num_frames=job.num_frames, chunk_frames=job.settings.chunk_frames)
-    journal.output = journal.output_sha256 = journal.signer = None
-    good = [
-        chunk_is_good(work, journal.chunks.get(i), i, start, count) for i, (start, count) in enumerate(ranges)
-    ]
-    for index in [i for i in journal.chunks if i >= len(ranges) or not good[i]]:
-        del journal.chunks[index]
+    journal = work.fresh_journal(job)
+    good = work.good_chunks(journal, ranges)
     todo = [i for i, ok in enumerate(good) if not ok]
     emit({
         "event": "job_started", **base, "frames": job.num_frames, "fps": job.settings.fps,
@@ -126,11 +97,11 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
 
     # The audio is encoded for the mux by an ffmpeg of its own from now on, beside the backend's
     # once-per-job analysis (single-threaded) rather than after the last frame.
-    audio_aac = work / AUDIO_NAME
+    audio_aac = work.audio
     aac = None if file_matches(audio_aac, journal.audio_sha256) else _start_aac(job, audio_aac)
     try:
         if todo:
-            _render_chunks(job, backend, journal, ranges, todo, emit, base, began)
+            _render_chunks(job, backend, work, journal, ranges, todo, emit, base, began)
         pause_point("mux:start")
         if aac is not None:
             try:
@@ -138,26 +109,25 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
             except EmoError as exc:
                 raise JobFailed(job, f"{job.field}, {job.audio.field}", exc) from exc
             journal.audio_sha256 = sha256_file(audio_aac)
-            journal.save(work)
+            work.save_journal(journal)
     except BaseException:
         if aac is not None:
             aac.abort()  # leaves a finished file in place
         raise
 
-    segments = [segment_name(i) for i in range(len(ranges))]
     tags = provenance_tags(job, signer=identity)
 
     def running() -> None:
         pause_point("mux:running")
 
     try:
-        concat = write_concat_list(work, segments)
+        concat = work.write_concat_list(len(ranges))
         if identity is None:
             mux(concat, audio_aac, job.output, metadata=container_metadata(tags), audio_is_aac=True, while_running=running)
         else:
             # Mux beside the chunks, then sign into a temporary beside the output that is renamed
             # into place: a kill at any point leaves no output or a complete, signed one.
-            unsigned = work / UNSIGNED_NAME
+            unsigned = work.unsigned
             mux(concat, audio_aac, unsigned, metadata=container_metadata(tags), audio_is_aac=True, while_running=running)
             pause_point("sign")
             remove_stale_temporaries(job.output)
@@ -170,7 +140,7 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
     journal.output = str(job.output)
     journal.output_sha256 = sha256_file(job.output)
     journal.signer = signer
-    journal.save(work)
+    work.save_journal(journal)
     seconds = time.monotonic() - began
     emit({"event": "job_done", **base, "frames": job.num_frames, "chunks_rendered": len(todo),
           "seconds": round(seconds, 3), "watermark": tags["emo_watermark"], "credentials": credentials,
@@ -182,6 +152,7 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
 def _render_chunks(
     job: Job,
     backend: Backend,
+    work: WorkDir,
     journal: Journal,
     ranges: list[tuple[int, int]],
     todo: list[int],
@@ -189,7 +160,6 @@ def _render_chunks(
     base: dict,
     began: float,
 ) -> None:
-    work = job.work_dir
     try:
         audio = decode_audio(job.audio.path, backend.sample_rate)
     except EmoError as exc:
@@ -221,7 +191,7 @@ def _render_chunks(
             return
         chunk, pending = pending, None
         try:
-            chunk.commit(journal)
+            chunk.commit(work, journal)
         except EmoError as exc:
             raise JobFailed(job, chunk.field, exc) from exc
         frames_done += chunk.count
@@ -237,10 +207,10 @@ def _render_chunks(
         for index in todo:
             start, count = ranges[index]
             if state_after != index - 1:
-                state = renderer.initial_state() if index == 0 else load_state(work, index - 1)
+                state = renderer.initial_state() if index == 0 else work.load_state(index - 1)
             assert state is not None
             pause_point(f"render:{index}")
-            encoding = _Encoding(job, index, start, count)
+            encoding = _Encoding(job, work, index, start, count)
             try:
                 encoding.render(renderer, state, marker, before_half=commit_pending)
             except JobFailed:  # committing the chunk before this one failed
@@ -266,8 +236,8 @@ class _Encoding:
     lookahead, the MP4 written, the process exit) overlaps with useful work.
     """
 
-    def __init__(self, job: Job, index: int, start: int, count: int) -> None:
-        self.job, self.index, self.start, self.count = job, index, start, count
+    def __init__(self, job: Job, work: WorkDir, index: int, start: int, count: int) -> None:
+        self.job, self.work, self.index, self.start, self.count = job, work, index, start, count
         self.field = f"{job.field}, chunk {index} (frames {start}-{start + count - 1})"
         self.segment: SegmentEncoder | None = None
         self.state: State | None = None
@@ -286,7 +256,7 @@ class _Encoding:
             before_half()
             pause_point(f"encode:{index}")
 
-        self.segment = SegmentEncoder(job.work_dir / segment_name(index), width=renderer.width,
+        self.segment = SegmentEncoder(self.work.segment(index), width=renderer.width,
                                       height=renderer.height, fps=job.settings.fps, gop=job.settings.chunk_frames)  # fmt: skip
         # Marked here, not in the backends, so every backend's frames carry the mark; frame by
         # frame as they go to ffmpeg, so marking overlaps with encoding.
@@ -294,11 +264,10 @@ class _Encoding:
         self.segment.feed(out.frames, on_half=on_half, mark_u=mark_u)
         self.state = out.state
 
-    def commit(self, journal: Journal) -> None:
+    def commit(self, work: WorkDir, journal: Journal) -> None:
         """Wait for the segment, checkpoint the state after it, and journal the chunk."""
         assert self.segment is not None and self.state is not None
-        work = self.job.work_dir
         self.segment.finish()
-        state_sha256 = write_state(work, self.index, self.state)
+        state_sha256 = work.write_state(self.index, self.state)
         pause_point(f"commit:{self.index}")
-        commit_chunk(journal, work, self.index, self.start, self.count, state_sha256)
+        work.commit_chunk(journal, self.index, self.start, self.count, state_sha256)

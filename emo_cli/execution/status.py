@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from emo_cli.execution.journal import read_progress
+from emo_cli.execution.workdir import read_progress
 from emo_cli.planning.job import Plan
 
 

@@ -12,34 +12,24 @@ the output's folder renamed into place. A failed mux leaves the segments for the
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from emo_cli.fsutil import atomic_write_text
+from emo_cli.fsutil import atomic_write_text, remove_stale_temporaries
 from emo_cli.media.ffmpeg import FfmpegOutput
 
 AUDIO_BITRATE = "192k"
-CONCAT_LIST_NAME = "segments.ffconcat"
 
 
-def write_concat_list(work_dir: Path, segments: Sequence[str]) -> Path:
-    """An ffconcat list of `segments` (paths relative to `work_dir`, where the list lives).
+def write_concat_list(path: Path, segments: Sequence[str]) -> Path:
+    """An ffconcat list at `path` of `segments` (paths relative to the list's folder).
 
     Relative names made of letters, digits, '.', '_', '-' and '/' pass the demuxer's safe mode.
     """
     lines = ["ffconcat version 1.0", *(f"file '{name}'" for name in segments)]
-    path = work_dir / CONCAT_LIST_NAME
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
-
-
-def remove_stale_temporaries(output: Path) -> None:
-    """Delete temporaries of `output` left by a mux that was killed."""
-    for stale in output.parent.glob(f".{output.name}.*.tmp{output.suffix}"):
-        with contextlib.suppress(FileNotFoundError):
-            stale.unlink()
 
 
 def metadata_args(metadata: Mapping[str, str]) -> list[str]:

@@ -70,7 +70,7 @@ def test_mux_gives_h264_aac_faststart_in_sync_with_every_frame(tmp_path, seconds
         encoder.finish()
         audio = work / "audio.m4a"
     output = tmp_path / "out" / "video.mp4"
-    mux(write_concat_list(work, names), audio, output, metadata={"emo_tool": "emo-cli", "ai_generated": "true"},
+    mux(write_concat_list(work / "segments.ffconcat", names), audio, output, metadata={"emo_tool": "emo-cli", "ai_generated": "true"},
         audio_is_aac=aac_ahead)  # fmt: skip
 
     with av.open(str(output)) as container:
@@ -100,7 +100,7 @@ def test_failed_mux_leaves_no_output_and_keeps_the_segments(tmp_path):
     broken_audio.write_bytes(b"RIFF....not a wav")
     output = tmp_path / "out" / "video.mp4"
     with pytest.raises(MediaError, match=r"cannot mux .*video\.mp4: ffmpeg says"):
-        mux(write_concat_list(work, names), broken_audio, output, metadata={})
+        mux(write_concat_list(work / "segments.ffconcat", names), broken_audio, output, metadata={})
     assert list(output.parent.iterdir()) == []
     assert all((work / name).is_file() for name in names)
 
