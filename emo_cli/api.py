@@ -12,13 +12,15 @@ Each function loads what it needs when called, so importing this module is cheap
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from emo_cli.backends.base import Backend
     from emo_cli.errors import Problem
-    from emo_cli.execution.results import RunSummary
+    from emo_cli.execution.executors import Executor
+    from emo_cli.execution.results import EventSink, RunSummary
     from emo_cli.manifest.model import Manifest
     from emo_cli.planning.job import Plan
 
@@ -58,16 +60,38 @@ def plan_manifest(path: Path | str) -> Plan:
     return plan(path)
 
 
-def render(plan: Plan, **options: Any) -> RunSummary:
-    """Render `plan`'s jobs; the options are `emo_cli.execution.render`'s."""
+def render(
+    plan: Plan,
+    *,
+    resume: bool = True,
+    events: EventSink | None = None,
+    only: Sequence[str] | None = None,
+    shard: str | None = None,
+    executor: str | Executor = "inline",
+) -> RunSummary:
+    """Render `plan`'s jobs (or those in `only`, or shard "i/n") on `executor`.
+
+    `executor` is "inline" (this process, one job after another), "local" (a worker process
+    per device), "ray", or an executor object with its options, e.g.
+    `LocalPoolExecutor(devices="cuda:0,1", retries=2)` from `emo_cli.execution.executors`.
+    Expected failures are per job (`RunSummary.failed`); see `emo_cli.execution.render`.
+    """
     from emo_cli.execution.runner import render as run
 
-    return run(plan, **options)
+    return run(plan, resume=resume, events=events, only=only, shard=shard, executor=executor)
 
 
-def render_manifest(path: Path | str, **options: Any) -> RunSummary:
+def render_manifest(
+    path: Path | str,
+    *,
+    resume: bool = True,
+    events: EventSink | None = None,
+    only: Sequence[str] | None = None,
+    shard: str | None = None,
+    executor: str | Executor = "inline",
+) -> RunSummary:
     """`plan_manifest(path)` (raising ManifestError with every problem), then `render` it."""
-    return render(plan_manifest(path), **options)
+    return render(plan_manifest(path), resume=resume, events=events, only=only, shard=shard, executor=executor)
 
 
 def get_backend_class(name: str) -> type[Backend]:

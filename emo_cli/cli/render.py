@@ -174,18 +174,23 @@ def render(
         typer.Option("--shard", help="Render only shard INDEX/COUNT of the jobs (by job id), e.g. 0/4."),
     ] = None,
     executor: Annotated[
-        str, typer.Option("--executor", help="local (worker processes on this machine) or ray.")
+        str,
+        typer.Option(
+            "--executor",
+            help="local (worker processes on this machine), ray, or inline (this process, one job at a time).",
+        ),
     ] = "local",
     address: Annotated[
         str | None, typer.Option("--address", help="With --executor ray: the cluster to join (default: local).")
     ] = None,
 ) -> None:
     """Render a manifest's jobs; an interrupted render resumes where it stopped."""
-    from emo_cli.execution import render_manifest
+    from emo_cli.api import render_manifest
+    from emo_cli.execution.executors import make_executor
 
     console = Console()
-    options = dict(resume=resume, only=only, devices=devices, retries=retries, shard=shard, executor=executor,
-                   address=address)  # fmt: skip
+    where = make_executor(executor, devices=devices, retries=retries, address=address)
+    options = dict(resume=resume, only=only, shard=shard, executor=where)
     try:
         if as_json:
             summary = render_manifest(manifest, events=json_lines, **options)
