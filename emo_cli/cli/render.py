@@ -138,6 +138,9 @@ def credentials_note(summary: Any) -> str | None:
         return (f"Content credentials are signed by {local[0]}: they show which emo-cli install made "
                 "each video but prove nothing to anyone else. Configure a real signing key with "
                 "`signing:` in the manifest or EMO_C2PA_KEY / EMO_C2PA_CERTS.")  # fmt: skip
+    if "unsupported" in signers:
+        return ("Some outputs are in a container C2PA cannot sign (WebM): they carry the provenance tags, "
+                "the sidecar (with a note saying so) and the watermark, but no content credentials.")  # fmt: skip
     if signers == {"off"}:
         return "Content credentials are off (settings.provenance.sign: false); the outputs are not signed."
     return None

@@ -20,12 +20,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from emo_cli.backends.base import Backend, JobInput, JobRenderer, State
 from emo_cli.errors import EmoError, InputError, RenderError
 from emo_cli.execution.checkpoints import pause_point
 from emo_cli.execution.results import EventSink, JobFailed, failing_as
 from emo_cli.execution.workdir import Journal, WorkDir
 from emo_cli.media.audio import decode_audio
+from emo_cli.media.formats import MP4, OutputFormat
 from emo_cli.media.segment import SegmentEncoder
 from emo_cli.planning.job import Job
 from emo_cli.provenance.watermark import FrameMarker
@@ -51,8 +54,8 @@ class ChunkLoop:
     """Renders chunks `todo` of `job` (their indices into `ranges`) with a loaded `backend`."""
 
     def __init__(self, job: Job, backend: Backend, work: WorkDir, journal: Journal, ranges: list[tuple[int, int]],
-                 todo: list[int], *, after_commit: Sequence[ChunkHook] = ()) -> None:  # fmt: skip
-        self.job, self.backend, self.work, self.journal = job, backend, work, journal
+                 todo: list[int], *, fmt: OutputFormat = MP4, after_commit: Sequence[ChunkHook] = ()) -> None:  # fmt: skip
+        self.job, self.backend, self.work, self.journal, self.fmt = job, backend, work, journal, fmt
         self.ranges, self.todo = ranges, todo
         self.after_commit = list(after_commit)
         self.frames_done = sum(count for i, (_, count) in enumerate(ranges) if i not in todo)
@@ -60,7 +63,7 @@ class ChunkLoop:
 
     def run(self) -> None:
         renderer = self._start_renderer()
-        marker = FrameMarker.for_job(self.job.id) if self.job.settings.watermark else None
+        mark = self._watermark()
         try:
             state: State | None = None
             state_after = -2  # index of the chunk whose following state `state` is (-1: initial)
@@ -70,9 +73,9 @@ class ChunkLoop:
                     state = renderer.initial_state() if index == 0 else self.work.load_state(index - 1)
                 assert state is not None
                 pause_point(f"render:{index}")
-                encoding = _Encoding(self.job, self.work, index, start, count)
+                encoding = _Encoding(self.job, self.work, self.fmt, index, start, count)
                 with failing_as(self.job, encoding.field):
-                    encoding.render(renderer, state, marker, before_half=self._commit_pending)
+                    encoding.render(renderer, state, mark, before_half=self._commit_pending)
                 self.pending, state, state_after = encoding, encoding.state, index
             self._commit_pending()
         except BaseException:
@@ -83,6 +86,14 @@ class ChunkLoop:
             raise
         finally:
             renderer.close()
+
+    def _watermark(self) -> Callable[[np.ndarray], None] | None:
+        """What marks each frame in the plane the output format names (None: marking is off)."""
+        if not self.job.settings.watermark:
+            return None
+        marker = FrameMarker.for_job(self.job.id)
+        planes = {"u": marker.mark_u_cells}  # the U plane of 4:2:0, as the encoder is fed
+        return planes[self.fmt.watermark_plane]
 
     def _start_renderer(self) -> JobRenderer:
         job, backend = self.job, self.backend
@@ -122,14 +133,15 @@ class ChunkLoop:
 class _Encoding:
     """One chunk through the render loop: rendered and fed to its encoder, then committed."""
 
-    def __init__(self, job: Job, work: WorkDir, index: int, start: int, count: int) -> None:
-        self.job, self.work, self.index, self.start, self.count = job, work, index, start, count
+    def __init__(self, job: Job, work: WorkDir, fmt: OutputFormat, index: int, start: int, count: int) -> None:
+        self.job, self.work, self.fmt, self.index, self.start, self.count = job, work, fmt, index, start, count
         self.field = f"{job.field}, chunk {index} (frames {start}-{start + count - 1})"
         self.segment: SegmentEncoder | None = None
         self.state: State | None = None
 
     def render(
-        self, renderer: JobRenderer, state: State, marker: FrameMarker | None, before_half: Callable[[], None]
+        self, renderer: JobRenderer, state: State, mark: Callable[[np.ndarray], None] | None,
+        before_half: Callable[[], None],
     ) -> None:
         job, index = self.job, self.index
         out = renderer.render_chunk(self.start, self.count, state)
@@ -142,11 +154,10 @@ class _Encoding:
             before_half()
             pause_point(f"encode:{index}")
 
-        self.segment = SegmentEncoder(self.work.segment(index), width=renderer.width,
-                                      height=renderer.height, fps=job.settings.fps, gop=job.settings.chunk_frames)  # fmt: skip
+        self.segment = SegmentEncoder(self.work.segment(index), width=renderer.width, height=renderer.height,
+                                      fps=job.settings.fps, gop=job.settings.chunk_frames, fmt=self.fmt)  # fmt: skip
         # Frame by frame as they go to ffmpeg, so marking overlaps with encoding.
-        mark_u = marker.mark_u_cells if marker is not None else None
-        self.segment.feed(out.frames, on_half=on_half, mark_u=mark_u)
+        self.segment.feed(out.frames, on_half=on_half, mark_u=mark)
         self.state = out.state
 
     def commit(self, work: WorkDir, journal: Journal) -> None:

@@ -21,11 +21,12 @@ from emo_cli.execution.publish import publish
 from emo_cli.execution.results import EventSink, JobResult, failing_as
 from emo_cli.execution.workdir import AUDIO_NAME, Journal, WorkDir
 from emo_cli.fsutil import file_matches, sha256_file
-from emo_cli.media.mux import AacEncoder
+from emo_cli.media.formats import OutputFormat, format_for
+from emo_cli.media.mux import AudioEncoder
 from emo_cli.planning.job import Job
 from emo_cli.provenance.identity import SigningIdentity, resolve_identity
-from emo_cli.provenance.record import ProvenanceRecord
-from emo_cli.provenance.tags import C2PA_OFF
+from emo_cli.provenance.record import ProvenanceRecord, c2pa_supports
+from emo_cli.provenance.tags import C2PA_OFF, C2PA_UNSUPPORTED
 
 __all__ = ["AUDIO_NAME", "is_finished", "render_job"]
 
@@ -55,10 +56,12 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
     """
     emit = events or _ignore
     began = time.monotonic()
-    work, ranges = WorkDir(job.work_dir), job.chunks()
+    with failing_as(job, f"{job.field}, output"):
+        fmt = format_for(job.output)
+    work, ranges = WorkDir(job.work_dir, fmt), job.chunks()
     base = {"job_id": job.id, "job": job.name, "output": str(job.output)}
-    signer = _signing_identity(job)
-    credentials = signer.describe() if signer is not None else C2PA_OFF
+    signer, c2pa_note = _signing(job, fmt)
+    credentials = signer.describe() if signer is not None else C2PA_UNSUPPORTED if c2pa_note else C2PA_OFF
 
     journal = _resume_check(job, work, resume, signer)
     if journal is None:
@@ -73,19 +76,19 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
         "frames_reused": sum(count for ok, (_, count) in zip(good, ranges, strict=True) if ok),
     })  # fmt: skip
 
-    audio = _JobAudio(job, work, journal)  # encoded beside the backend's once-per-job analysis
+    audio = _JobAudio(job, work, journal, fmt)  # encoded beside the backend's once-per-job analysis
     try:
         if todo:
             hooks = [chunk_done_event(emit, base, began), *after_chunk]
-            ChunkLoop(job, backend, work, journal, ranges, todo, after_commit=hooks).run()
+            ChunkLoop(job, backend, work, journal, ranges, todo, fmt=fmt, after_commit=hooks).run()
         pause_point("mux:start")
         audio.finish()
     except BaseException:
         audio.abort()  # leaves a finished file in place
         raise
 
-    record = ProvenanceRecord.for_job(job, signer)
-    journal.output_sha256 = publish(job, work, record, len(ranges))
+    record = ProvenanceRecord.for_job(job, signer, c2pa_note=c2pa_note)
+    journal.output_sha256 = publish(job, work, record, len(ranges), fmt)
     journal.output, journal.signer = str(job.output), record.signer_fingerprint
     work.save_journal(journal)
     seconds = time.monotonic() - began
@@ -96,12 +99,17 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
                      credentials=credentials)  # fmt: skip
 
 
-def _signing_identity(job: Job) -> SigningIdentity | None:
-    """Who signs the job's output (None when signing is off)."""
+def _signing(job: Job, fmt: OutputFormat) -> tuple[SigningIdentity | None, str | None]:
+    """Who signs the job's output (None when signing is off), and why it is not signed when
+    signing is on but C2PA cannot sign the output's container."""
     if not job.settings.sign:
-        return None
+        return None, None
+    if not c2pa_supports(fmt.mime):
+        return None, (f"not signed: C2PA cannot sign {fmt.mime} ({fmt.name}) files; the provenance tags, "
+                      "this sidecar and the invisible watermark mark the video (render to .mp4 for "
+                      "content credentials)")  # fmt: skip
     with failing_as(job, "signing" if job.signing else "signing identity"):
-        return resolve_identity(job.signing)
+        return resolve_identity(job.signing), None
 
 
 def _resume_check(job: Job, work: WorkDir, resume: bool, signer: SigningIdentity | None) -> Journal | None:
@@ -117,16 +125,16 @@ def _resume_check(job: Job, work: WorkDir, resume: bool, signer: SigningIdentity
 
 
 class _JobAudio:
-    """The job's audio encoded for the mux by an ffmpeg of its own, from the job's start (beside
+    """The job's audio encoded for the mux (in the output format's codec) by an ffmpeg of its own, from the job's start (beside
     the backend's single-threaded analysis) rather than after the last frame; reused when the
     journal lists it and it is intact."""
 
-    def __init__(self, job: Job, work: WorkDir, journal: Journal) -> None:
+    def __init__(self, job: Job, work: WorkDir, journal: Journal, fmt: OutputFormat) -> None:
         self.job, self.work, self.journal = job, work, journal
-        self.encoder: AacEncoder | None = None
+        self.encoder: AudioEncoder | None = None
         if not file_matches(work.audio, journal.audio_sha256):
             with failing_as(job, f"{job.field}, {job.audio.field}"):
-                self.encoder = AacEncoder(job.audio.path, work.audio)
+                self.encoder = AudioEncoder(job.audio.path, work.audio, fmt)
 
     def finish(self) -> None:
         if self.encoder is None:

@@ -12,6 +12,7 @@ from emo_cli.execution.checkpoints import pause_point
 from emo_cli.execution.results import failing_as
 from emo_cli.execution.workdir import WorkDir
 from emo_cli.fsutil import remove_stale_temporaries, sha256_file
+from emo_cli.media.formats import MP4, OutputFormat
 from emo_cli.media.mux import mux
 from emo_cli.planning.job import Job
 from emo_cli.provenance.credentials import sign_video
@@ -19,7 +20,7 @@ from emo_cli.provenance.record import ProvenanceRecord
 from emo_cli.provenance.tags import write_sidecar
 
 
-def publish(job: Job, work: WorkDir, record: ProvenanceRecord, chunks: int) -> str:
+def publish(job: Job, work: WorkDir, record: ProvenanceRecord, chunks: int, fmt: OutputFormat = MP4) -> str:
     """Mux chunks 0..`chunks`-1 and the encoded audio into `job.output`, sign it (when the record
     has a signer), write its sidecar; returns the output's sha256.
 
@@ -34,12 +35,14 @@ def publish(job: Job, work: WorkDir, record: ProvenanceRecord, chunks: int) -> s
         concat = work.write_concat_list(chunks)
         metadata = record.container_metadata()
         if record.signer is None:
-            mux(concat, work.audio, job.output, metadata=metadata, audio_is_aac=True, while_running=running)
+            mux(concat, work.audio, job.output, metadata=metadata, audio_encoded=True, fmt=fmt,
+                while_running=running)  # fmt: skip
         else:
-            mux(concat, work.audio, work.unsigned, metadata=metadata, audio_is_aac=True, while_running=running)
+            mux(concat, work.audio, work.unsigned, metadata=metadata, audio_encoded=True, fmt=fmt,
+                while_running=running)  # fmt: skip
             pause_point("sign")
             remove_stale_temporaries(job.output)
-            sign_video(work.unsigned, job.output, record.c2pa_manifest("video/mp4"), record.signer,
+            sign_video(work.unsigned, job.output, record.c2pa_manifest(fmt.mime), record.signer,
                        before_rename=lambda: pause_point("sign:written"))  # fmt: skip
             work.unsigned.unlink()
         digest = sha256_file(job.output)

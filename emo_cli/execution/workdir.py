@@ -39,6 +39,7 @@ from emo_cli.fsutil import (
     remove_stale_temporaries,
     sha256_file,
 )
+from emo_cli.media.formats import MP4, OutputFormat
 from emo_cli.media.mux import write_concat_list
 from emo_cli.planning.job import Job
 
@@ -139,16 +140,15 @@ class Journal:
 class WorkDir:
     """One job's work dir: its files by role, its chunk store and its clean-up.
 
-    `segment_suffix` and `audio_suffix` come from the output format (".mp4" and ".m4a" for MP4),
-    `output_suffix` is the output's own (the unsigned mux beside the chunks has it too).
+    File suffixes follow the output's format `fmt`: segments in its container, the encoded audio
+    in its audio suffix (".mp4" and ".m4a" for MP4).
     """
 
-    def __init__(self, path: Path, *, segment_suffix: str = ".mp4", audio_suffix: str = ".m4a",
-                 output_suffix: str = ".mp4") -> None:  # fmt: skip
+    def __init__(self, path: Path, fmt: OutputFormat = MP4) -> None:
         self.path = path
-        self.segment_suffix = segment_suffix
-        self.audio = path / (AUDIO_STEM + audio_suffix)
-        self.unsigned = path / (UNSIGNED_STEM + output_suffix)
+        self.segment_suffix = fmt.suffix
+        self.audio = path / (AUDIO_STEM + fmt.audio_suffix)
+        self.unsigned = path / (UNSIGNED_STEM + fmt.suffix)
         self.concat_list = path / CONCAT_LIST_NAME
 
     def segment_name(self, index: int) -> str:

@@ -31,13 +31,16 @@ class Settings:
     options: Mapping[str, Any] = field(default_factory=dict)  # the backend's own, defaults filled
     watermark: bool = True  # settings.provenance.watermark: mark every frame (changes frames)
     sign: bool = True  # settings.provenance.sign: C2PA-sign the final MP4 (changes no frame)
+    format: str = "mp4"  # the output format (`emo_cli.media.formats`), from the output's suffix
 
     def to_dict(self) -> dict[str, Any]:
         """The settings that shape the frames, as hashed into the job id.
 
         `sign` is left out on purpose: it changes no frame, so turning it on or off re-muxes
         and re-signs a finished job (the journal records how its output was signed) without
-        rendering a single chunk again. The watermark changes every frame, so it is in.
+        rendering a single chunk again. The watermark changes every frame, so it is in. The
+        format changes every chunk's encoding: it is in, except for MP4, which every job id
+        made before there were other formats stands for.
         """
         return {
             "backend": self.backend,
@@ -47,6 +50,7 @@ class Settings:
             "chunk_frames": self.chunk_frames,
             "options": dict(self.options),
             "provenance": {"watermark": self.watermark},
+            **({"format": self.format} if self.format != "mp4" else {}),
         }
 
 

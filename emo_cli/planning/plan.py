@@ -13,6 +13,7 @@ from emo_cli.fsutil import sha256_file
 from emo_cli.manifest import Manifest, SourceSpec, load_manifest
 from emo_cli.manifest.document import format_path
 from emo_cli.manifest.template import duplicate_output, render_output
+from emo_cli.media.formats import format_for
 from emo_cli.media.probe import audio_duration
 from emo_cli.planning.fingerprint import job_id
 from emo_cli.planning.job import Job, Plan, Settings, Source
@@ -36,7 +37,7 @@ def make_plan(manifest: Manifest) -> Plan:
     for spec in manifest.jobs:
         name = str(spec.settings["backend"])
         cls = get_backend_class(name)
-        settings = _settings(name, cls, spec.settings, manifest.base_dir)
+        settings = _settings(name, cls, spec.settings, manifest.base_dir, format_for(spec.output).name)
         try:
             weights = cls.weights_identity(settings.options)
         except BackendError as exc:
@@ -91,7 +92,7 @@ def plan_manifest(path: Path | str) -> Plan:
     return make_plan(load_manifest(path))
 
 
-def _settings(name: str, cls: type[Backend], raw: Mapping[str, Any], base_dir: Path) -> Settings:
+def _settings(name: str, cls: type[Backend], raw: Mapping[str, Any], base_dir: Path, fmt: str) -> Settings:
     section = raw.get(name)
     provenance = raw.get("provenance")
     provenance = provenance if isinstance(provenance, Mapping) else {}
@@ -104,6 +105,7 @@ def _settings(name: str, cls: type[Backend], raw: Mapping[str, Any], base_dir: P
         options=cls.resolve_paths(cls.resolve_options(section if isinstance(section, Mapping) else None), base_dir),
         watermark=bool(provenance.get("watermark", True)),
         sign=bool(provenance.get("sign", True)),
+        format=fmt,
     )
 
 

@@ -17,7 +17,14 @@ from typing import Any
 from emo_cli.planning.job import Job
 from emo_cli.provenance.credentials import EMO_ASSERTION, TRAINED_ALGORITHMIC_MEDIA, ingredient
 from emo_cli.provenance.identity import SigningIdentity
-from emo_cli.provenance.tags import C2PA_OFF, SIDECAR_FORMAT, TOOL, WATERMARK_OFF
+from emo_cli.provenance.tags import C2PA_OFF, C2PA_UNSUPPORTED, SIDECAR_FORMAT, TOOL, WATERMARK_OFF
+
+
+def c2pa_supports(mime: str) -> bool:
+    """Whether the installed c2pa can sign a file of media type `mime`."""
+    import c2pa
+
+    return mime in c2pa.Builder.get_supported_mime_types()
 
 
 @dataclass(frozen=True)
@@ -53,9 +60,12 @@ class ProvenanceRecord:
         return self.signer.fingerprint if self.signer is not None else C2PA_OFF
 
     @property
-    def credentials(self) -> str:
-        """Who signs the content credentials, in words (for the run summary), or "off"."""
-        return self.signer.describe() if self.signer is not None else C2PA_OFF
+    def c2pa(self) -> str:
+        """The `emo_c2pa` tag: who signs (`local`, `manifest`, `environment`), `off`, or
+        `unsupported` when signing is on but C2PA cannot sign the output's container."""
+        if self.signer is not None:
+            return self.signer.origin
+        return C2PA_UNSUPPORTED if self.c2pa_note is not None else C2PA_OFF
 
     @property
     def consent(self) -> Mapping[str, Any] | None:
@@ -82,7 +92,7 @@ class ProvenanceRecord:
         if consent is not None and consent.get("reference"):
             facts["emo_consent"] = str(consent["reference"])
         facts["emo_watermark"] = self.watermark
-        facts["emo_c2pa"] = self.signer.origin if self.signer is not None else C2PA_OFF
+        facts["emo_c2pa"] = self.c2pa
         facts["emo_created"] = self.created
         return facts
 

@@ -43,6 +43,7 @@ KEYS = (
 )
 WATERMARK_OFF = "off"
 C2PA_OFF = "off"
+C2PA_UNSUPPORTED = "unsupported"  # signing is on, but C2PA cannot sign the output's container
 
 
 def sidecar_path(output: Path | str) -> Path:
@@ -70,7 +71,9 @@ def read_tags(path: Path | str) -> dict[str, str]:
             metadata = dict(container.metadata)
     except (av.FFmpegError, OSError) as exc:
         raise MediaError(f"cannot read the metadata of {path}: {exc}") from exc
-    return {key: metadata[key] for key in KEYS if key in metadata}
+    # Matroska (WebM) keeps tag names in upper case; MP4 as written.
+    by_name = {key.lower(): value for key, value in metadata.items()}
+    return {key: by_name[key] for key in KEYS if key in by_name}
 
 
 def has_provenance(tags: Mapping[str, str]) -> bool:

@@ -92,7 +92,7 @@ matrix:
             "output template '{portrait.mp4' has an unmatched '{' or '}' (write '{{' for a literal brace)",
         ),
         ("{job:.8}.mp4", "field {job} in output template takes no format spec or conversion"),
-        ("{portrait}/{audio}.mov", "output 'portrait/audio.mov' must end in .mp4"),
+        ("{portrait}/{audio}.mov", "output 'portrait/audio.mov' must end in .mp4 or .webm (the output format)"),
     ],
 )
 def test_bad_templates(template, message):
