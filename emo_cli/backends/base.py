@@ -55,6 +55,14 @@ class JobInput:
 
 
 @dataclass(frozen=True)
+class OptionProblem:
+    """A constraint between a backend's options (or with its weights) that a job breaks."""
+
+    option: str  # the option the problem is reported at, e.g. "motion_frames"
+    message: str  # a sentence naming the options and values, e.g. "settings.emo.motion_frames (6) ..."
+
+
+@dataclass(frozen=True)
 class ChunkOutput:
     frames: np.ndarray  # uint8 RGB, shape (count, height, width, 3)
     state: State
@@ -119,6 +127,15 @@ class Backend(ABC):
     def weights_identity(cls, options: Mapping[str, Any]) -> str:
         """A stable id of the weights these options select; part of every job id. No torch."""
         return "none"
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> list[OptionProblem]:
+        """What is wrong with these options (defaults filled, paths resolved) beyond what the
+        schema says: constraints between options, or with the weights they select. Called at
+        planning, so `emo validate` reports them before any model loads. No torch; read what is
+        needed from files (a weights folder's JSON config). Weights that cannot be described at
+        all are `weights_identity`'s to report."""
+        return []
 
     @abstractmethod
     def start_job(self, job: JobInput) -> JobRenderer:
