@@ -1,6 +1,8 @@
-"""Imports every command module so that each registers itself on the app."""
+"""Imports every command module so that each registers itself on the app, then adds the
+commands that installed packages contribute (`emo weights` is the emo backend's)."""
 
 from emo_cli.cli import (  # noqa: F401
+    app,
     init,
     inspect,
     plan,
@@ -10,5 +12,7 @@ from emo_cli.cli import (  # noqa: F401
     validate,
     verify,
     version,
-    weights,
 )
+from emo_cli.cli.plugins import add_plugin_commands
+
+add_plugin_commands(app)
