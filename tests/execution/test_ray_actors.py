@@ -30,7 +30,6 @@ def ray_with_plugins(request, monkeypatch, tmp_path, test_backends):
     return loads
 
 
-@pytest.mark.slow
 def test_each_gpu_actor_loads_its_backend_once_for_many_jobs(ray_with_plugins, tmp_path):
     from emo_cli.execution.ray_executor import run_on_ray
 
