@@ -128,7 +128,7 @@ class ProvenanceRecord:
     def c2pa_manifest(self, mime: str) -> dict[str, Any]:
         """The C2PA manifest definition for the output (of media type `mime`)."""
         job = self.job
-        agent = {"name": TOOL, "version": self.tool_version}
+        software = {"name": TOOL, "version": self.tool_version}
         consent = self.consent
         details: dict[str, Any] = {
             "job_id": job.id,
@@ -147,7 +147,7 @@ class ProvenanceRecord:
             "created": self.created,
         }
         return {
-            "claim_generator_info": [agent],
+            "claim_generator_info": [software],
             "title": job.output.name,
             "format": mime,
             "ingredients": [ingredient(job.portrait.path, job.portrait.sha256), ingredient(job.audio.path, job.audio.sha256)],
@@ -159,7 +159,7 @@ class ProvenanceRecord:
                             {
                                 "action": "c2pa.created",
                                 "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA,
-                                "softwareAgent": agent,
+                                "softwareAgent": software,
                                 "description": "talking-head video generated from one portrait and an audio track "
                                 f"({job.settings.backend} backend)",
                             }
