@@ -1,8 +1,10 @@
 """Start-up time of the light commands: `emo --help` and `emo validate manifests/demo.yaml`.
 
 Each run is a fresh Python process (what a user or CI step pays), so imports are counted in
-full; the script prints every run, the median and the best, and the load average it started
-with (on a shared machine the figures vary: compare medians of runs made in the same session).
+full; the script prints every run's wall time, the median and the best, the median CPU time
+(user + system) of the process, and the load average it started with. On a shared machine
+wall times swing with the neighbours; CPU time much less: compare medians of runs made in the
+same session.
 
     python benchmarks/startup.py [--repeat 9] [--python .venv/bin/python]
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -28,13 +31,16 @@ COMMANDS = {
 }
 
 
-def time_once(python: str, args: list[str], cwd: Path) -> float:
+def time_once(python: str, args: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run([python, *args], cwd=cwd, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(args)} exited {done.returncode}:\n{done.stderr}")
-    return elapsed
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -48,8 +54,10 @@ def main() -> None:
     time_once(args.python, COMMANDS["emo --help"], args.cwd)  # warm the file cache
     for name, argv in COMMANDS.items():
         runs = [time_once(args.python, argv, args.cwd) for _ in range(args.repeat)]
-        shown = " ".join(f"{r:.3f}" for r in runs)
-        print(f"{name}: median {statistics.median(runs):.3f} s, best {min(runs):.3f} s  ({shown})")
+        walls, cpus = [wall for wall, _ in runs], [cpu for _, cpu in runs]
+        shown = " ".join(f"{w:.3f}" for w in walls)
+        print(f"{name}: median {statistics.median(walls):.3f} s, best {min(walls):.3f} s, "
+              f"CPU median {statistics.median(cpus):.3f} s  ({shown})")
 
 
 if __name__ == "__main__":

@@ -30,9 +30,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
+if TYPE_CHECKING:  # numpy loads with the first state encoded: `emo --help` and plugins' imports skip it
+    import numpy as np
 
 # A chunk-to-chunk state: numpy arrays, or JSON values (None, bool, int, float, str, lists and
 # dicts of those). Nested dicts may hold arrays too. Never pickled.
@@ -147,6 +148,8 @@ class Backend(ABC):
 
 def encode_state(state: State) -> bytes:
     """Serialise a state to bytes: arrays in an .npz, everything else as JSON. No pickle."""
+    import numpy as np
+
     arrays: dict[str, np.ndarray] = {}
 
     def lift(value: Any, where: str) -> Any:
@@ -171,6 +174,8 @@ def encode_state(state: State) -> bytes:
 
 
 def decode_state(data: bytes) -> State:
+    import numpy as np
+
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         doc = json.loads(npz["__doc__"].tobytes().decode())
         arrays = {key: npz[key] for key in npz.files if key != "__doc__"}

@@ -1,8 +1,7 @@
-"""Imports every command module so that each registers itself on the app, then adds the
-commands that installed packages contribute (`emo weights` is the emo backend's)."""
+"""Imports every command module so that each registers itself on the app. Commands that
+installed packages contribute (`emo weights` is the emo backend's) join through `plugins`."""
 
 from emo_cli.cli import (  # noqa: F401
-    app,
     init,
     inspect,
     plan,
@@ -13,6 +12,3 @@ from emo_cli.cli import (  # noqa: F401
     verify,
     version,
 )
-from emo_cli.cli.plugins import add_plugin_commands
-
-add_plugin_commands(app)
