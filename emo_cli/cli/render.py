@@ -166,7 +166,8 @@ def render(
         str,
         typer.Option(
             "--devices",
-            help="Local workers: auto (every visible GPU, else CPU workers), cuda, cuda:0,1,3, cpu or cpu:N.",
+            help="Local workers: auto (every visible GPU, plus one CPU worker for CPU-backend jobs; else CPU "
+            "workers), cuda, cuda:0,1,3, cpu or cpu:N.",
         ),
     ] = "auto",
     retries: Annotated[

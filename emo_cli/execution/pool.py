@@ -5,7 +5,7 @@ sees only its GPU through CUDA_VISIBLE_DEVICES) before anything can import CUDA.
 the job function once and renders job after job, so whatever that function caches per
 process (a backend with its weights) is loaded once per device, not once per job.
 
-The pool process owns the bookkeeping:
+The pool process owns the bookkeeping (with the `Scheduler` it shares with the Ray executor):
 - it claims each job's lease (`emo_cli.execution.lease`) before handing it out, so two pools
   on one output dir never render the same job at once; a job held by a live process
   elsewhere is put aside and tried again later in the run;
@@ -16,7 +16,9 @@ The pool process owns the bookkeeping:
 - on Ctrl-C, or SIGTERM from a batch scheduler, it stops handing out jobs, stops the
   workers (SIGTERM, which a worker raises as KeyboardInterrupt: the render loop keeps the
   chunk whose encoder is finishing and stops its ffmpeg children), gives the leases back and
-  returns a summary in which every unfinished job is `interrupted`.
+  returns a summary in which every unfinished job is `interrupted`;
+- given what each job's backend needs (`needs`), it hands a GPU job to a GPU worker and a CPU
+  job to a CPU worker when the pool has one of that kind.
 
 The job function is named by import path, "package.module:function", and is called as
 `function(job, device, events)` in the worker. It must be idempotent: a job another process
