@@ -49,7 +49,9 @@ def worker(wav: Path, output_dir: Path, resolution: int, chunk_frames: int, sign
     """Render one job in this process and report peak RSS and where the time went."""
     sys.path[:0] = [str(REPO), str(REPO / "tests" / "plugins")]
     from emo_cli.backends import get_backend_class
-    from emo_cli.execution import jobs as pipeline
+    from emo_cli.execution import chunkloop, publish
+    from emo_cli.execution.jobs import render_job
+    from emo_cli.execution.workdir import WorkDir
     from emo_cli.fsutil import sha256_file
     from emo_cli.media.audio import decode_audio
     from emo_cli.planning.job import Job, Settings, Source
@@ -67,13 +69,13 @@ def worker(wav: Path, output_dir: Path, resolution: int, chunk_frames: int, sign
         return wrapper
 
     # Time the pipeline's stages where render_job calls them (the library itself is unchanged).
-    pipeline.decode_audio = timed("decode", pipeline.decode_audio)
-    pipeline.SegmentEncoder.feed = timed("encode", pipeline.SegmentEncoder.feed)
-    pipeline.SegmentEncoder.finish = timed("encode", pipeline.SegmentEncoder.finish)
-    pipeline.write_state = timed("journal", pipeline.write_state)
-    pipeline.commit_chunk = timed("journal", pipeline.commit_chunk)
-    pipeline.mux = timed("mux", pipeline.mux)
-    pipeline.write_sidecar = timed("mux", pipeline.write_sidecar)
+    chunkloop.decode_audio = timed("decode", chunkloop.decode_audio)
+    chunkloop.SegmentEncoder.feed = timed("encode", chunkloop.SegmentEncoder.feed)
+    chunkloop.SegmentEncoder.finish = timed("encode", chunkloop.SegmentEncoder.finish)
+    WorkDir.write_state = timed("journal", WorkDir.write_state)
+    WorkDir.commit_chunk = timed("journal", WorkDir.commit_chunk)
+    publish.mux = timed("mux", publish.mux)
+    publish.write_sidecar = timed("mux", publish.write_sidecar)
 
     backend = get_backend_class("testbars")()
     start_job = backend.start_job
@@ -102,7 +104,7 @@ def worker(wav: Path, output_dir: Path, resolution: int, chunk_frames: int, sign
         weights_identity="none",
     )
     began = time.perf_counter()
-    pipeline.render_job(job, backend)
+    render_job(job, backend)
     wall = time.perf_counter() - began
     return {
         "frames": job.num_frames,

@@ -96,9 +96,10 @@ def real_runs(args: argparse.Namespace) -> None:
         baseline = None
         for spec in args.devices:
             from emo_cli.execution.devices import parse_devices
+            from emo_cli.execution.executors import LocalPoolExecutor
 
             plan = fresh_plan(manifest, work / f"out-{spec.replace(':', '-').replace(',', '_')}")
-            wall, first, frames = time_render(plan, devices=spec)
+            wall, first, frames = time_render(plan, executor=LocalPoolExecutor(devices=spec))
             rate = report(f"local {spec}", len(parse_devices(spec)), len(plan.jobs), wall, first, frames, baseline)
             baseline = baseline or rate
         if args.ray:

@@ -127,9 +127,9 @@ def main() -> int:
 
 def measure(args: argparse.Namespace) -> dict:
     """One render in this process: wall time, the stage timings, CPU of this process and ffmpeg."""
+    from emo_cli.api import render_manifest
     from emo_cli.backends.warp import WarpBackend, WarpRenderer
-    from emo_cli.execution import jobs as pipeline
-    from emo_cli.execution import render_manifest
+    from emo_cli.execution import chunkloop, publish
 
     WarpRenderer.render_ahead = not args.no_render_ahead
     if args.render_ahead_chunks is not None:
@@ -148,10 +148,10 @@ def measure(args: argparse.Namespace) -> dict:
         return wrapper
 
     # Time the stages where the render loop calls them; the library itself is unchanged.
-    pipeline.decode_audio = timed("decode audio", pipeline.decode_audio)
-    pipeline.SegmentEncoder.feed = timed("encode (convert, mark, pipe)", pipeline.SegmentEncoder.feed)
-    pipeline.SegmentEncoder.finish = timed("encode (wait for ffmpeg)", pipeline.SegmentEncoder.finish)
-    pipeline.mux = timed("mux", pipeline.mux)
+    chunkloop.decode_audio = timed("decode audio", chunkloop.decode_audio)
+    chunkloop.SegmentEncoder.feed = timed("encode (convert, mark, pipe)", chunkloop.SegmentEncoder.feed)
+    chunkloop.SegmentEncoder.finish = timed("encode (wait for ffmpeg)", chunkloop.SegmentEncoder.finish)
+    publish.mux = timed("mux", publish.mux)
     start_job = WarpBackend.start_job
 
     def start_job_timed(self, job):

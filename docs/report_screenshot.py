@@ -73,7 +73,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from emo_cli.execution import render_manifest
-    from emo_cli.quality.report import build_report
+    from emo_cli.api import report_manifest
 
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
@@ -82,7 +82,7 @@ def main() -> None:
         manifest = work / "qc_demo.yaml"
         manifest.write_text(MANIFEST)
         render_manifest(manifest)
-        report = build_report(manifest)
+        report = report_manifest(manifest)
         shot = Path(tmp) / "screenshot.png"
         screenshot(report.html, shot)
         colours = check_not_blank(shot)

@@ -84,6 +84,14 @@ def atomic_path(final: Path | str, suffix: str | None = None) -> Iterator[Path]:
     file.commit()
 
 
+def remove_stale_temporaries(final: Path | str) -> None:
+    """Delete the temporaries of `final` that a killed writer left (see `AtomicFile`'s names)."""
+    final = Path(final)
+    for stale in final.parent.glob(f".{final.name}.*.tmp{final.suffix}"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+
+
 def atomic_write_bytes(final: Path | str, data: bytes) -> None:
     with atomic_path(final) as tmp:
         tmp.write_bytes(data)

@@ -33,6 +33,39 @@ from emo_cli.backends.base import Backend, JobInput, JobRenderer
 ASSETS = Path(__file__).resolve().parents[1] / "manifests" / "assets"
 
 
+# Tests that take over ~10 s each on the 2-core development machine (or whose module fixture
+# does), as node-id prefixes: marked `slow` here, in one list, so `pytest -m "not slow"` is a
+# quick inner loop while `make test` (and CI) still runs everything. Figures from
+# `pytest --durations=40`; a test listed here is not skipped, only marked.
+SLOW = (
+    "tests/backends/emo/test_emo_model.py::test_audio_changes_the_clip",
+    "tests/backends/emo/test_emo_model.py::test_batched_cfg_and_reference_once_per_clip",
+    "tests/backends/emo/test_emo_model.py::test_clip_shape_and_determinism",
+    "tests/backends/emo/test_emo_model.py::test_guidance_and_dpm_solver",
+    "tests/backends/emo/test_emo_model.py::test_motion_frames_and_head_speed_change_the_clip",
+    "tests/backends/emo/test_emo_model.py::test_reference_image_changes_the_clip",
+    "tests/backends/emo/test_emo_model.py::test_save_and_load_round_trip",
+    "tests/backends/emo/test_emo_model.py::test_unconditional_rows_ignore_reference_and_audio",
+    "tests/backends/emo/test_emo_render.py::test_chunks_that_cut_clips",
+    "tests/backends/emo/test_emo_render.py::test_render_loop_with_chunks_and_resume_from_disk",
+    "tests/backends/emo/test_emo_render.py::test_same_inputs_render_the_same",
+    "tests/backends/emo/test_emo_render.py::test_sigkill_mid_render",
+    "tests/backends/warp/test_warp_quality.py",
+    "tests/cli/test_render_cli.py::test_ctrl_c_keeps_finished_chunks",
+    "tests/cli/test_render_cli.py::test_json_events_exit_codes_and_resume",
+    "tests/cli/test_render_scaleout.py",
+    "tests/execution/test_kill_resume.py",
+    "tests/execution/test_ray.py",
+    "tests/execution/test_ray_actors.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def emo_config_dir(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("emo-config")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -15,6 +13,8 @@ import numpy as np
 
 from emo_cli.fsutil import sha256_file
 from emo_cli.media.audio import decode_audio
+from emo_cli.media.formats import format_for
+from emo_cli.planning.fingerprint import job_id
 from emo_cli.planning.job import Job, Plan, Settings, Source
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,23 +39,24 @@ def make_job(
     output: str | None = None,
     duration: float | None = None,
 ) -> Job:
-    """A job as the planner would make it: content-addressed id, output under output_dir."""
+    """A job as the planner would make it: its id from the planner's own recipe (`job_id`),
+    the output (format by its suffix) under output_dir."""
     output_dir = Path(output_dir).resolve()
     portrait, audio = Path(portrait).resolve(), Path(audio).resolve()
-    settings = Settings(backend, fps, resolution, seed, chunk_frames, dict(options or {}))
+    output = output or f"{portrait.stem}/{audio.stem}.mp4"
+    settings = Settings(backend, fps, resolution, seed, chunk_frames, dict(options or {}),
+                        format=format_for(output).name)  # fmt: skip
     portrait_src = Source(portrait.stem, portrait, sha256_file(portrait), f"portraits.{portrait.stem}")
     audio_src = Source(audio.stem, audio, sha256_file(audio), f"audio.{audio.stem}")
-    recipe = json.dumps(
-        [portrait_src.sha256, audio_src.sha256, settings.to_dict(), backend, "1.0"], sort_keys=True
-    )
     name = name or f"{portrait.stem}/{audio.stem}"
     return Job(
-        id=hashlib.sha256(recipe.encode()).hexdigest()[:16],
+        id=job_id(portrait_sha256=portrait_src.sha256, audio_sha256=audio_src.sha256, settings=settings,
+                  backend_version="1.0", weights_identity="none"),  # fmt: skip
         name=name,
         portrait=portrait_src,
         audio=audio_src,
         settings=settings,
-        output=output_dir / (output or f"{portrait.stem}/{audio.stem}.mp4"),
+        output=output_dir / output,
         output_dir=output_dir,
         manifest=output_dir / "manifest.yaml",
         field=f"jobs[{name}]",

@@ -30,9 +30,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
+if TYPE_CHECKING:  # numpy loads with the first state encoded: `emo --help` and plugins' imports skip it
+    import numpy as np
 
 # A chunk-to-chunk state: numpy arrays, or JSON values (None, bool, int, float, str, lists and
 # dicts of those). Nested dicts may hold arrays too. Never pickled.
@@ -52,6 +53,14 @@ class JobInput:
     seed: int
     resolution: int
     options: Mapping[str, Any]  # this backend's options, schema defaults filled in
+
+
+@dataclass(frozen=True)
+class OptionProblem:
+    """A constraint between a backend's options (or with its weights) that a job breaks."""
+
+    option: str  # the option the problem is reported at, e.g. "motion_frames"
+    message: str  # a sentence naming the options and values, e.g. "settings.emo.motion_frames (6) ..."
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,15 @@ class Backend(ABC):
         """A stable id of the weights these options select; part of every job id. No torch."""
         return "none"
 
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> list[OptionProblem]:
+        """What is wrong with these options (defaults filled, paths resolved) beyond what the
+        schema says: constraints between options, or with the weights they select. Called at
+        planning, so `emo validate` reports them before any model loads. No torch; read what is
+        needed from files (a weights folder's JSON config). Weights that cannot be described at
+        all are `weights_identity`'s to report."""
+        return []
+
     @abstractmethod
     def start_job(self, job: JobInput) -> JobRenderer:
         """Analyse the job's inputs (once per job) and return its renderer.
@@ -130,6 +148,8 @@ class Backend(ABC):
 
 def encode_state(state: State) -> bytes:
     """Serialise a state to bytes: arrays in an .npz, everything else as JSON. No pickle."""
+    import numpy as np
+
     arrays: dict[str, np.ndarray] = {}
 
     def lift(value: Any, where: str) -> Any:
@@ -154,6 +174,8 @@ def encode_state(state: State) -> bytes:
 
 
 def decode_state(data: bytes) -> State:
+    import numpy as np
+
     with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         doc = json.loads(npz["__doc__"].tobytes().decode())
         arrays = {key: npz[key] for key in npz.files if key != "__doc__"}

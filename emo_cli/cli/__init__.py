@@ -13,9 +13,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from emo_cli.cli.plugins import PluginCommands
 from emo_cli.errors import EmoError
 
 app = typer.Typer(
+    cls=PluginCommands,  # the built-in commands, and those installed packages contribute
     name="emo",
     help="Turn a portrait and an audio track into a talking or singing video.",
     no_args_is_help=True,

@@ -6,17 +6,18 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from emo_cli.planning.progress import JobStatus
+if TYPE_CHECKING:
+    from emo_cli.execution.status import JobRow
 
 
-def print_json(rows: Sequence[JobStatus]) -> None:
+def print_json(rows: Sequence[JobRow]) -> None:
     typer.echo(json.dumps([row.to_dict() for row in rows], indent=2))
 
 
@@ -28,7 +29,7 @@ def shown_path(path: str, base: Path | None = None) -> str:
         return path
 
 
-def progress_cell(row: JobStatus) -> str:
+def progress_cell(row: JobRow) -> str:
     if row.state == "partial":
         return f"partial {row.chunks_done}/{row.chunks}"
     return row.state

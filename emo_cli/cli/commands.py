@@ -1,4 +1,5 @@
-"""Imports every command module so that each registers itself on the app."""
+"""Imports every command module so that each registers itself on the app. Commands that
+installed packages contribute (`emo weights` is the emo backend's) join through `plugins`."""
 
 from emo_cli.cli import (  # noqa: F401
     dataset,
@@ -13,5 +14,4 @@ from emo_cli.cli import (  # noqa: F401
     validate,
     verify,
     version,
-    weights,
 )

@@ -17,8 +17,8 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
 ) -> None:
     """Show every job of a manifest without rendering: id, backend, duration, frames, chunks, output."""
-    from emo_cli.planning import plan_manifest
-    from emo_cli.planning.progress import plan_status
+    from emo_cli.api import plan_manifest
+    from emo_cli.execution.status import plan_status
 
     planned = plan_manifest(manifest)
     rows = plan_status(planned)

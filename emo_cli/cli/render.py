@@ -138,6 +138,9 @@ def credentials_note(summary: Any) -> str | None:
         return (f"Content credentials are signed by {local[0]}: they show which emo-cli install made "
                 "each video but prove nothing to anyone else. Configure a real signing key with "
                 "`signing:` in the manifest or EMO_C2PA_KEY / EMO_C2PA_CERTS.")  # fmt: skip
+    if "unsupported" in signers:
+        return ("Some outputs are in a container C2PA cannot sign (WebM): they carry the provenance tags, "
+                "the sidecar (with a note saying so) and the watermark, but no content credentials.")  # fmt: skip
     if signers == {"off"}:
         return "Content credentials are off (settings.provenance.sign: false); the outputs are not signed."
     return None
@@ -163,7 +166,8 @@ def render(
         str,
         typer.Option(
             "--devices",
-            help="Local workers: auto (every visible GPU, else CPU workers), cuda, cuda:0,1,3, cpu or cpu:N.",
+            help="Local workers: auto (every visible GPU, plus one CPU worker for CPU-backend jobs; else CPU "
+            "workers), cuda, cuda:0,1,3, cpu or cpu:N.",
         ),
     ] = "auto",
     retries: Annotated[
@@ -174,18 +178,23 @@ def render(
         typer.Option("--shard", help="Render only shard INDEX/COUNT of the jobs (by job id), e.g. 0/4."),
     ] = None,
     executor: Annotated[
-        str, typer.Option("--executor", help="local (worker processes on this machine) or ray.")
+        str,
+        typer.Option(
+            "--executor",
+            help="local (worker processes on this machine), ray, or inline (this process, one job at a time).",
+        ),
     ] = "local",
     address: Annotated[
         str | None, typer.Option("--address", help="With --executor ray: the cluster to join (default: local).")
     ] = None,
 ) -> None:
     """Render a manifest's jobs; an interrupted render resumes where it stopped."""
-    from emo_cli.execution import render_manifest
+    from emo_cli.api import render_manifest
+    from emo_cli.execution.executors import make_executor
 
     console = Console()
-    options = dict(resume=resume, only=only, devices=devices, retries=retries, shard=shard, executor=executor,
-                   address=address)  # fmt: skip
+    where = make_executor(executor, devices=devices, retries=retries, address=address)
+    options = dict(resume=resume, only=only, shard=shard, executor=where)
     try:
         if as_json:
             summary = render_manifest(manifest, events=json_lines, **options)

@@ -27,9 +27,9 @@ def report(
 
     Exit 0 when every job is rendered and passes every gate, 1 otherwise, 2 on an invalid manifest.
     """
-    from emo_cli.quality.report import build_report
+    from emo_cli.api import report_manifest
 
-    result = build_report(manifest, output_dir=output_dir)
+    result = report_manifest(manifest, output_dir=output_dir)
     if as_json:
         typer.echo(result.json.read_text(encoding="utf-8"), nl=False)
         raise typer.Exit(result.exit_code)

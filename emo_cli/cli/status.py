@@ -18,8 +18,8 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
 ) -> None:
     """Show per-job progress (pending, partial k/n chunks, done) without rendering anything."""
-    from emo_cli.planning import plan_manifest
-    from emo_cli.planning.progress import plan_status
+    from emo_cli.api import plan_manifest
+    from emo_cli.execution.status import plan_status
 
     planned = plan_manifest(manifest)
     rows = plan_status(planned)

@@ -19,7 +19,7 @@ def validate(
 
     Exits 0 when it is valid, 2 when it is not.
     """
-    from emo_cli.manifest import validate_manifest
+    from emo_cli.api import validate_manifest
 
     problems = validate_manifest(manifest)
     if problems:

@@ -64,6 +64,8 @@ def verify(
             c2pa += "; " + "; ".join(cred.failures)
         if cred.status == "valid":
             c2pa += "; signature and hashes check out, signer not trusted (see --trust-anchor)"
+    if report.c2pa_note:
+        c2pa = report.c2pa_note
     table.add_row("C2PA credentials", escape(c2pa))
     table.add_row("container tags", escape(f"{len(report.tags)} emo-cli tags") if report.tags else "none")
     side = report.sidecar

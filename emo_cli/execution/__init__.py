@@ -1,26 +1,37 @@
-"""Execution: render a plan's jobs chunk by chunk, resume from checkpoints, mux the outputs.
+"""Execution: render a plan's jobs chunk by chunk, resume from checkpoints, publish the outputs.
 
-    render(plan, *, resume=True, events=None, only=None, devices=None, retries=2, shard=None,
-           executor="local", address=None) -> RunSummary
+    render(plan, *, resume=True, events=None, only=None, shard=None, executor="inline") -> RunSummary
     render_manifest(path, **the same options) -> RunSummary
     render_job(job, backend, *, events=None, resume=True) -> JobResult
     read_progress(job) -> JobProgress
+
+The names load on first use, so a small module of this package (`emo_cli.execution.status`)
+can be imported without the render loop, ffmpeg wrappers or the pool.
 """
 
-from emo_cli.execution.jobs import render_job
-from emo_cli.execution.journal import JobProgress, read_progress
-from emo_cli.execution.results import Event, EventSink, JobFailed, JobResult, RunSummary
-from emo_cli.execution.runner import render, render_manifest
+from __future__ import annotations
 
-__all__ = [
-    "Event",
-    "EventSink",
-    "JobFailed",
-    "JobProgress",
-    "JobResult",
-    "RunSummary",
-    "read_progress",
-    "render",
-    "render_job",
-    "render_manifest",
-]
+from importlib import import_module
+from typing import Any
+
+_HOMES = {
+    "render_job": "jobs",
+    "JobProgress": "workdir",
+    "read_progress": "workdir",
+    "Event": "results",
+    "EventSink": "results",
+    "JobFailed": "results",
+    "JobResult": "results",
+    "RunSummary": "results",
+    "render": "runner",
+    "render_manifest": "runner",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'emo_cli.execution' has no attribute {name!r}")
+    return getattr(import_module(f"emo_cli.execution.{home}"), name)

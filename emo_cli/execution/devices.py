@@ -115,37 +115,45 @@ def parse_devices(spec: str, *, gpus: Sequence[str] | None = None, cpus: int | N
         total = usable_cpus() if cpus is None else cpus
         return _cpu_devices(min(total, MAX_AUTO_CPU_WORKERS), total)
     if kind == "cpu":
-        total = usable_cpus() if cpus is None else cpus
-        if not rest:
-            return _cpu_devices(1, total)
-        if not re.fullmatch(r"\d+", rest) or not 1 <= int(rest) <= MAX_CPU_WORKERS:
-            raise UsageError(
-                f"--devices {spec}: the number of CPU workers must be a whole number from 1 to {MAX_CPU_WORKERS}"
-            )
-        return _cpu_devices(int(rest), total)
+        return _parse_cpu(spec, rest, usable_cpus() if cpus is None else cpus)
     if kind == "cuda":
-        found = visible_gpus() if gpus is None else list(gpus)
-        if not found:
-            raise UsageError(
-                f"--devices {spec}: no CUDA GPU is visible (CUDA_VISIBLE_DEVICES is unset or empty and "
-                "nvidia-smi lists none); use --devices cpu or check the driver"
-            )
-        if not rest:
-            return _cuda_devices(found, range(len(found)))
-        parts = rest.split(",")
-        if not all(re.fullmatch(r"\d+", p.strip()) for p in parts):
-            raise UsageError(f"--devices {spec}: GPU numbers must be whole numbers such as cuda:0,1,3")
-        ordinals = [int(p) for p in parts]
-        dupes = sorted({o for o in ordinals if ordinals.count(o) > 1})
-        if dupes:
-            raise UsageError(f"--devices {spec}: GPU {dupes[0]} is named twice")
-        missing = [o for o in ordinals if o >= len(found)]
-        if missing:
-            raise UsageError(
-                f"--devices {spec}: there is no GPU {missing[0]}; {len(found)} visible (0..{len(found) - 1})"
-            )
-        return _cuda_devices(found, ordinals)
+        return _parse_cuda(spec, rest, visible_gpus() if gpus is None else list(gpus))
     raise UsageError(f"--devices {spec}: unknown device; {_SPEC_HELP}")
+
+
+def _parse_cpu(spec: str, rest: str, total: int) -> list[Device]:
+    """`cpu` (one worker) or `cpu:N`."""
+    if not rest:
+        return _cpu_devices(1, total)
+    if not re.fullmatch(r"\d+", rest) or not 1 <= int(rest) <= MAX_CPU_WORKERS:
+        raise UsageError(
+            f"--devices {spec}: the number of CPU workers must be a whole number from 1 to {MAX_CPU_WORKERS}"
+        )
+    return _cpu_devices(int(rest), total)
+
+
+def _parse_cuda(spec: str, rest: str, found: Sequence[str]) -> list[Device]:
+    """`cuda` (every visible GPU) or `cuda:0,1,3`."""
+    if not found:
+        raise UsageError(
+            f"--devices {spec}: no CUDA GPU is visible (CUDA_VISIBLE_DEVICES is unset or empty and "
+            "nvidia-smi lists none); use --devices cpu or check the driver"
+        )
+    if not rest:
+        return _cuda_devices(found, range(len(found)))
+    parts = rest.split(",")
+    if not all(re.fullmatch(r"\d+", p.strip()) for p in parts):
+        raise UsageError(f"--devices {spec}: GPU numbers must be whole numbers such as cuda:0,1,3")
+    ordinals = [int(p) for p in parts]
+    dupes = sorted({o for o in ordinals if ordinals.count(o) > 1})
+    if dupes:
+        raise UsageError(f"--devices {spec}: GPU {dupes[0]} is named twice")
+    missing = [o for o in ordinals if o >= len(found)]
+    if missing:
+        raise UsageError(
+            f"--devices {spec}: there is no GPU {missing[0]}; {len(found)} visible (0..{len(found) - 1})"
+        )
+    return _cuda_devices(found, ordinals)
 
 
 def _cuda_devices(found: Sequence[str], ordinals: Sequence[int]) -> list[Device]:

@@ -1,42 +1,34 @@
-"""One job, chunk by chunk: render, watermark, encode, checkpoint, journal; then mux and sign.
+"""One job: resume check -> chunk loop -> publish.
 
-Frames never accumulate: each chunk's frames go to ffmpeg and are dropped before the next
-chunk is rendered, so memory does not grow with the audio's length. Every file is written
-temp-then-rename, and the journal is rewritten after each chunk, so a run killed at any moment
-resumes from what is on disk and produces the same video as an uninterrupted run.
+`render_job` reads the work dir (`workdir`) to find what is already done, renders what is
+missing (`chunkloop`), and publishes the output with its provenance (`publish`). Every file is
+written temp-then-rename and the journal is rewritten after each chunk, so a run killed at any
+moment resumes from what is on disk and produces the same video as an uninterrupted run.
 
-Every frame is watermarked with the job id before it is encoded (unless the job's settings
-turn that off), and the final MP4 gets C2PA content credentials as part of its atomic write
-(unless turned off). The journal records how the output was signed, so a change of signing
-identity re-muxes and re-signs a finished job without rendering a chunk.
+The journal records how the output was signed, so a change of signing identity re-muxes and
+re-signs a finished job without rendering a chunk.
 """
 
 from __future__ import annotations
 
-import contextlib
-import shutil
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Sequence
 
-from emo_cli.backends.base import Backend, JobInput, JobRenderer, State
-from emo_cli.errors import EmoError, InputError, RenderError
+from emo_cli.backends.base import Backend
 from emo_cli.execution.checkpoints import pause_point
-from emo_cli.execution.chunks import chunk_is_good, commit_chunk, load_state, write_state
-from emo_cli.execution.journal import CHUNKS_DIRNAME, JOURNAL_NAME, Journal, segment_name
-from emo_cli.execution.results import EventSink, JobFailed, JobResult
+from emo_cli.execution.chunkloop import ChunkHook, ChunkLoop, chunk_done_event
+from emo_cli.execution.publish import publish
+from emo_cli.execution.results import EventSink, JobResult, failing_as
+from emo_cli.execution.workdir import AUDIO_NAME, Journal, WorkDir
 from emo_cli.fsutil import file_matches, sha256_file
-from emo_cli.media.audio import decode_audio
-from emo_cli.media.mux import CONCAT_LIST_NAME, AacEncoder, mux, remove_stale_temporaries, write_concat_list
-from emo_cli.media.segment import SegmentEncoder
+from emo_cli.media.formats import OutputFormat, format_for
+from emo_cli.media.mux import AudioEncoder
 from emo_cli.planning.job import Job
-from emo_cli.provenance.credentials import content_manifest, sign_video
-from emo_cli.provenance.identity import resolve_identity
-from emo_cli.provenance.tags import C2PA_OFF, provenance_tags, write_sidecar
-from emo_cli.provenance.watermark import FrameMarker
+from emo_cli.provenance.identity import SigningIdentity, resolve_identity
+from emo_cli.provenance.record import ProvenanceRecord, c2pa_supports
+from emo_cli.provenance.tags import C2PA_OFF, C2PA_UNSUPPORTED
 
-UNSIGNED_NAME = "unsigned.mp4"  # the muxed, not yet signed output, in the job's work dir
-AUDIO_NAME = "audio.m4a"  # the job's audio as AAC, for the mux to copy, in the job's work dir
+__all__ = ["AUDIO_NAME", "is_finished", "render_job"]
 
 
 def _ignore(event: dict) -> None:
@@ -44,40 +36,19 @@ def _ignore(event: dict) -> None:
 
 
 def is_finished(job: Job, journal: Journal | None) -> bool:
-    """The job's output is muxed and is the very file the journal recorded."""
+    """The job's output is published and is the very file the journal recorded."""
     if journal is None or journal.job_id != job.id or journal.output != str(job.output):
         return False
     return file_matches(job.output, journal.output_sha256)
 
 
-def _start_aac(job: Job, path: Path) -> AacEncoder:
-    try:
-        return AacEncoder(job.audio.path, path)
-    except EmoError as exc:
-        raise JobFailed(job, f"{job.field}, {job.audio.field}", exc) from exc
-
-
-def _remove_stale_temporaries(work: Path) -> None:
-    """Delete what a killed run left half-written in the work dir (the lease is held meanwhile;
-    another process's lease temporaries are not among these names)."""
-    for stale in (work / CHUNKS_DIRNAME).glob(".*.tmp*"):
-        with contextlib.suppress(FileNotFoundError):
-            stale.unlink()
-    for name in (AUDIO_NAME, UNSIGNED_NAME, JOURNAL_NAME, CONCAT_LIST_NAME):
-        remove_stale_temporaries(work / name)
-
-
-def _forget_chunks(work: Path) -> None:
-    """Drop a job's journal and chunks, keeping its lease files (the lease is held meanwhile)."""
-    Journal.path_for(work).unlink(missing_ok=True)
-    shutil.rmtree(work / CHUNKS_DIRNAME, ignore_errors=True)
-
-
-def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, resume: bool = True) -> JobResult:
+def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, resume: bool = True,
+               after_chunk: Sequence[ChunkHook] = ()) -> JobResult:  # fmt: skip
     """Render `job` with `backend` (already loaded) into `job.output`.
 
     With `resume`, committed chunks that pass their hash are reused and a finished job is
     skipped; without, the job's journal and chunks are dropped and everything is rendered again.
+    `after_chunk` hooks are called with each `CommittedChunk` once it is on disk and journaled.
 
     Raises:
         JobFailed: an expected failure (unusable input, backend or ffmpeg error), naming the
@@ -85,38 +56,19 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
     """
     emit = events or _ignore
     began = time.monotonic()
-    work = job.work_dir
+    with failing_as(job, f"{job.field}, output"):
+        fmt = format_for(job.output)
+    work, ranges = WorkDir(job.work_dir, fmt), job.chunks()
     base = {"job_id": job.id, "job": job.name, "output": str(job.output)}
-    ranges = job.chunks()
+    signer, c2pa_note = _signing(job, fmt)
+    credentials = signer.describe() if signer is not None else C2PA_UNSUPPORTED if c2pa_note else C2PA_OFF
 
-    try:
-        identity = resolve_identity(job.signing) if job.settings.sign else None
-    except EmoError as exc:
-        raise JobFailed(job, "signing" if job.signing else "signing identity", exc) from exc
-    signer = identity.fingerprint if identity is not None else C2PA_OFF
-    credentials = identity.describe() if identity is not None else C2PA_OFF
-
-    if not resume:
-        _forget_chunks(work)
-    _remove_stale_temporaries(work)
-    journal = Journal.load(work)
-    if is_finished(job, journal) and journal is not None and journal.signer == signer:
+    journal = _resume_check(job, work, resume, signer)
+    if journal is None:
         emit({"event": "job_skipped", **base, "reason": "already done", "frames": job.num_frames})
         return JobResult(job.id, job.name, job.output, "skipped", job.num_frames, len(ranges), 0, 0.0,
                          credentials=credentials)  # fmt: skip
-
-    if (
-        journal is None
-        or journal.job_id != job.id
-        or (journal.num_frames, journal.chunk_frames) != (job.num_frames, job.settings.chunk_frames)
-    ):
-        journal = Journal(job_id=job.id, num_frames=job.num_frames, chunk_frames=job.settings.chunk_frames)
-    journal.output = journal.output_sha256 = journal.signer = None
-    good = [
-        chunk_is_good(work, journal.chunks.get(i), i, start, count) for i, (start, count) in enumerate(ranges)
-    ]
-    for index in [i for i in journal.chunks if i >= len(ranges) or not good[i]]:
-        del journal.chunks[index]
+    good = work.good_chunks(journal, ranges)
     todo = [i for i, ok in enumerate(good) if not ok]
     emit({
         "event": "job_started", **base, "frames": job.num_frames, "fps": job.settings.fps,
@@ -124,181 +76,76 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
         "frames_reused": sum(count for ok, (_, count) in zip(good, ranges, strict=True) if ok),
     })  # fmt: skip
 
-    # The audio is encoded for the mux by an ffmpeg of its own from now on, beside the backend's
-    # once-per-job analysis (single-threaded) rather than after the last frame.
-    audio_aac = work / AUDIO_NAME
-    aac = None if file_matches(audio_aac, journal.audio_sha256) else _start_aac(job, audio_aac)
+    audio = _JobAudio(job, work, journal, fmt)  # encoded beside the backend's once-per-job analysis
     try:
         if todo:
-            _render_chunks(job, backend, journal, ranges, todo, emit, base, began)
+            hooks = [chunk_done_event(emit, base, began), *after_chunk]
+            ChunkLoop(job, backend, work, journal, ranges, todo, fmt=fmt, after_commit=hooks).run()
         pause_point("mux:start")
-        if aac is not None:
-            try:
-                aac.finish()
-            except EmoError as exc:
-                raise JobFailed(job, f"{job.field}, {job.audio.field}", exc) from exc
-            journal.audio_sha256 = sha256_file(audio_aac)
-            journal.save(work)
+        audio.finish()
     except BaseException:
-        if aac is not None:
-            aac.abort()  # leaves a finished file in place
+        audio.abort()  # leaves a finished file in place
         raise
 
-    segments = [segment_name(i) for i in range(len(ranges))]
-    tags = provenance_tags(job, signer=identity)
-
-    def running() -> None:
-        pause_point("mux:running")
-
-    try:
-        concat = write_concat_list(work, segments)
-        if identity is None:
-            mux(concat, audio_aac, job.output, tags=tags, audio_is_aac=True, while_running=running)
-        else:
-            # Mux beside the chunks, then sign into a temporary beside the output that is renamed
-            # into place: a kill at any point leaves no output or a complete, signed one.
-            unsigned = work / UNSIGNED_NAME
-            mux(concat, audio_aac, unsigned, tags=tags, audio_is_aac=True, while_running=running)
-            pause_point("sign")
-            remove_stale_temporaries(job.output)
-            sign_video(unsigned, job.output, content_manifest(job, tags), identity,
-                       before_rename=lambda: pause_point("sign:written"))  # fmt: skip
-            unsigned.unlink()
-        write_sidecar(job.output, tags)
-    except EmoError as exc:
-        raise JobFailed(job, f"{job.field}, mux into {job.output}", exc) from exc
-    journal.output = str(job.output)
-    journal.output_sha256 = sha256_file(job.output)
-    journal.signer = signer
-    journal.save(work)
+    record = ProvenanceRecord.for_job(job, signer, c2pa_note=c2pa_note)
+    journal.output_sha256 = publish(job, work, record, len(ranges), fmt)
+    journal.output, journal.signer = str(job.output), record.signer_fingerprint
+    work.save_journal(journal)
     seconds = time.monotonic() - began
     emit({"event": "job_done", **base, "frames": job.num_frames, "chunks_rendered": len(todo),
-          "seconds": round(seconds, 3), "watermark": tags["emo_watermark"], "credentials": credentials,
-          "credentials_trusted": identity is not None and not identity.is_local})  # fmt: skip
+          "seconds": round(seconds, 3), "watermark": record.watermark, "credentials": credentials,
+          "credentials_trusted": signer is not None and not signer.is_local})  # fmt: skip
     return JobResult(job.id, job.name, job.output, "done", job.num_frames, len(ranges), len(todo), seconds,
                      credentials=credentials)  # fmt: skip
 
 
-def _render_chunks(
-    job: Job,
-    backend: Backend,
-    journal: Journal,
-    ranges: list[tuple[int, int]],
-    todo: list[int],
-    emit: EventSink,
-    base: dict,
-    began: float,
-) -> None:
-    work = job.work_dir
-    try:
-        audio = decode_audio(job.audio.path, backend.sample_rate)
-    except EmoError as exc:
-        raise JobFailed(job, f"{job.field}, {job.audio.field}", exc) from exc
-    job_input = JobInput(
-        job_id=job.id,
-        portrait_path=job.portrait.path,
-        audio=audio,
-        sample_rate=backend.sample_rate,
-        fps=job.settings.fps,
-        num_frames=job.num_frames,
-        seed=job.settings.seed,
-        resolution=job.settings.resolution,
-        options=type(backend).resolve_options(job.settings.options),
-    )
-    try:
-        renderer = backend.start_job(job_input)
-    except InputError as exc:
-        raise JobFailed(job, f"{job.field}, {job.portrait.field}", exc) from exc
-    except EmoError as exc:
-        raise JobFailed(job, f"{job.field}, settings.{job.settings.backend}", exc) from exc
-    marker = FrameMarker.for_job(job.id) if job.settings.watermark else None
-    frames_done = sum(count for i, (_, count) in enumerate(ranges) if i not in todo)
-    pending: _Encoding | None = None  # the chunk whose encoder drains while the next one is fed
+def _signing(job: Job, fmt: OutputFormat) -> tuple[SigningIdentity | None, str | None]:
+    """Who signs the job's output (None when signing is off), and why it is not signed when
+    signing is on but C2PA cannot sign the output's container."""
+    if not job.settings.sign:
+        return None, None
+    if not c2pa_supports(fmt.mime):
+        return None, (f"not signed: C2PA cannot sign {fmt.mime} ({fmt.name}) files; the provenance tags, "
+                      "this sidecar and the invisible watermark mark the video (render to .mp4 for "
+                      "content credentials)")  # fmt: skip
+    with failing_as(job, "signing" if job.signing else "signing identity"):
+        return resolve_identity(job.signing), None
 
-    def commit_pending() -> None:
-        nonlocal pending, frames_done
-        if pending is None:
+
+def _resume_check(job: Job, work: WorkDir, resume: bool, signer: SigningIdentity | None) -> Journal | None:
+    """The journal to render from; None when the job is finished and signed as asked."""
+    if not resume:
+        work.forget_chunks()
+    work.remove_stale_temporaries()
+    journal = work.load_journal()
+    expected = signer.fingerprint if signer is not None else C2PA_OFF
+    if is_finished(job, journal) and journal is not None and journal.signer == expected:
+        return None
+    return work.fresh_journal(job)
+
+
+class _JobAudio:
+    """The job's audio encoded for the mux (in the output format's codec) by an ffmpeg of its own, from the job's start (beside
+    the backend's single-threaded analysis) rather than after the last frame; reused when the
+    journal lists it and it is intact."""
+
+    def __init__(self, job: Job, work: WorkDir, journal: Journal, fmt: OutputFormat) -> None:
+        self.job, self.work, self.journal = job, work, journal
+        self.encoder: AudioEncoder | None = None
+        if not file_matches(work.audio, journal.audio_sha256):
+            with failing_as(job, f"{job.field}, {job.audio.field}"):
+                self.encoder = AudioEncoder(job.audio.path, work.audio, fmt)
+
+    def finish(self) -> None:
+        if self.encoder is None:
             return
-        chunk, pending = pending, None
-        try:
-            chunk.commit(journal)
-        except EmoError as exc:
-            raise JobFailed(job, chunk.field, exc) from exc
-        frames_done += chunk.count
-        emit({
-            "event": "chunk_done", **base, "chunk": chunk.index, "chunks": len(ranges), "start": chunk.start,
-            "count": chunk.count, "frames_done": frames_done, "frames": job.num_frames, "fps": job.settings.fps,
-            "seconds": round(time.monotonic() - began, 3),
-        })  # fmt: skip
+        with failing_as(self.job, f"{self.job.field}, {self.job.audio.field}"):
+            self.encoder.finish()
+        self.encoder = None
+        self.journal.audio_sha256 = sha256_file(self.work.audio)
+        self.work.save_journal(self.journal)
 
-    try:
-        state: State | None = None
-        state_after = -2  # index of the chunk whose following state `state` is (-1: initial)
-        for index in todo:
-            start, count = ranges[index]
-            if state_after != index - 1:
-                state = renderer.initial_state() if index == 0 else load_state(work, index - 1)
-            assert state is not None
-            pause_point(f"render:{index}")
-            encoding = _Encoding(job, index, start, count)
-            try:
-                encoding.render(renderer, state, marker, before_half=commit_pending)
-            except JobFailed:  # committing the chunk before this one failed
-                raise
-            except EmoError as exc:
-                raise JobFailed(job, encoding.field, exc) from exc
-            pending, state, state_after = encoding, encoding.state, index
-        commit_pending()
-    except BaseException:
-        # An error or interrupt while the next chunk was rendered: the chunk before it is whole,
-        # keep it. The first error is the one to report.
-        with contextlib.suppress(Exception):
-            commit_pending()
-        raise
-    finally:
-        renderer.close()
+    def abort(self) -> None:
+        if self.encoder is not None:
+            self.encoder.abort()
 
-
-class _Encoding:
-    """One chunk through the render loop: rendered and fed to its encoder, then committed.
-
-    The loop commits a chunk once half of the next chunk is fed, so the encoder's drain (its
-    lookahead, the MP4 written, the process exit) overlaps with useful work.
-    """
-
-    def __init__(self, job: Job, index: int, start: int, count: int) -> None:
-        self.job, self.index, self.start, self.count = job, index, start, count
-        self.field = f"{job.field}, chunk {index} (frames {start}-{start + count - 1})"
-        self.segment: SegmentEncoder | None = None
-        self.state: State | None = None
-
-    def render(
-        self, renderer: JobRenderer, state: State, marker: FrameMarker | None, before_half: Callable[[], None]
-    ) -> None:
-        job, index = self.job, self.index
-        out = renderer.render_chunk(self.start, self.count, state)
-        expected = (self.count, renderer.height, renderer.width, 3)
-        if tuple(out.frames.shape) != expected:
-            raise RenderError(f"backend {job.settings.backend} returned frames of shape "
-                              f"{tuple(out.frames.shape)}, expected {expected}")  # fmt: skip
-
-        def on_half() -> None:
-            before_half()
-            pause_point(f"encode:{index}")
-
-        self.segment = SegmentEncoder(job.work_dir / segment_name(index), width=renderer.width,
-                                      height=renderer.height, fps=job.settings.fps, gop=job.settings.chunk_frames)  # fmt: skip
-        # Marked here, not in the backends, so every backend's frames carry the mark; frame by
-        # frame as they go to ffmpeg, so marking overlaps with encoding.
-        mark_u = marker.mark_u_cells if marker is not None else None
-        self.segment.feed(out.frames, on_half=on_half, mark_u=mark_u)
-        self.state = out.state
-
-    def commit(self, journal: Journal) -> None:
-        """Wait for the segment, checkpoint the state after it, and journal the chunk."""
-        assert self.segment is not None and self.state is not None
-        work = self.job.work_dir
-        self.segment.finish()
-        state_sha256 = write_state(work, self.index, self.state)
-        pause_point(f"commit:{self.index}")
-        commit_chunk(journal, work, self.index, self.start, self.count, state_sha256)

@@ -38,7 +38,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import re
 import secrets
 import socket
 import threading
@@ -47,9 +46,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from emo_cli.execution.workdir import LEASE_FILE, lease_name, lease_temporary_name
 from emo_cli.fsutil import atomic_write_text
 
-_LEASE_FILE = re.compile(r"lease\.(\d{8})\.json")
 DEFAULT_TIMEOUT_S = 60.0
 
 Clock = Callable[[], float]
@@ -89,7 +88,7 @@ class LeaseInfo:
 
 
 def lease_file(work_dir: Path | str, generation: int) -> Path:
-    return Path(work_dir) / f"lease.{generation:08d}.json"
+    return Path(work_dir) / lease_name(generation)
 
 
 def current_generation(work_dir: Path | str) -> int:
@@ -98,7 +97,7 @@ def current_generation(work_dir: Path | str) -> int:
         names = os.listdir(work_dir)
     except FileNotFoundError:
         return 0
-    numbers = [int(m.group(1)) for m in map(_LEASE_FILE.fullmatch, names) if m]
+    numbers = [int(m.group(1)) for m in map(LEASE_FILE.fullmatch, names) if m]
     return max(numbers, default=0)
 
 
@@ -293,7 +292,7 @@ def claim_next(work_dir: Path | str, seen_generation: int, info: LeaseInfo) -> b
     """
     work_dir = Path(work_dir)
     target = lease_file(work_dir, seen_generation + 1)
-    tmp = work_dir / f".lease.{info.token}.tmp"
+    tmp = work_dir / lease_temporary_name(info.token)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         os.write(fd, info.to_json().encode("utf-8"))
@@ -316,7 +315,7 @@ def claim_next(work_dir: Path | str, seen_generation: int, info: LeaseInfo) -> b
         return False
     if won:
         for name in os.listdir(work_dir):
-            match = _LEASE_FILE.fullmatch(name)
+            match = LEASE_FILE.fullmatch(name)
             if match and int(match.group(1)) <= seen_generation:
                 with contextlib.suppress(FileNotFoundError):
                     (work_dir / name).unlink()

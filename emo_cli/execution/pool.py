@@ -5,7 +5,7 @@ sees only its GPU through CUDA_VISIBLE_DEVICES) before anything can import CUDA.
 the job function once and renders job after job, so whatever that function caches per
 process (a backend with its weights) is loaded once per device, not once per job.
 
-The pool process owns the bookkeeping:
+The pool process owns the bookkeeping (with the `Scheduler` it shares with the Ray executor):
 - it claims each job's lease (`emo_cli.execution.lease`) before handing it out, so two pools
   on one output dir never render the same job at once; a job held by a live process
   elsewhere is put aside and tried again later in the run;
@@ -16,7 +16,9 @@ The pool process owns the bookkeeping:
 - on Ctrl-C, or SIGTERM from a batch scheduler, it stops handing out jobs, stops the
   workers (SIGTERM, which a worker raises as KeyboardInterrupt: the render loop keeps the
   chunk whose encoder is finishing and stops its ffmpeg children), gives the leases back and
-  returns a summary in which every unfinished job is `interrupted`.
+  returns a summary in which every unfinished job is `interrupted`;
+- given what each job's backend needs (`needs`), it hands a GPU job to a GPU worker and a CPU
+  job to a CPU worker when the pool has one of that kind.
 
 The job function is named by import path, "package.module:function", and is called as
 `function(job, device, events)` in the worker. It must be idempotent: a job another process
@@ -27,104 +29,41 @@ finished while this one waited for its lease is handed out again and should retu
 from __future__ import annotations
 
 import contextlib
-import importlib
 import multiprocessing as mp
 import os
-import re
 import signal
 import socket
 import threading
 import time
 import traceback
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from emo_cli.errors import EmoError, RenderError, UsageError
 from emo_cli.execution.devices import Device
 from emo_cli.execution.lease import DEFAULT_TIMEOUT_S, JobLease, read_lease
-from emo_cli.execution.shards import Schedulable, longest_first
+from emo_cli.execution.scheduling import (
+    DONE,
+    FAILED,
+    HELD,
+    INTERRUPTED,
+    JobEvents,
+    JobOutcome,
+    PoolEvent,
+    PoolSummary,
+    Scheduler,
+    check_job_function,
+    resolve_job_function,
+)
+from emo_cli.execution.shards import Schedulable
 
-DONE = "done"
-FAILED = "failed"
-INTERRUPTED = "interrupted"
-HELD = "held"
+__all__ = ["DONE", "FAILED", "HELD", "INTERRUPTED", "JobEvents", "JobOutcome", "PoolEvent", "PoolSummary",
+           "resolve_job_function", "run_pool"]  # fmt: skip
 
-_RUN_JOB_PATTERN = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 _ENV_LOCK = threading.Lock()
 _STOP_GRACE_S = 10.0
-
-
-@dataclass(frozen=True)
-class PoolEvent:
-    """Something that happened in the pool, for a live display or a log.
-
-    kind is one of: worker_ready, started, progress (data: done, total and whatever the job
-    function adds), done, failed, retrying, held (data: holder), worker_died,
-    interrupted, or any kind a job function emits itself.
-    """
-
-    kind: str
-    job_id: str | None
-    worker: int | None
-    device: str | None
-    data: dict[str, Any]
-    time: float  # time.time() in the pool process
-
-
-@dataclass
-class JobOutcome:
-    job_id: str
-    status: str  # done, failed, interrupted or held
-    message: str = ""
-    attempts: int = 0  # times the job was handed to a worker
-    worker: int | None = None
-    device: str | None = None
-    seconds: float = 0.0  # time in the job function, last attempt
-    value: Any = None  # what the job function returned
-    traceback: str | None = None  # for failures that are bugs, not EmoErrors
-
-
-@dataclass
-class PoolSummary:
-    outcomes: dict[str, JobOutcome] = field(default_factory=dict)  # by job id, in the jobs' order
-    interrupted: bool = False
-
-    def with_status(self, status: str) -> list[JobOutcome]:
-        return [o for o in self.outcomes.values() if o.status == status]
-
-    @property
-    def ok(self) -> bool:
-        return all(o.status == DONE for o in self.outcomes.values())
-
-
-class JobEvents:
-    """Given to the job function: reports progress back to the pool process."""
-
-    def __init__(self, send: Callable[[tuple[Any, ...]], None], job_id: str):
-        self._send = send
-        self.job_id = job_id
-
-    def progress(self, done: int, total: int, **info: Any) -> None:
-        """`done` of `total` units (chunks, frames) finished; extra keys ride along."""
-        self.emit("progress", done=done, total=total, **info)
-
-    def emit(self, kind: str, **data: Any) -> None:
-        self._send(("event", self.job_id, kind, data))
-
-
-def resolve_job_function(path: str) -> Callable[..., Any]:
-    """Import "package.module:function"."""
-    if not _RUN_JOB_PATTERN.fullmatch(path):
-        raise UsageError(f"job function {path!r}: expected an import path such as package.module:function")
-    module_name, _, attr = path.partition(":")
-    module = importlib.import_module(module_name)
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise UsageError(f"job function {path!r}: module {module_name} has no {attr}") from None
 
 
 def run_pool(
@@ -138,6 +77,7 @@ def run_pool(
     held_retry_s: float = 5.0,
     wait_for_held: bool = True,
     host: str | None = None,
+    needs: Mapping[str, str] | None = None,
 ) -> PoolSummary:
     """Render `jobs` on one worker process per device; return every job's outcome.
 
@@ -152,23 +92,23 @@ def run_pool(
         held_retry_s: how long to wait before trying again a job another process holds.
         wait_for_held: wait for held jobs until their holder lets go (True), or report them
             as `held` once nothing else is left (False).
+        needs: what each job's backend needs, "gpu" or "cpu", by job id (default: anything).
+            A GPU job goes to a GPU worker, and to a CPU worker only when the pool has no GPU;
+            a CPU job goes to a CPU worker, and to a GPU worker only when the pool has no CPU
+            worker.
     """
     if not devices:
         raise UsageError("no devices to render on")
-    if retries < 0:
-        raise UsageError(f"--retries {retries}: must be 0 or more")
-    if not _RUN_JOB_PATTERN.fullmatch(run_job):
-        raise UsageError(f"job function {run_job!r}: expected an import path such as package.module:function")
+    check_job_function(run_job)
+    scheduler = Scheduler(jobs, retries=retries, held_retry_s=held_retry_s, wait_for_held=wait_for_held,
+                          on_event=on_event)  # fmt: skip
     pool = _Pool(
-        jobs=jobs,
+        scheduler,
         run_job=run_job,
         devices=devices,
-        retries=retries,
-        on_event=on_event,
         lease_timeout_s=lease_timeout_s,
-        held_retry_s=held_retry_s,
-        wait_for_held=wait_for_held,
         host=host if host is not None else socket.gethostname(),
+        needs=needs or {},
     )
     # A batch scheduler stops a job with SIGTERM (Slurm preemption, Kubernetes pod deletion):
     # treat it like Ctrl-C, so workers stop and leases are given back before the SIGKILL.
@@ -268,44 +208,23 @@ class _Fatal(Exception):
 
 
 class _Pool:
-    def __init__(
-        self,
-        *,
-        jobs: Iterable[Schedulable],
-        run_job: str,
-        devices: Sequence[Device],
-        retries: int,
-        on_event: Callable[[PoolEvent], None] | None,
-        lease_timeout_s: float,
-        held_retry_s: float,
-        wait_for_held: bool,
-        host: str,
-    ):
-        unique: dict[str, Schedulable] = {}
-        for job in jobs:
-            unique.setdefault(job.id, job)
-        self.jobs = unique
+    def __init__(self, scheduler: Scheduler, *, run_job: str, devices: Sequence[Device], lease_timeout_s: float,
+                 host: str, needs: Mapping[str, str]):  # fmt: skip
+        self.scheduler = scheduler
         self.run_job = run_job
-        self.retries = retries
-        self.on_event = on_event
         self.lease_timeout_s = lease_timeout_s
-        self.held_retry_s = held_retry_s
-        self.wait_for_held = wait_for_held
         self.host = host
+        self.needs = needs
         self.ctx = mp.get_context("spawn")
         self.workers = [_Worker(id=i, device=d) for i, d in enumerate(devices)]
-        self.pending: deque[Schedulable] = deque(longest_first(unique.values()))
-        self.retry_first: deque[Schedulable] = deque()  # jobs whose worker died, lease kept
-        self.held: list[tuple[float, Schedulable]] = []  # (when to try again, job)
-        self.holders: dict[str, str] = {}
+        self.kinds = {d.kind for d in devices}
         self.leases: dict[str, JobLease] = {}
-        self.attempts: dict[str, int] = {}
-        self.summary = PoolSummary()
 
     # -- main loop --
 
     def run(self) -> PoolSummary:
         fatal: str | None = None
+        interrupted = False
         try:
             for worker in self.workers:
                 self._start(worker)
@@ -315,83 +234,51 @@ class _Pool:
                     break
                 self._wait_and_handle()
         except KeyboardInterrupt:
-            self.summary.interrupted = True
+            interrupted = True
         except _Fatal as exc:
             fatal = str(exc)
         finally:
-            self._stop_workers(force=self.summary.interrupted or fatal is not None)
+            self._stop_workers(force=interrupted or fatal is not None)
             for lease in self.leases.values():
                 lease.release()
             self.leases.clear()
         if fatal is not None:
             raise RenderError(fatal)
-        for job_id in self.jobs:
-            if job_id not in self.summary.outcomes:
-                held = job_id in self.holders and not self.summary.interrupted
-                status = HELD if held else INTERRUPTED
-                message = f"held by {self.holders[job_id]}" if held else "the run was interrupted"
-                self.summary.outcomes[job_id] = JobOutcome(
-                    job_id, status, message, attempts=self.attempts.get(job_id, 0)
-                )
-                self._emit(status, job_id, None, message=message)
-        self.summary.outcomes = {job_id: self.summary.outcomes[job_id] for job_id in self.jobs}
-        return self.summary
+        return self.scheduler.close(interrupted=interrupted)
 
     def _finished(self) -> bool:
-        if self.pending or self.retry_first or any(w.job is not None for w in self.workers):
-            return False
-        return not self.held or not self.wait_for_held
+        return self.scheduler.finished(running=sum(w.job is not None for w in self.workers))
 
     def _dispatch(self) -> None:
         for worker in self.workers:
             if not worker.ready or worker.job is not None:
                 continue
-            job = self._next_job()
-            if job is None:
-                return
-            self._hand_out(worker, job)
+            job = self.scheduler.next_job(claim=self._claim, fits=lambda job, w=worker: self._fits(w, job))
+            if job is not None:
+                self._hand_out(worker, job)
 
-    def _next_job(self) -> Schedulable | None:
-        if self.retry_first:
-            return self.retry_first.popleft()
-        now = time.monotonic()
-        due = [job for when, job in self.held if when <= now]
-        self.held = [(when, job) for when, job in self.held if when > now]
-        candidates = due + list(self.pending)
-        self.pending.clear()
-        chosen: Schedulable | None = None
-        for index, job in enumerate(candidates):
-            lease = JobLease.acquire(
-                job.work_dir, host=self.host, pid=os.getpid(), timeout_s=self.lease_timeout_s
-            )
-            if lease is None:
-                info = read_lease(job.work_dir)
-                holder = info.holder if info is not None else "another process"
-                self.holders[job.id] = holder
-                self.held.append((now + self.held_retry_s, job))
-                self._emit(HELD, job.id, None, holder=holder)
-                continue
-            self.holders.pop(job.id, None)
-            self.leases[job.id] = lease
-            chosen = job
-            self.pending.extend(candidates[index + 1 :])
-            break
-        # Held jobs that came due keep their longest-first place among those still pending.
-        self.pending = deque(longest_first(self.pending))
-        return chosen
+    def _fits(self, worker: _Worker, job: Schedulable) -> bool:
+        """A job runs on the kind of device its backend needs when the pool has one (see `run_pool`)."""
+        need = {"gpu": "cuda", "cpu": "cpu"}.get(self.needs.get(job.id, ""))
+        return need is None or need == worker.device.kind or need not in self.kinds
+
+    def _claim(self, job: Schedulable) -> str | None:
+        lease = JobLease.acquire(job.work_dir, host=self.host, pid=os.getpid(), timeout_s=self.lease_timeout_s)
+        if lease is None:
+            info = read_lease(job.work_dir)
+            return info.holder if info is not None else "another process"
+        self.leases[job.id] = lease
+        return None
 
     def _hand_out(self, worker: _Worker, job: Schedulable) -> None:
         assert worker.conn is not None
-        self.attempts[job.id] = self.attempts.get(job.id, 0) + 1
+        attempt = self.scheduler.hand_out(job)
         worker.job = job
         worker.conn.send(job)
-        self._emit("started", job.id, worker, attempt=self.attempts[job.id])
+        self.scheduler.emit("started", job.id, worker.id, worker.device.name, attempt=attempt)
 
     def _wait_and_handle(self) -> None:
-        timeout = 1.0
-        if self.held and not self.pending and not self.retry_first:
-            next_try = min(when for when, _ in self.held) - time.monotonic()
-            timeout = max(0.0, min(timeout, next_try))
+        timeout = self.scheduler.seconds_to_next_held(1.0)
         waitables: list[Any] = []
         for worker in self.workers:
             waitables.append(worker.process.sentinel)
@@ -422,12 +309,12 @@ class _Pool:
         kind = message[0]
         if kind == "ready":
             worker.ready = True
-            self._emit("worker_ready", None, worker, pid=message[1])
+            self.scheduler.emit("worker_ready", None, worker.id, worker.device.name, pid=message[1])
         elif kind == "fatal":
             raise _Fatal(f"the worker for {worker.device} could not start: {message[1]}")
         elif kind == "event":
             _, job_id, event_kind, data = message
-            self._emit(event_kind, job_id, worker, **data)
+            self.scheduler.emit(event_kind, job_id, worker.id, worker.device.name, **data)
         elif kind == "done":
             _, job_id, value, seconds = message
             self._finish(worker, JobOutcome(job_id, DONE, value=value, seconds=seconds))
@@ -436,46 +323,29 @@ class _Pool:
             self._finish(worker, JobOutcome(job_id, FAILED, text, seconds=seconds, traceback=trace))
 
     def _finish(self, worker: _Worker, outcome: JobOutcome) -> None:
-        outcome.attempts = self.attempts.get(outcome.job_id, 0)
-        outcome.worker = worker.id
-        outcome.device = worker.device.name
         worker.job = None
-        lease = self.leases.pop(outcome.job_id, None)
+        self._release(outcome.job_id)
+        self.scheduler.finish(outcome, worker.id, worker.device.name)
+
+    def _release(self, job_id: str) -> None:
+        lease = self.leases.pop(job_id, None)
         if lease is not None:
             lease.release()
-        self.summary.outcomes[outcome.job_id] = outcome
-        data: dict[str, Any] = {"seconds": outcome.seconds}
-        if outcome.status == FAILED:
-            data["message"] = outcome.message
-        self._emit(outcome.status, outcome.job_id, worker, **data)
 
     def _on_death(self, worker: _Worker) -> None:
-        code = worker.process.exitcode
-        cause = _describe_exit(code)
+        cause = _describe_exit(worker.process.exitcode)
         job = worker.job
         worker.job = None
         worker.ready = False
-        self._emit("worker_died", job.id if job else None, worker, cause=cause)
+        self.scheduler.emit("worker_died", job.id if job else None, worker.id, worker.device.name, cause=cause)
         if job is None:
             worker.idle_deaths += 1
-            if worker.idle_deaths > self.retries + 1:
+            if worker.idle_deaths > self.scheduler.retries + 1:
                 raise _Fatal(f"the worker for {worker.device} keeps dying without a job ({cause})")
         self._start(worker)
-        if job is None:
-            return
-        attempts = self.attempts.get(job.id, 0)
-        if attempts <= self.retries:
-            self.retry_first.append(job)
-            self._emit("retrying", job.id, worker, cause=cause, attempt=attempts + 1)
-            return
-        lease = self.leases.pop(job.id, None)
-        if lease is not None:
-            lease.release()
-        message = f"the worker process died ({cause}); gave up after {attempts} attempt{'s' if attempts != 1 else ''}"
-        self.summary.outcomes[job.id] = JobOutcome(
-            job.id, FAILED, message, attempts=attempts, worker=worker.id, device=worker.device.name
-        )
-        self._emit(FAILED, job.id, worker, message=message)
+        # A job to retry keeps its lease; one given up on gives it back.
+        if job is not None and not self.scheduler.worker_died(job, cause, worker.id, worker.device.name):
+            self._release(job.id)
 
     # -- worker processes --
 
@@ -526,20 +396,6 @@ class _Pool:
             worker.job = None
             if worker.conn is not None:
                 worker.conn.close()
-
-    def _emit(self, kind: str, job_id: str | None, worker: _Worker | None, **data: Any) -> None:
-        if self.on_event is None:
-            return
-        self.on_event(
-            PoolEvent(
-                kind=kind,
-                job_id=job_id,
-                worker=worker.id if worker else None,
-                device=worker.device.name if worker else None,
-                data=data,
-                time=time.time(),
-            )
-        )
 
 
 def _describe_exit(code: int | None) -> str:

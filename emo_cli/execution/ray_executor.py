@@ -1,13 +1,16 @@
-"""Render jobs as Ray tasks across a cluster, against one shared output dir.
+"""Render jobs on a Ray cluster: one actor per device, each holding its backend, jobs handed out.
 
-Each job is one task that asks Ray for a GPU (or CPUs, for CPU backends); Ray sets the task's
-CUDA_VISIBLE_DEVICES. The task claims the job's lease on the shared output dir exactly as the
-local pool does, so a Ray run, local `emo render` runs and array-job shards can share an
-output dir without rendering a job twice. The job function is the pool's: named by import
-path, called as `function(job, device, events)`, idempotent.
+Each actor asks Ray for one GPU (or CPUs, for CPU backends; Ray sets its CUDA_VISIBLE_DEVICES),
+imports the job function once and renders job after job, so whatever the job function caches
+per process (a backend with its weights, see `worker`) loads once per actor, not once per job
+(as Ray's batch-inference guide does: load the model in the actor's constructor, reuse it).
 
-Ray starts a fresh worker process for every task that uses a GPU (its default `max_calls=1`),
-so a backend is loaded once per job here, not once per device as in the local pool.
+The driver hands jobs out longest-first with the executors' shared `Scheduler`. An actor claims
+each job's lease on the shared output dir exactly as the local pool does, so a Ray run, local
+`emo render` runs and array-job shards can share an output dir without rendering a job twice.
+The job function is the pool's: named by import path, called as `function(job, device, events)`,
+idempotent. An actor that dies (out of memory, a lost node) is replaced and its job retried up
+to `retries` times.
 """
 
 from __future__ import annotations
@@ -22,18 +25,18 @@ from typing import Any
 from emo_cli.errors import BackendError, EmoError, UsageError
 from emo_cli.execution.devices import Device
 from emo_cli.execution.lease import DEFAULT_TIMEOUT_S, JobLease, read_lease
-from emo_cli.execution.pool import (
+from emo_cli.execution.scheduling import (
     DONE,
     FAILED,
     HELD,
-    INTERRUPTED,
     JobEvents,
     JobOutcome,
     PoolEvent,
     PoolSummary,
+    Scheduler,
     resolve_job_function,
 )
-from emo_cli.execution.shards import Schedulable, longest_first
+from emo_cli.execution.shards import Schedulable
 
 
 def run_on_ray(
@@ -49,25 +52,28 @@ def run_on_ray(
     held_retry_s: float = 5.0,
     wait_for_held: bool = True,
     init_kwargs: Mapping[str, Any] | None = None,
+    actors: int | None = None,
 ) -> PoolSummary:
-    """Render `jobs` as Ray tasks; return every job's outcome (as `run_pool` does).
+    """Render `jobs` on Ray actors; return every job's outcome (as `run_pool` does).
 
     Args:
-        jobs: objects with `id`, `duration` and `work_dir` (a `Job`); submitted longest-first.
+        jobs: objects with `id`, `duration` and `work_dir` (a `Job`); handed out longest-first.
         run_job: import path of the job function, importable on every Ray node.
         address: the cluster to join ("auto", "ray://head:10001"); None joins the cluster this
             process is already connected to, or starts a local one.
-        num_gpus: GPUs per job (0 for CPU backends). num_cpus: CPUs per job.
-        retries: how many times Ray retries a task whose worker process died.
-        on_event: called in this process with the tasks' `PoolEvent`s (device is "host/cuda:N").
+        num_gpus: GPUs per actor (0 for CPU backends). num_cpus: CPUs per actor.
+        retries: how many times a job is retried after its actor died.
+        on_event: called in this process with the actors' `PoolEvent`s (device is "host/cuda:N").
         lease_timeout_s, held_retry_s, wait_for_held: as for `run_pool`.
         init_kwargs: extra `ray.init` arguments when this call connects to Ray.
+        actors: how many actors to start; default as many as the cluster's GPUs (or CPUs)
+            allow at `num_gpus` (or `num_cpus`) each, and no more than there are jobs.
     """
-    if retries < 0:
-        raise UsageError(f"--retries {retries}: must be 0 or more")
     if num_gpus < 0 or num_cpus < 0:
         raise UsageError("GPUs and CPUs per job must be 0 or more")
-    resolve_job_function(run_job)  # fail here, not in every task
+    scheduler = Scheduler(jobs, retries=retries, held_retry_s=held_retry_s, wait_for_held=wait_for_held,
+                          on_event=on_event)  # fmt: skip
+    resolve_job_function(run_job)  # fail here, not in every actor
     try:
         import ray
     except ImportError:
@@ -78,121 +84,95 @@ def run_on_ray(
         ray.init(address=address, **dict(init_kwargs or {}))
         started_ray = True
     try:
-        return _RayRun(
-            ray,
-            jobs,
-            run_job,
-            num_gpus=num_gpus,
-            num_cpus=num_cpus,
-            retries=retries,
-            on_event=on_event,
-            lease_timeout_s=lease_timeout_s,
-            held_retry_s=held_retry_s,
-            wait_for_held=wait_for_held,
-        ).run()
+        count = actors if actors is not None else _actor_count(ray, num_gpus, num_cpus)
+        run = _RayRun(ray, scheduler, run_job, num_gpus=num_gpus, num_cpus=num_cpus,
+                      lease_timeout_s=lease_timeout_s)  # fmt: skip
+        return run.run(max(1, min(count, len(scheduler.jobs))))
     finally:
         if started_ray:
             ray.shutdown()
 
 
-def render_task(
-    job: Schedulable, run_job: str, lease_timeout_s: float, events_queue: Any | None
-) -> tuple[Any, ...]:
-    """One job inside a Ray task: claim its lease, call the job function, give the lease back."""
-    import ray
+def _actor_count(ray: Any, num_gpus: float, num_cpus: float) -> int:
+    total = ray.cluster_resources()
+    if num_gpus > 0:
+        return int(total.get("GPU", 0) // num_gpus)
+    if num_cpus > 0:
+        return int(total.get("CPU", 0) // num_cpus)
+    return 1
 
-    host = socket.gethostname()
-    lease = JobLease.acquire(job.work_dir, host=host, pid=os.getpid(), timeout_s=lease_timeout_s)
-    if lease is None:
-        info = read_lease(job.work_dir)
-        return (HELD, info.holder if info is not None else "another process")
-    try:
+
+class RenderActor:
+    """One device's worker on Ray: the job function imported once, then job after job."""
+
+    def __init__(self, number: int, run_job: str, lease_timeout_s: float, events_queue: Any | None) -> None:
+        import ray
+
+        self.function = resolve_job_function(run_job)
+        self.lease_timeout_s = lease_timeout_s
+        self.queue = events_queue
+        self.host = socket.gethostname()
         gpu_ids = [str(g) for g in ray.get_gpu_ids()]
         if gpu_ids:
             visible = os.environ.get("CUDA_VISIBLE_DEVICES", ",".join(gpu_ids))
             index = int(gpu_ids[0]) if gpu_ids[0].isdigit() else 0
-            device = Device(kind="cuda", index=index, visible_id=visible)
+            self.device = Device(kind="cuda", index=index, visible_id=visible)
         else:
             cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
-            device = Device(kind="cpu", index=0, threads=max(1, int(cpus)))
-        label = f"{host}/{device.name}"
+            self.device = Device(kind="cpu", index=number, threads=max(1, int(cpus)))
+        self.label = f"{self.host}/{self.device.name}"
 
-        def send(message: tuple[Any, ...]) -> None:
-            if events_queue is not None:
-                events_queue.put_nowait((*message, label))
-
-        events = JobEvents(send, job.id)
-        events.emit("started", pid=os.getpid())
-        function = resolve_job_function(run_job)
-        start = time.monotonic()
+    def render(self, job: Schedulable) -> tuple[Any, ...]:
+        """Claim the job's lease, call the job function, give the lease back."""
+        lease = JobLease.acquire(job.work_dir, host=self.host, pid=os.getpid(), timeout_s=self.lease_timeout_s)
+        if lease is None:
+            info = read_lease(job.work_dir)
+            return (HELD, info.holder if info is not None else "another process")
         try:
-            value = function(job, device, events)
-        except EmoError as exc:
-            return (FAILED, str(exc), None, time.monotonic() - start, label)
-        except Exception as exc:
-            return (
-                FAILED,
-                f"{type(exc).__name__}: {exc}",
-                traceback.format_exc(),
-                time.monotonic() - start,
-                label,
-            )
-        return (DONE, value, time.monotonic() - start, label)
-    finally:
-        lease.release()
+            events = JobEvents(self._send, job.id)
+            events.emit("started", pid=os.getpid())
+            start = time.monotonic()
+            try:
+                value = self.function(job, self.device, events)
+            except EmoError as exc:
+                return (FAILED, str(exc), None, time.monotonic() - start, self.label)
+            except Exception as exc:
+                return (FAILED, f"{type(exc).__name__}: {exc}", traceback.format_exc(), time.monotonic() - start,
+                        self.label)  # fmt: skip
+            return (DONE, value, time.monotonic() - start, self.label)
+        finally:
+            lease.release()
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        if self.queue is not None:
+            self.queue.put_nowait((*message, self.label))
 
 
 class _RayRun:
-    def __init__(
-        self,
-        ray: Any,
-        jobs: Iterable[Schedulable],
-        run_job: str,
-        *,
-        num_gpus: float,
-        num_cpus: float,
-        retries: int,
-        on_event: Callable[[PoolEvent], None] | None,
-        lease_timeout_s: float,
-        held_retry_s: float,
-        wait_for_held: bool,
-    ):
+    def __init__(self, ray: Any, scheduler: Scheduler, run_job: str, *, num_gpus: float, num_cpus: float,
+                 lease_timeout_s: float):  # fmt: skip
         self.ray = ray
-        unique: dict[str, Schedulable] = {}
-        for job in jobs:
-            unique.setdefault(job.id, job)
-        self.jobs = unique
+        self.scheduler = scheduler
         self.run_job = run_job
-        self.on_event = on_event
         self.lease_timeout_s = lease_timeout_s
-        self.held_retry_s = held_retry_s
-        self.wait_for_held = wait_for_held
-        self.task = ray.remote(render_task).options(
-            num_gpus=num_gpus,
-            num_cpus=num_cpus,
-            max_retries=retries,
-            retry_exceptions=False,
-            name="emo-render",
-        )
+        self.actor_class = ray.remote(RenderActor).options(num_gpus=num_gpus, num_cpus=num_cpus, max_restarts=0,
+                                                           max_task_retries=0)  # fmt: skip
         self.queue = None
-        if on_event is not None:
+        if scheduler.on_event is not None:
             from ray.util.queue import Queue
 
             self.queue = Queue(actor_options={"num_cpus": 0})
-        self.running: dict[Any, Schedulable] = {}
-        self.held: list[tuple[float, Schedulable]] = []
-        self.holders: dict[str, str] = {}
-        self.attempts: dict[str, int] = {}
-        self.summary = PoolSummary()
+        self.idle: list[tuple[int, Any]] = []  # (number, actor)
+        self.running: dict[Any, tuple[int, Any, Schedulable]] = {}  # ref -> (number, actor, job)
 
-    def run(self) -> PoolSummary:
+    def run(self, count: int) -> PoolSummary:
+        interrupted = False
         try:
-            for job in longest_first(self.jobs.values()):
-                self._submit(job)
-            while self.running or (self.held and self.wait_for_held):
-                self._resubmit_due()
+            self.idle = [(number, self._new_actor(number)) for number in range(count)]
+            while not self.scheduler.finished(running=len(self.running)):
+                self._dispatch()
                 if not self.running:  # only held jobs left: wait for the first to come due
-                    time.sleep(max(0.0, min(when for when, _ in self.held) - time.monotonic()))
+                    time.sleep(self.scheduler.seconds_to_next_held(0.5))
                     continue
                 ready, _ = self.ray.wait(list(self.running), num_returns=1, timeout=0.5)
                 self._drain_events()
@@ -200,67 +180,54 @@ class _RayRun:
                     self._collect(ref)
             self._drain_events()
         except KeyboardInterrupt:
-            self.summary.interrupted = True
-            for ref in self.running:
-                self.ray.cancel(ref, force=True)
+            interrupted = True
         finally:
+            for _, actor, _ in self.running.values():
+                self.ray.kill(actor)  # stops its job mid-chunk; the lease goes stale with it
+            for _, actor in self.idle:
+                self.ray.kill(actor)
             if self.queue is not None:
                 self.queue.shutdown(force=True)
-        for job_id in self.jobs:
-            if job_id not in self.summary.outcomes:
-                held = job_id in self.holders and not self.summary.interrupted
-                status = HELD if held else INTERRUPTED
-                message = f"held by {self.holders[job_id]}" if held else "the run was interrupted"
-                self.summary.outcomes[job_id] = JobOutcome(
-                    job_id, status, message, attempts=self.attempts.get(job_id, 0)
-                )
-                self._emit(status, job_id, None, message=message)
-        self.summary.outcomes = {job_id: self.summary.outcomes[job_id] for job_id in self.jobs}
-        return self.summary
+        return self.scheduler.close(interrupted=interrupted)
 
-    def _submit(self, job: Schedulable) -> None:
-        self.attempts[job.id] = self.attempts.get(job.id, 0) + 1
-        ref = self.task.remote(job, self.run_job, self.lease_timeout_s, self.queue)
-        self.running[ref] = job
+    def _new_actor(self, number: int) -> Any:
+        return self.actor_class.remote(number, self.run_job, self.lease_timeout_s, self.queue)
 
-    def _resubmit_due(self) -> None:
-        now = time.monotonic()
-        due = [job for when, job in self.held if when <= now]
-        self.held = [(when, job) for when, job in self.held if when > now]
-        for job in due:
-            self._submit(job)
+    def _dispatch(self) -> None:
+        while self.idle:
+            job = self.scheduler.next_job()
+            if job is None:
+                return
+            number, actor = self.idle.pop(0)
+            self.scheduler.hand_out(job)
+            self.running[actor.render.remote(job)] = (number, actor, job)
 
     def _collect(self, ref: Any) -> None:
-        job = self.running.pop(ref)
+        number, actor, job = self.running.pop(ref)
         try:
             result = self.ray.get(ref)
-        except self.ray.exceptions.RayError as exc:  # the worker died more often than max_retries
-            message = f"the Ray task failed: {type(exc).__name__}: {exc}"
-            self._record(JobOutcome(job.id, FAILED, message.splitlines()[0]), None)
+        except self.ray.exceptions.RayActorError as exc:  # the actor's process died: replace it
+            self.ray.kill(actor)
+            self.idle.append((number, self._new_actor(number)))
+            cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self.scheduler.emit("worker_died", job.id, number, None, cause=cause)
+            self.scheduler.worker_died(job, cause, number, None)
             return
+        except self.ray.exceptions.RayError as exc:
+            self.idle.append((number, actor))
+            message = f"the Ray task failed: {type(exc).__name__}: {exc}"
+            self.scheduler.finish(JobOutcome(job.id, FAILED, message.splitlines()[0]), None, None)
+            return
+        self.idle.append((number, actor))
         kind = result[0]
         if kind == HELD:
-            self.holders[job.id] = result[1]
-            self.held.append((time.monotonic() + self.held_retry_s, job))
-            self.attempts[job.id] -= 1  # it never ran
-            self._emit(HELD, job.id, None, holder=result[1])
-            return
-        self.holders.pop(job.id, None)
-        if kind == DONE:
+            self.scheduler.hold(job, result[1], handed_out=True)
+        elif kind == DONE:
             _, value, seconds, label = result
-            self._record(JobOutcome(job.id, DONE, value=value, seconds=seconds), label)
+            self.scheduler.finish(JobOutcome(job.id, DONE, value=value, seconds=seconds), None, label)
         else:
             _, message, trace, seconds, label = result
-            self._record(JobOutcome(job.id, FAILED, message, seconds=seconds, traceback=trace), label)
-
-    def _record(self, outcome: JobOutcome, label: str | None) -> None:
-        outcome.attempts = self.attempts.get(outcome.job_id, 0)
-        outcome.device = label
-        self.summary.outcomes[outcome.job_id] = outcome
-        data: dict[str, Any] = {"seconds": outcome.seconds}
-        if outcome.status == FAILED:
-            data["message"] = outcome.message
-        self._emit(outcome.status, outcome.job_id, label, **data)
+            self.scheduler.finish(JobOutcome(job.id, FAILED, message, seconds=seconds, traceback=trace), None, label)
 
     def _drain_events(self) -> None:
         if self.queue is None:
@@ -269,10 +236,4 @@ class _RayRun:
         if count == 0:
             return
         for _, job_id, kind, data, label in self.queue.get_nowait_batch(count):
-            self._emit(kind, job_id, label, **data)
-
-    def _emit(self, kind: str, job_id: str | None, label: str | None, **data: Any) -> None:
-        if self.on_event is not None:
-            self.on_event(
-                PoolEvent(kind=kind, job_id=job_id, worker=None, device=label, data=data, time=time.time())
-            )
+            self.scheduler.emit(kind, job_id, None, label, **data)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -91,3 +92,15 @@ class JobFailed(EmoError):
         self.cause = cause
         self.exit_code = cause.exit_code
         super().__init__(f"job {job.name} ({where}): {cause}")
+
+
+@contextlib.contextmanager
+def failing_as(job: Job, where: str) -> Iterator[None]:
+    """Turn an expected failure (`EmoError`) inside the block into `JobFailed(job, where, ...)`;
+    a `JobFailed` raised inside keeps its own place."""
+    try:
+        yield
+    except JobFailed:
+        raise
+    except EmoError as exc:
+        raise JobFailed(job, where, exc) from exc

@@ -1,7 +1,7 @@
 """The job functions that the device pool and the Ray executor call in their worker processes.
 
-A worker process renders many jobs: each backend is instantiated once per process (its weights
-load once) and reused for every job that asks for it. Render events travel back to the pool
+A worker process (a pool worker, a Ray actor) renders many jobs: each backend is instantiated
+once per process (its weights load once) and reused for every job that asks for it. Render events travel back to the pool
 process through `events.emit`, where they reach the same event sink as a serial render's.
 """
 

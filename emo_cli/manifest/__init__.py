@@ -1,44 +1,36 @@
 """Manifests: YAML files that say which portraits speak which audio, and how to render them.
 
 load_manifest(path) -> Manifest          parse and check; ManifestError lists every problem
-validate_manifest(path) -> [Problem]     all of load_manifest's and planning's problems
 effective_schema() -> dict               JSON Schema with each installed backend's options
+
+Planning problems (hashing inputs, ids, outputs that collide once ids are known) come on top:
+`emo_cli.api.validate_manifest` reports both. The names load on first use, so importing a
+small module of this package (`emo_cli.manifest.signing`) does not load YAML or jsonschema.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib import import_module
+from typing import Any
 
-from emo_cli.errors import ManifestError, Problem
-from emo_cli.manifest.loader import check_manifest, load_manifest
-from emo_cli.manifest.model import JobSpec, Manifest, SourceSpec, merge_settings
-from emo_cli.manifest.schema import MANIFEST_VERSION, SCHEMA_FILENAME, base_schema, effective_schema
+_HOMES = {
+    "check_manifest": "loader",
+    "load_manifest": "loader",
+    "JobSpec": "model",
+    "Manifest": "model",
+    "SourceSpec": "model",
+    "merge_settings": "model",
+    "MANIFEST_VERSION": "schema",
+    "SCHEMA_FILENAME": "schema",
+    "base_schema": "schema",
+    "effective_schema": "schema",
+}
 
-__all__ = [
-    "MANIFEST_VERSION",
-    "SCHEMA_FILENAME",
-    "JobSpec",
-    "Manifest",
-    "SourceSpec",
-    "base_schema",
-    "check_manifest",
-    "effective_schema",
-    "load_manifest",
-    "merge_settings",
-    "validate_manifest",
-]
+__all__ = sorted(_HOMES)
 
 
-def validate_manifest(path: Path | str) -> list[Problem]:
-    """Every problem that would stop `emo render` before it starts; [] if there is none.
-
-    Runs the manifest checks and then planning (hashing inputs, job ids, outputs that collide
-    only once ids are known), without rendering or writing anything.
-    """
-    from emo_cli.planning import make_plan
-
-    try:
-        make_plan(load_manifest(path))
-    except ManifestError as exc:
-        return exc.problems
-    return []
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'emo_cli.manifest' has no attribute {name!r}")
+    return getattr(import_module(f"emo_cli.manifest.{home}"), name)

@@ -17,7 +17,7 @@ from typing import Any
 from emo_cli.errors import Problem
 from emo_cli.manifest.document import Document, JsonPath, format_path
 from emo_cli.manifest.schema import builtin_default, builtin_settings
-from emo_cli.planning.job import SigningFiles
+from emo_cli.manifest.signing import SigningFiles
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import posixpath
 import string
 
+from emo_cli.media.formats import output_suffixes
+
 TEMPLATE_FIELDS = ("portrait", "audio", "job", "backend")
-OUTPUT_SUFFIX = ".mp4"
 # Stand-in for {job} when checking a template before job ids exist (same length, hex).
 _JOB_PLACEHOLDER = "0" * 16
 
@@ -47,8 +48,9 @@ def output_path_problems(rendered: str) -> list[str]:
         return [f"output {rendered!r} escapes output_dir; remove the '..'"]
     if normal == "." or rendered.endswith("/"):
         return [f"output {rendered!r} names a folder, not a file"]
-    if not normal.lower().endswith(OUTPUT_SUFFIX):
-        return [f"output {rendered!r} must end in {OUTPUT_SUFFIX}"]
+    suffixes = output_suffixes()
+    if not normal.lower().endswith(tuple(suffixes)):
+        return [f"output {rendered!r} must end in {' or '.join(suffixes)} (the output format)"]
     return []
 
 

@@ -1,7 +1,8 @@
-"""Video segments: one H.264 MP4 per chunk, encoded from frames piped into ffmpeg as raw YUV 4:2:0.
+"""Video segments: one file per chunk in the output's format (H.264 MP4 by default), encoded from
+frames piped into ffmpeg as raw planes of the format's pixel format (YUV 4:2:0).
 
-Settings are fixed so that the same frames always give the same bytes (single-threaded x264,
-no B-frames, bit-exact muxing), and every segment is exactly one GOP that starts with an IDR
+The codec, its settings and the container come from the format table (`formats`): the same
+frames always give the same bytes, and every segment is exactly one GOP that starts with a key
 frame, so the final mux can concatenate segments without re-encoding.
 """
 
@@ -14,28 +15,9 @@ import numpy as np
 
 from emo_cli.errors import RenderError
 from emo_cli.media.ffmpeg import FfmpegOutput
+from emo_cli.media.formats import MP4, OutputFormat
 
-CRF = 18
-PRESET = "veryfast"
-# On top of the preset: diamond motion search, one subpixel refinement pass, no sub-macroblock
-# partitions. On a 60 s warp render at 512x512 (benchmarks/encoder_settings.py) this takes the
-# encoder from about 3.3 to 2.0 ms of CPU per frame for files about 10% larger at the same SSIM.
-# A talking portrait has little motion and large still areas, where these searches find little.
-X264_SPEED = "me=dia:subme=1:partitions=none"
-# Time base of every segment's video track: a multiple of every common fps, so frame times are
-# exact integers and concatenated segments line up with no rounding drift.
-TRACK_TIMESCALE = 90000
-
-
-def encoder_args(fps: int, gop: int) -> list[str]:
-    """The x264 settings shared by every segment of a job (the concat copy relies on this)."""
-    return [
-        "-c:v", "libx264", "-preset", PRESET, "-crf", str(CRF), "-pix_fmt", "yuv420p",
-        "-threads", "1", "-bf", "0", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
-        "-x264-params", f"keyint={gop}:min-keyint={gop}:scenecut=0:threads=1:lookahead-threads=1:{X264_SPEED}",
-        "-r", str(fps), "-video_track_timescale", str(TRACK_TIMESCALE),
-        "-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1",
-    ]  # fmt: skip
+FRAME_CONVERTERS: dict[str, Callable[..., np.ndarray]] = {}  # pixel format -> RGB frame to its planes
 
 
 # BT.601 limited-range chroma (what yuv420p carries, OpenCV's I420 weights: 0.439 = 460324 / 2^20
@@ -90,23 +72,27 @@ def rgb_to_yuv420p(
     return out
 
 
+FRAME_CONVERTERS["yuv420p"] = rgb_to_yuv420p
+
+
 class SegmentEncoder:
-    """One segment in the making: `feed` pipes its frames into ffmpeg, `finish` puts the MP4 in place.
+    """One segment in the making: `feed` pipes its frames into ffmpeg, `finish` puts the file in place.
 
     After `feed`, ffmpeg still encodes its lookahead and writes the file on its own (tens of
     milliseconds), so the caller can start and feed the next segment's encoder meanwhile
     instead of waiting with a core idle. `finish` waits for it and renames the file into place
     atomically; `abort` stops it and leaves nothing. `gop` is the job's chunk size: every
-    segment is one GOP (the last one may be shorter).
+    segment is one GOP (the last one may be shorter). `fmt` is the output's format.
     """
 
-    def __init__(self, path: Path, *, width: int, height: int, fps: int, gop: int) -> None:
+    def __init__(self, path: Path, *, width: int, height: int, fps: int, gop: int, fmt: OutputFormat = MP4) -> None:
         if width % 2 or height % 2:
-            raise RenderError(f"frames are {width}x{height}; H.264 yuv420p needs even width and height")
+            raise RenderError(f"frames are {width}x{height}; {fmt.pixel_format} needs even width and height")
         self.width, self.height = width, height
+        self.convert = FRAME_CONVERTERS[fmt.pixel_format]
         self._output = FfmpegOutput(
-            ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
-             "-an", *encoder_args(fps, gop), "-f", "mp4"],
+            ["-f", "rawvideo", "-pix_fmt", fmt.pixel_format, "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
+             "-an", *fmt.video_args(fps, gop), "-f", fmt.muxer],
             path, what="encode video segment", file=path, stdin=True,
         )  # fmt: skip
 
@@ -121,7 +107,7 @@ class SegmentEncoder:
 
         `on_half` is called once half the frames are in ffmpeg's pipe (a checkpoint hook).
         `mark_u` changes each frame's U plane as it is converted for the encoder (the
-        watermark; see `rgb_to_yuv420p`), so that work overlaps with ffmpeg encoding the frames
+        watermark, in the plane the format names; see `rgb_to_yuv420p`), so that work overlaps with ffmpeg encoding the frames
         before it. On any error the segment is aborted.
         """
         try:
@@ -135,9 +121,10 @@ class SegmentEncoder:
                 raise RenderError("backend returned no frames for a chunk")
             if (width, height) != (self.width, self.height):
                 raise RenderError(f"frames are {width}x{height}, the segment is {self.width}x{self.height}")
-            planar = np.empty((height * 3 // 2, width), dtype=np.uint8)
+            planar = None  # the converted frame's buffer, allocated once and reused
             for index in range(count):
-                self._output.process.write(rgb_to_yuv420p(frames[index], planar, mark_u).data)
+                planar = self.convert(frames[index], planar, mark_u)
+                self._output.process.write(planar.data)
                 if on_half is not None and index + 1 == (count + 1) // 2:
                     on_half()
             self._output.process.close_input()
@@ -161,13 +148,15 @@ def encode_segment(
     gop: int,
     on_half: Callable[[], None] | None = None,
     mark_u: Callable[[np.ndarray], None] | None = None,
+    fmt: OutputFormat = MP4,
 ) -> None:
-    """Encode `frames` (uint8 RGB, (n, H, W, 3)) to the MP4 `path`, atomically, and wait for it.
+    """Encode `frames` (uint8 RGB, (n, H, W, 3)) to the segment `path` in format `fmt`, atomically,
+    and wait for it.
 
     See `SegmentEncoder` for the arguments; the render loop uses that to overlap segments.
     """
     if frames.ndim != 4:
         raise RenderError(f"backend returned frames of shape {frames.shape}, expected (n, height, width, 3)")
-    segment = SegmentEncoder(path, width=frames.shape[2], height=frames.shape[1], fps=fps, gop=gop)
+    segment = SegmentEncoder(path, width=frames.shape[2], height=frames.shape[1], fps=fps, gop=gop, fmt=fmt)
     segment.feed(frames, on_half=on_half, mark_u=mark_u)
     segment.finish()

@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emo_cli.manifest.signing import SigningFiles
+
+__all__ = ["Job", "Plan", "Settings", "SigningFiles", "Source", "chunk_ranges", "frames_for"]
+
 WORK_DIRNAME = ".emo"  # under output_dir: per-job chunks, journals, leases
 
 
@@ -27,13 +31,16 @@ class Settings:
     options: Mapping[str, Any] = field(default_factory=dict)  # the backend's own, defaults filled
     watermark: bool = True  # settings.provenance.watermark: mark every frame (changes frames)
     sign: bool = True  # settings.provenance.sign: C2PA-sign the final MP4 (changes no frame)
+    format: str = "mp4"  # the output format (`emo_cli.media.formats`), from the output's suffix
 
     def to_dict(self) -> dict[str, Any]:
         """The settings that shape the frames, as hashed into the job id.
 
         `sign` is left out on purpose: it changes no frame, so turning it on or off re-muxes
         and re-signs a finished job (the journal records how its output was signed) without
-        rendering a single chunk again. The watermark changes every frame, so it is in.
+        rendering a single chunk again. The watermark changes every frame, so it is in. The
+        format changes every chunk's encoding: it is in, except for MP4, which every job id
+        made before there were other formats stands for.
         """
         return {
             "backend": self.backend,
@@ -43,16 +50,8 @@ class Settings:
             "chunk_frames": self.chunk_frames,
             "options": dict(self.options),
             "provenance": {"watermark": self.watermark},
+            **({"format": self.format} if self.format != "mp4" else {}),
         }
-
-
-@dataclass(frozen=True)
-class SigningFiles:
-    """A configured C2PA signing identity: a private key and its certificate chain (PEM)."""
-
-    key: Path
-    certs: Path  # the signing certificate first, then its issuers
-    origin: str  # where it was configured, for messages: "signing" (manifest) or "EMO_C2PA_KEY"
 
 
 @dataclass(frozen=True)

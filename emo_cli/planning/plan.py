@@ -6,13 +6,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from emo_cli.backends.base import Backend
+from emo_cli.backends.base import Backend, OptionProblem
 from emo_cli.backends.registry import get_backend_class
 from emo_cli.errors import BackendError, ManifestError, Problem
 from emo_cli.fsutil import sha256_file
-from emo_cli.manifest import Manifest, SourceSpec, load_manifest
+from emo_cli.manifest import JobSpec, Manifest, SourceSpec, load_manifest
 from emo_cli.manifest.document import format_path
 from emo_cli.manifest.template import duplicate_output, render_output
+from emo_cli.media.formats import format_for
 from emo_cli.media.probe import audio_duration
 from emo_cli.planning.fingerprint import job_id
 from emo_cli.planning.job import Job, Plan, Settings, Source
@@ -36,13 +37,17 @@ def make_plan(manifest: Manifest) -> Plan:
     for spec in manifest.jobs:
         name = str(spec.settings["backend"])
         cls = get_backend_class(name)
-        settings = _settings(name, cls, spec.settings, manifest.base_dir)
+        settings = _settings(name, cls, spec.settings, manifest.base_dir, format_for(spec.output).name)
         try:
             weights = cls.weights_identity(settings.options)
         except BackendError as exc:
             # The problem's JSON path already names a job of `jobs:`; a matrix job says which pair.
             prefix = "" if spec.field == format_path(spec.where) else f"{spec.field}: "
             problems.append(manifest.problem(spec.where, f"{prefix}{exc}"))
+            continue
+        options_problems = cls.check_options(settings.options)
+        if options_problems:
+            problems += [_option_problem(manifest, spec, name, p) for p in options_problems]
             continue
         portrait = _source(manifest.portraits[spec.portrait], hashes)
         audio = _source(manifest.audio[spec.audio], hashes)
@@ -82,7 +87,7 @@ def make_plan(manifest: Manifest) -> Plan:
         first_by_output[job.output] = job
         jobs.append(job)
     if problems:
-        raise ManifestError(problems)
+        raise ManifestError(list(dict.fromkeys(problems)))
     return Plan(manifest=manifest.path, output_dir=output_dir, jobs=tuple(jobs), policy=manifest.policy)
 
 
@@ -91,7 +96,7 @@ def plan_manifest(path: Path | str) -> Plan:
     return make_plan(load_manifest(path))
 
 
-def _settings(name: str, cls: type[Backend], raw: Mapping[str, Any], base_dir: Path) -> Settings:
+def _settings(name: str, cls: type[Backend], raw: Mapping[str, Any], base_dir: Path, fmt: str) -> Settings:
     section = raw.get(name)
     provenance = raw.get("provenance")
     provenance = provenance if isinstance(provenance, Mapping) else {}
@@ -104,7 +109,34 @@ def _settings(name: str, cls: type[Backend], raw: Mapping[str, Any], base_dir: P
         options=cls.resolve_paths(cls.resolve_options(section if isinstance(section, Mapping) else None), base_dir),
         watermark=bool(provenance.get("watermark", True)),
         sign=bool(provenance.get("sign", True)),
+        format=fmt,
     )
+
+
+def _option_problem(manifest: Manifest, spec: JobSpec, backend: str, problem: OptionProblem) -> Problem:
+    """`problem` at the option where the job's settings set it (the job's own settings, the
+    matrix's, then `defaults:`), else at the job."""
+    candidates: list[tuple[Any, ...]] = [("defaults", backend, problem.option)]
+    if spec.where[:1] == ("jobs",):
+        candidates.insert(0, (*spec.where, "settings", backend, problem.option))
+    elif spec.where[:1] == ("matrix",):
+        candidates.insert(0, ("matrix", "settings", backend, problem.option))
+    where = next((c for c in candidates if _written(manifest.data, c)), spec.where)
+    # At the job's own entry the path names the job; at shared settings, say which job.
+    own = where[: len(spec.where)] == spec.where and spec.field == format_path(spec.where)
+    return manifest.problem(where, ("" if own else f"{spec.field}: ") + problem.message)
+
+
+def _written(data: Any, path: tuple[Any, ...]) -> bool:
+    """Whether the manifest's document holds a value at `path`."""
+    for part in path:
+        if isinstance(data, Mapping) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            return False
+    return True
 
 
 def _source(spec: SourceSpec, hashes: dict[Path, str]) -> Source:

@@ -9,7 +9,6 @@ job id, the watermark payload, the settings and the consent reference.
 
 from __future__ import annotations
 
-import json
 import mimetypes
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from typing import Any
 
 from emo_cli.errors import ProvenanceError
 from emo_cli.fsutil import atomic_path, open_regular_file
-from emo_cli.planning.job import Job
 from emo_cli.provenance.identity import SigningIdentity
 
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -27,58 +25,9 @@ EMO_ASSERTION = "org.emo-cli.provenance"
 _BUILD_SETTINGS = {"builder": {"thumbnail": {"enabled": False}}}
 
 
-def content_manifest(job: Job, tags: Mapping[str, str]) -> dict[str, Any]:
-    """The C2PA manifest definition for `job`'s video, from its provenance tags."""
-    from emo_cli import __version__
-
-    agent = {"name": "emo-cli", "version": __version__}
-    consent = job.consent
-    details: dict[str, Any] = {
-        "job_id": job.id,
-        "job": job.name,
-        "backend": job.settings.backend,
-        "backend_version": job.backend_version,
-        "weights": job.weights_identity,
-        "seed": job.settings.seed,
-        "settings": json.loads(tags["emo_settings"]),
-        "portrait_sha256": job.portrait.sha256,
-        "audio_sha256": job.audio.sha256,
-        "watermark": tags.get("emo_watermark", "off"),
-        "consent": None
-        if consent is None
-        else {k: str(consent[k]) for k in ("reference", "expires") if consent.get(k) is not None},
-        "created": tags.get("emo_created"),
-    }
-    return {
-        "claim_generator_info": [agent],
-        "title": job.output.name,
-        "format": "video/mp4",
-        "ingredients": [
-            _ingredient("portrait", job.portrait.path, job.portrait.sha256),
-            _ingredient("audio", job.audio.path, job.audio.sha256),
-        ],
-        "assertions": [
-            {
-                "label": "c2pa.actions",
-                "data": {
-                    "actions": [
-                        {
-                            "action": "c2pa.created",
-                            "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA,
-                            "softwareAgent": agent,
-                            "description": f"talking-head video generated from one portrait and an audio track "
-                            f"({job.settings.backend} backend)",
-                        }
-                    ]
-                },
-            },
-            {"label": EMO_ASSERTION, "data": details},
-        ],
-    }
-
-
-def _ingredient(kind: str, path: Path, sha256: str) -> dict[str, Any]:
-    """An input by its role and hash: its file name (often a person's name) stays private."""
+def ingredient(kind: str, path: Path, sha256: str) -> dict[str, Any]:
+    """An `inputTo` ingredient identified by its role and sha256 alone (no thumbnail): its file
+    name (often a person's name) stays private."""
     mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return {
         "title": f"{kind} sha256:{sha256}",

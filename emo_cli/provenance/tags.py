@@ -3,7 +3,8 @@
 The tags go into the container at mux time (`-metadata key=value` with
 `-movflags +use_metadata_tags`, so custom keys survive in MP4) and read back from the file
 alone with `read_tags`. The sidecar `<output>.provenance.json` carries the same facts plus the
-output's own hash, for tools that do not read MP4 metadata.
+output's own hash, for tools that do not read MP4 metadata. `ProvenanceRecord`
+(`emo_cli.provenance.record`) builds both from one job.
 """
 
 from __future__ import annotations
@@ -11,14 +12,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from emo_cli.errors import MediaError
-from emo_cli.fsutil import NotRegularFileError, atomic_write_text, require_regular_file, sha256_file
-from emo_cli.planning.job import Job
-from emo_cli.provenance.identity import SigningIdentity
+from emo_cli.fsutil import NotRegularFileError, atomic_write_text, require_regular_file
 
 TOOL = "emo-cli"
 SIDECAR_SUFFIX = ".provenance.json"
@@ -45,56 +43,7 @@ KEYS = (
 )
 WATERMARK_OFF = "off"
 C2PA_OFF = "off"
-
-
-def provenance_tags(
-    job: Job, *, signer: SigningIdentity | None = None, created: datetime | None = None
-) -> dict[str, str]:
-    """The tags for `job`'s video, as strings ready for `-metadata`.
-
-    `emo_watermark` is `dwtDctSvd:<job id prefix>` or `off`; `emo_c2pa` says who signs the
-    content credentials (`local`, `manifest` or `environment`) or `off`; both opt-outs are
-    thus recorded in the file itself. `emo_consent` is the portrait's consent reference.
-    """
-    from emo_cli import __version__
-    from emo_cli.provenance.watermark import watermark_tag
-
-    created = (created or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
-    tags = {
-        "ai_generated": "true",
-        "emo_tool": TOOL,
-        "emo_tool_version": __version__,
-        "emo_backend": job.settings.backend,
-        "emo_backend_version": job.backend_version,
-        "emo_weights": job.weights_identity,
-        "emo_job": job.name,
-        "emo_job_id": job.id,
-        "emo_portrait_sha256": job.portrait.sha256,
-        "emo_audio_sha256": job.audio.sha256,
-        "emo_seed": str(job.settings.seed),
-        "emo_settings": json.dumps(job.settings.to_dict(), sort_keys=True, separators=(",", ":")),
-    }
-    consent = job.consent
-    if consent is not None and consent.get("reference"):
-        tags["emo_consent"] = str(consent["reference"])
-    tags["emo_watermark"] = watermark_tag(job.id) if job.settings.watermark else WATERMARK_OFF
-    tags["emo_c2pa"] = signer.origin if signer is not None else C2PA_OFF
-    tags["emo_created"] = created.isoformat().replace("+00:00", "Z")
-    return tags
-
-
-def metadata_args(tags: Mapping[str, str]) -> list[str]:
-    """ffmpeg arguments that write `tags` into an MP4 (with the movflag that keeps custom keys).
-
-    The standard `creation_time` and `comment` are set too, for players that show only those.
-    """
-    args: list[str] = []
-    for key, value in tags.items():
-        args += ["-metadata", f"{key}={value}"]
-    if "emo_created" in tags:
-        args += ["-metadata", f"creation_time={tags['emo_created']}"]
-    args += ["-metadata", f"comment=AI-generated with {TOOL} ({tags.get('emo_backend', 'unknown')} backend)"]
-    return args
+C2PA_UNSUPPORTED = "unsupported"  # signing is on, but C2PA cannot sign the output's container
 
 
 def sidecar_path(output: Path | str) -> Path:
@@ -102,22 +51,9 @@ def sidecar_path(output: Path | str) -> Path:
     return output.with_name(output.name + SIDECAR_SUFFIX)
 
 
-def write_sidecar(output: Path, tags: Mapping[str, str]) -> Path:
-    """Write `<output>.provenance.json` atomically; returns its path."""
-    doc: dict[str, Any] = {
-        "format": SIDECAR_FORMAT,
-        "output": output.name,
-        "output_sha256": sha256_file(output),
-    }
-    for key, value in tags.items():
-        if key == "emo_settings":
-            doc[key] = json.loads(value)
-        elif key == "emo_seed":
-            doc[key] = int(value)
-        elif key == "ai_generated":
-            doc[key] = value == "true"
-        else:
-            doc[key] = value
+def write_sidecar(output: Path, doc: Mapping[str, Any]) -> Path:
+    """Write the sidecar document `doc` (see `ProvenanceRecord.sidecar`) beside `output`,
+    atomically; returns its path."""
     path = sidecar_path(output)
     atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
     return path
@@ -138,7 +74,9 @@ def read_tags(path: Path | str) -> dict[str, str]:
         raise MediaError(f"{path} is {exc.kind}, not a video file") from exc
     except (av.FFmpegError, OSError) as exc:
         raise MediaError(f"cannot read the metadata of {path}: {exc}") from exc
-    return {key: metadata[key] for key in KEYS if key in metadata}
+    # Matroska (WebM) keeps tag names in upper case; MP4 as written.
+    by_name = {key.lower(): value for key, value in metadata.items()}
+    return {key: by_name[key] for key in KEYS if key in by_name}
 
 
 def has_provenance(tags: Mapping[str, str]) -> bool:

@@ -21,7 +21,7 @@ import numpy as np
 from emo_cli.errors import MediaError
 from emo_cli.fsutil import NotRegularFileError, require_regular_file, sha256_file
 from emo_cli.provenance.credentials import Credentials, read_credentials, trust_anchor_text
-from emo_cli.provenance.tags import has_provenance, read_tags, sidecar_path
+from emo_cli.provenance.tags import C2PA_UNSUPPORTED, has_provenance, read_tags, sidecar_path
 from emo_cli.provenance.watermark import ID_BITS, Detection, detect
 
 # Frames read for the watermark vote: spread over the whole video, enough for a firm vote.
@@ -49,6 +49,7 @@ class Verification:
     watermark: Detection
     job_id: str | None  # the job id the tags or credentials claim, if any
     marks: tuple[str, ...] = field(default=())  # which marks say "AI-generated"
+    c2pa_note: str | None = None  # why the video carries no C2PA manifest (its container), if known
 
     @property
     def marked(self) -> bool:
@@ -81,6 +82,7 @@ class Verification:
             "marks": list(self.marks),
             "verdict": self.verdict(),
             "c2pa": self.credentials.to_dict(),
+            "c2pa_note": self.c2pa_note,
             "tags": self.tags,
             "sidecar": self.sidecar.to_dict(),
             "watermark": {
@@ -128,8 +130,20 @@ def verify_video(path: Path | str, *, trust_anchor: Path | None = None) -> Verif
         )
     return Verification(
         file=path, credentials=credentials, tags=tags, sidecar=sidecar, watermark=detection, job_id=job_id,
-        marks=tuple(marks),
+        marks=tuple(marks), c2pa_note=c2pa_note(path, tags),
     )  # fmt: skip
+
+
+def c2pa_note(video: Path, tags: dict[str, str]) -> str | None:
+    """The sidecar's note on why the video is not signed, when its tags say C2PA could not sign
+    its container (`emo_c2pa=unsupported`, e.g. a WebM)."""
+    if tags.get("emo_c2pa") != C2PA_UNSUPPORTED:
+        return None
+    try:
+        note = json.loads(sidecar_path(video).read_text(encoding="utf-8")).get("emo_c2pa_note")
+    except (OSError, ValueError, AttributeError):
+        note = None
+    return str(note) if note else "not signed: C2PA cannot sign this container"
 
 
 def check_sidecar(video: Path, tags: dict[str, str]) -> SidecarCheck:

@@ -12,10 +12,11 @@ import base64
 import html
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -23,6 +24,17 @@ from emo_cli.errors import EmoError
 from emo_cli.fsutil import atomic_write_text
 from emo_cli.quality.qc import QcReport, measure_video
 from emo_cli.quality.thresholds import Thresholds
+
+if TYPE_CHECKING:
+    from emo_cli.planning.job import Plan
+
+
+class JobState(Protocol):
+    """How far a job has rendered (execution's status rows have these fields)."""
+
+    state: str
+    chunks_done: int
+    chunks: int
 
 REPORT_HTML = "report.html"
 REPORT_JSON = "report.json"
@@ -90,21 +102,15 @@ class Report:
         return 0 if self.passed else 1
 
 
-def build_report(manifest: Path | str, *, output_dir: Path | str | None = None,
-                 thresholds: Thresholds | None = None) -> Report:  # fmt: skip
-    """Measure every finished job of `manifest` and write report.html and report.json into
-    `output_dir` (default: the manifest's output_dir).
-
-    Raises:
-        ManifestError: the manifest is invalid.
+def build_report(manifest: Path | str, plan: Plan, states: Sequence[JobState], *,
+                 output_dir: Path | str | None = None, thresholds: Thresholds | None = None) -> Report:  # fmt: skip
+    """Measure every finished job of `plan` (made from `manifest`; `states` in plan order, how
+    far each job has rendered) and write report.html and report.json into `output_dir`
+    (default: the manifest's output_dir). `emo_cli.api.report_manifest` gathers the states.
     """
-    from emo_cli.planning import plan_manifest
-    from emo_cli.planning.progress import plan_status
-
-    plan = plan_manifest(manifest)
     folder = Path(output_dir) if output_dir is not None else plan.output_dir
     jobs = []
-    for job, status in zip(plan.jobs, plan_status(plan), strict=True):
+    for job, status in zip(plan.jobs, states, strict=True):
         qc, error = None, None
         if job.output.is_file():
             try:

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from emo_cli.api import validate_manifest
 from emo_cli.backends.registry import get_backend_class
 from emo_cli.backends.warp import WarpBackend
 from emo_cli.cli import app, main
 from emo_cli.execution.journal import ChunkRecord, Journal, segment_name, state_name
-from emo_cli.manifest import validate_manifest
 from emo_cli.planning import plan_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,15 +162,33 @@ def test_schema_is_valid_draft_2020_12_and_closes_every_object(fixture_backend):
     assert _every_object_is_closed(base_schema())
 
 
-def test_a_backend_with_a_broken_options_schema_is_named(fixture_backend, monkeypatch):
-    from emo_cli.errors import BackendError
+def test_a_backend_with_a_broken_options_schema_fails_only_the_manifests_that_use_it(
+    fixture_backend, monkeypatch, write_manifest
+):
     from emo_cli.manifest import effective_schema
 
     monkeypatch.setattr(
         fixture_backend, "options_schema", {"type": "object", "properties": {"gain": {"type": 5}}}
     )
-    with pytest.raises(BackendError, match="backend 'fixture' declares an invalid options_schema"):
-        effective_schema()
+    section = effective_schema()["$defs"]["settings"]["properties"]["fixture"]
+    assert "declares an invalid options_schema" in section["description"]
+    other = write_manifest("""
+        version: 1
+        portraits: {astronaut: astronaut.jpg}
+        audio: {en: hello_en.wav}
+        jobs: [{portrait: astronaut, audio: en}]
+    """, "other.yaml")
+    assert validate_manifest(other) == []
+    uses = write_manifest("""
+        version: 1
+        defaults: {backend: fixture}
+        portraits: {astronaut: astronaut.jpg}
+        audio: {en: hello_en.wav}
+        jobs: [{portrait: astronaut, audio: en}]
+    """, "uses.yaml")
+    (problem,) = validate_manifest(uses)
+    assert problem.path == "defaults.backend"
+    assert problem.message.startswith("backend 'fixture' declares an invalid options_schema")
 
 
 def test_init_writes_a_starter_that_validates_once_files_exist(fixture_backend, tmp_path, media_dir):

@@ -37,7 +37,7 @@ def test_localized_is_one_portrait_in_three_languages():
 
 @pytest.mark.parametrize("name", ["demo.yaml", "localized.yaml"])
 def test_example_manifests_validate(name):
-    from emo_cli.manifest import validate_manifest
+    from emo_cli.api import validate_manifest
 
     assert get_backend_class("warp") is WarpBackend
 

@@ -92,7 +92,7 @@ matrix:
             "output template '{portrait.mp4' has an unmatched '{' or '}' (write '{{' for a literal brace)",
         ),
         ("{job:.8}.mp4", "field {job} in output template takes no format spec or conversion"),
-        ("{portrait}/{audio}.mov", "output 'portrait/audio.mov' must end in .mp4"),
+        ("{portrait}/{audio}.mov", "output 'portrait/audio.mov' must end in .mp4 or .webm (the output format)"),
     ],
 )
 def test_bad_templates(template, message):
@@ -155,7 +155,7 @@ matrix:
 
 
 def test_identical_jobs_collide_even_with_job_ids_in_the_template(fixture_backend, write_manifest):
-    from emo_cli.manifest import validate_manifest
+    from emo_cli.api import validate_manifest
 
     path = write_manifest(
         SOURCES

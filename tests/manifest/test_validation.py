@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from emo_cli.api import load_manifest, validate_manifest
 from emo_cli.errors import ManifestError, Problem
-from emo_cli.manifest import load_manifest, validate_manifest
 
 VALID = """
 version: 1

@@ -12,7 +12,7 @@ import pytest
 from factories import decoded_frames, write_wav
 
 from emo_cli.errors import MediaError, RenderError
-from emo_cli.media.mux import AacEncoder, mux, write_concat_list
+from emo_cli.media.mux import AudioEncoder, mux, write_concat_list
 from emo_cli.media.segment import encode_segment
 from emo_cli.planning.job import chunk_ranges, frames_for
 from emo_cli.provenance.tags import read_tags
@@ -66,12 +66,12 @@ def test_mux_gives_h264_aac_faststart_in_sync_with_every_frame(tmp_path, seconds
     work = tmp_path / "work"
     names = render_segments(work, num_frames, chunk=10)
     if aac_ahead:
-        encoder = AacEncoder(audio, work / "audio.m4a")
+        encoder = AudioEncoder(audio, work / "audio.m4a")
         encoder.finish()
         audio = work / "audio.m4a"
     output = tmp_path / "out" / "video.mp4"
-    mux(write_concat_list(work, names), audio, output, tags={"emo_tool": "emo-cli", "ai_generated": "true"},
-        audio_is_aac=aac_ahead)  # fmt: skip
+    mux(write_concat_list(work / "segments.ffconcat", names), audio, output, metadata={"emo_tool": "emo-cli", "ai_generated": "true"},
+        audio_encoded=aac_ahead)  # fmt: skip
 
     with av.open(str(output)) as container:
         video, sound = container.streams.video[0], container.streams.audio[0]
@@ -100,7 +100,7 @@ def test_failed_mux_leaves_no_output_and_keeps_the_segments(tmp_path):
     broken_audio.write_bytes(b"RIFF....not a wav")
     output = tmp_path / "out" / "video.mp4"
     with pytest.raises(MediaError, match=r"cannot mux .*video\.mp4: ffmpeg says"):
-        mux(write_concat_list(work, names), broken_audio, output, tags={})
+        mux(write_concat_list(work / "segments.ffconcat", names), broken_audio, output, metadata={})
     assert list(output.parent.iterdir()) == []
     assert all((work / name).is_file() for name in names)
 
@@ -108,7 +108,7 @@ def test_failed_mux_leaves_no_output_and_keeps_the_segments(tmp_path):
 def test_audio_that_cannot_be_encoded_names_the_file_and_leaves_nothing(tmp_path):
     broken_audio = tmp_path / "voice.wav"
     broken_audio.write_bytes(b"RIFF....not a wav")
-    encoder = AacEncoder(broken_audio, tmp_path / "work" / "audio.m4a")
+    encoder = AudioEncoder(broken_audio, tmp_path / "work" / "audio.m4a")
     with pytest.raises(MediaError, match=r"cannot encode the audio of .*voice\.wav: ffmpeg says"):
         encoder.finish()
     assert list((tmp_path / "work").iterdir()) == []

@@ -179,3 +179,23 @@ def test_backend_path_options_are_relative_to_the_manifest(write_manifest, media
     for problem in problems:
         assert not problem.message.startswith("jobs[")  # the path says which job, once
         assert f"EMO weights folder {media_dir / 'models' / 'emo'} does not exist" in problem.message
+
+
+@pytest.mark.parametrize("suffix", ["mp4", "webm"])
+def test_the_test_factory_makes_the_ids_the_planner_makes(test_backends, write_manifest, media_dir, suffix):
+    from factories import make_job
+
+    from emo_cli.backends.registry import get_backend_class
+
+    path = write_manifest(f"""
+        version: 1
+        output: "{{portrait}}/{{audio}}.{suffix}"
+        defaults: {{backend: testbars, resolution: 64, chunk_frames: 10}}
+        portraits: {{astronaut: astronaut.jpg}}
+        audio: {{hello_en: hello_en.wav}}
+        jobs: [{{portrait: astronaut, audio: hello_en}}]
+    """)
+    (planned,) = plan_manifest(path).jobs
+    made = make_job(media_dir / "out", media_dir / "astronaut.jpg", media_dir / "hello_en.wav",
+                    options=get_backend_class("testbars").resolve_options(None), output=f"x.{suffix}")  # fmt: skip
+    assert made.id == planned.id

@@ -41,6 +41,10 @@ class TestBarsBackend(Backend):
     def __init__(self, device: str | None = None) -> None:
         super().__init__(device)
         type(self).instances += 1
+        loads = os.environ.get("EMO_TEST_BACKEND_LOADS")  # a file: one line per load, across processes
+        if loads:
+            with open(loads, "a", encoding="utf-8") as log:
+                log.write(f"{os.getpid()}\n")
 
     def start_job(self, job: JobInput) -> JobRenderer:
         if job.options.get("reject_portrait"):

@@ -7,13 +7,28 @@ job and kept for the next ones; `renderer.py` and `pipeline.py` hold the torch c
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from emo_cli.backends.base import Backend, JobInput, JobRenderer
+from emo_cli.backends.base import Backend, JobInput, JobRenderer, OptionProblem
 from emo_cli.backends.emo.weights import resolve_weights_dir, weights_identity
-from emo_cli.errors import BackendError
+from emo_cli.errors import BackendError, EmoError
+
+# What the denoising network's config says when it does not say (EMO's n; UNetMotionModel's own).
+DEFAULT_MOTION_FRAMES = 4
+DEFAULT_TEMPORAL_LENGTH = 32
+
+
+def backbone_config(weights: Path) -> dict[str, Any]:
+    """The denoising network's saved config (`denoising_unet/config.json`), read as JSON: no torch.
+    {} when it is missing or unreadable (the weights' own checks report that)."""
+    try:
+        config = json.loads((weights / "denoising_unet" / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
 class EmoBackend(Backend):
@@ -58,6 +73,31 @@ class EmoBackend(Backend):
     @classmethod
     def weights_identity(cls, options: Mapping[str, Any]) -> str:
         return weights_identity(resolve_weights_dir(options.get("weights")))
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> list[OptionProblem]:
+        """clip_frames and motion_frames against each other and against how many frames the
+        weights' temporal modules see (`motion_max_seq_length`), as the renderer needs them."""
+        try:
+            config = backbone_config(resolve_weights_dir(options.get("weights")))
+        except EmoError:
+            config = {}
+        clip = int(options["clip_frames"])
+        chosen = options.get("motion_frames")
+        motion = int(config.get("motion_frames", DEFAULT_MOTION_FRAMES) if chosen is None else chosen)
+        unet = config.get("unet_config") if isinstance(config.get("unet_config"), dict) else {}
+        longest = int(unet.get("motion_max_seq_length") or DEFAULT_TEMPORAL_LENGTH)
+        problems = []
+        if motion > clip:
+            where = "motion_frames" if chosen is not None else "clip_frames"
+            problems.append(OptionProblem(where, f"settings.emo.motion_frames ({motion}"
+                                          f"{'' if chosen is not None else ', the weights own'}) must not exceed "
+                                          f"settings.emo.clip_frames ({clip})"))  # fmt: skip
+        if clip + motion > longest:
+            problems.append(OptionProblem("clip_frames", f"settings.emo.clip_frames + motion_frames is "
+                                          f"{clip + motion}, but the temporal modules of these weights see at "
+                                          f"most {longest} frames"))  # fmt: skip
+        return problems
 
     def pipeline(self, weights: Path, device: str, dtype: str):
         """The loaded model for (weights, device, dtype), loaded once per worker."""

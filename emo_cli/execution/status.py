@@ -1,16 +1,21 @@
-"""Per-job progress of a plan, read from the journals alone (no rendering, no hashing of chunks)."""
+"""Per-job progress of a plan, read from the journals alone (no rendering, no hashing of chunks).
+
+The rows `emo plan` and `emo status` print.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from emo_cli.execution.journal import read_progress
+from emo_cli.execution.workdir import read_progress
 from emo_cli.planning.job import Plan
 
 
 @dataclass(frozen=True)
-class JobStatus:
+class JobRow:
+    """One job of a plan and how far it has rendered."""
+
     name: str
     id: str
     field: str
@@ -26,13 +31,13 @@ class JobStatus:
         return asdict(self)
 
 
-def plan_status(plan: Plan) -> list[JobStatus]:
-    """One JobStatus per job, in plan order."""
+def plan_status(plan: Plan) -> list[JobRow]:
+    """One JobRow per job, in plan order."""
     rows = []
     for job in plan.jobs:
         progress = read_progress(job)
         rows.append(
-            JobStatus(
+            JobRow(
                 name=job.name,
                 id=job.id,
                 field=job.field,

@@ -1,4 +1,9 @@
-"""`emo weights init` and `emo weights info`: assemble and describe EMO weights folders."""
+"""`emo weights init` and `emo weights info`: assemble and describe EMO weights folders.
+
+The emo backend's contribution to the `emo` command line, registered like any plugin's in the
+`emo_cli.commands` entry-point group (see pyproject.toml). Imports stay light here: torch and
+diffusers load inside the commands.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +17,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from emo_cli.cli import app
-
 weights_app = typer.Typer(
     name="weights", help="Assemble and inspect EMO model weights.", no_args_is_help=True
 )
-app.add_typer(weights_app)
 
 
 @weights_app.command("init")

@@ -1,0 +1,123 @@
+"""The Python API: what the `emo` commands call, for scripts, notebooks and other tools.
+
+    load_manifest(path) -> Manifest             parse and check; ManifestError lists every problem
+    validate_manifest(path) -> [Problem]        the manifest's and planning's problems, [] if none
+    plan_manifest(path) -> Plan                 jobs with effective settings and content ids
+    render(plan, ...) -> RunSummary             render a plan's jobs (see `emo_cli.execution.render`)
+    render_manifest(path, ...) -> RunSummary    plan_manifest, then render
+    get_backend_class(name) -> type[Backend]    a backend by name, from the plugin registry
+
+Each function loads what it needs when called, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from emo_cli.backends.base import Backend
+    from emo_cli.errors import Problem
+    from emo_cli.execution.executors import Executor
+    from emo_cli.execution.results import EventSink, RunSummary
+    from emo_cli.manifest.model import Manifest
+    from emo_cli.planning.job import Plan
+
+__all__ = [
+    "get_backend_class",
+    "load_manifest",
+    "plan_manifest",
+    "render",
+    "render_manifest",
+    "report_manifest",
+    "validate_manifest",
+]
+
+
+def load_manifest(path: Path | str) -> Manifest:
+    """Parse and check the manifest at `path` (schema, names, files, backends, consent).
+
+    Raises:
+        ManifestError: every problem at once, each as `file:line:col path: message`.
+    """
+    from emo_cli.manifest.loader import load_manifest as load
+
+    return load(path)
+
+
+def validate_manifest(path: Path | str) -> list[Problem]:
+    """Every problem that would stop `emo render` before it starts; [] if there is none.
+
+    Runs the manifest checks and then planning (hashing inputs, job ids, backend option
+    constraints, outputs that collide only once ids are known), without rendering or writing.
+    """
+    from emo_cli.errors import ManifestError
+
+    try:
+        plan_manifest(path)
+    except ManifestError as exc:
+        return exc.problems
+    return []
+
+
+def plan_manifest(path: Path | str) -> Plan:
+    """`load_manifest`, then every job with its effective settings, hashed inputs and id."""
+    from emo_cli.planning.plan import plan_manifest as plan
+
+    return plan(path)
+
+
+def render(
+    plan: Plan,
+    *,
+    resume: bool = True,
+    events: EventSink | None = None,
+    only: Sequence[str] | None = None,
+    shard: str | None = None,
+    executor: str | Executor = "inline",
+) -> RunSummary:
+    """Render `plan`'s jobs (or those in `only`, or shard "i/n") on `executor`.
+
+    `executor` is "inline" (this process, one job after another), "local" (a worker process
+    per device), "ray", or an executor object with its options, e.g.
+    `LocalPoolExecutor(devices="cuda:0,1", retries=2)` from `emo_cli.execution.executors`.
+    Expected failures are per job (`RunSummary.failed`); see `emo_cli.execution.render`.
+    """
+    from emo_cli.execution.runner import render as run
+
+    return run(plan, resume=resume, events=events, only=only, shard=shard, executor=executor)
+
+
+def render_manifest(
+    path: Path | str,
+    *,
+    resume: bool = True,
+    events: EventSink | None = None,
+    only: Sequence[str] | None = None,
+    shard: str | None = None,
+    executor: str | Executor = "inline",
+) -> RunSummary:
+    """`plan_manifest(path)` (raising ManifestError with every problem), then `render` it."""
+    return render(plan_manifest(path), resume=resume, events=events, only=only, shard=shard, executor=executor)
+
+
+def report_manifest(path: Path | str, *, output_dir: Path | str | None = None, thresholds=None):
+    """Measure every finished job of the manifest at `path` and write report.html and report.json
+    (into `output_dir`, default the manifest's output_dir); returns the `quality.report.Report`.
+
+    Raises:
+        ManifestError: the manifest is invalid.
+    """
+    from emo_cli.execution.status import plan_status
+    from emo_cli.quality.report import build_report
+
+    plan = plan_manifest(path)
+    return build_report(path, plan, plan_status(plan), output_dir=output_dir, thresholds=thresholds)
+
+
+def get_backend_class(name: str) -> type[Backend]:
+    """The backend class called `name` (built-in or installed plugin); BackendError if none."""
+    from emo_cli.backends.registry import get_backend_class as lookup
+
+    return lookup(name)

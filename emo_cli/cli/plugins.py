@@ -1,0 +1,73 @@
+"""Commands contributed by installed packages, through the `emo_cli.commands` entry-point group.
+
+Backends register in `emo_cli.backends`; a package can also add commands to `emo` here, by
+name: a Typer app becomes a command group (`emo weights init`, the emo backend's), a function
+one command. They are looked up only when needed: when the help lists the commands, or when a
+command name is not a built-in one; `emo validate` never reads the entry points. A contribution
+that cannot be loaded, whatever it raises, still shows under its name and fails with one clear
+error when used; every other command works as before.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from emo_cli.errors import BackendError
+
+GROUP = "emo_cli.commands"
+
+
+class PluginCommands(TyperGroup):
+    """The `emo` group: the built-in commands, then the contributed ones, loaded on first need."""
+
+    _contributed: dict[str, Any] | None = None
+
+    def _contributions(self) -> dict[str, Any]:
+        if self._contributed is None:
+            self._contributed = {name: command for name, command in contributed_commands() if name not in self.commands}
+        return self._contributed
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *sorted(self._contributions())]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        return super().get_command(ctx, cmd_name) or self._contributions().get(cmd_name)
+
+
+def contributed_commands() -> list[tuple[str, Any]]:
+    """(name, click command) of every installed contribution, in name order."""
+    from importlib.metadata import entry_points
+
+    out = []
+    for entry in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+        try:
+            contribution = entry.load()
+        except Exception as exc:  # a broken plugin must not take the other commands down
+            out.append((entry.name, _unavailable(entry, f"{type(exc).__name__}: {exc}")))
+            continue
+        if isinstance(contribution, typer.Typer):
+            out.append((entry.name, typer.main.get_group(contribution)))
+        elif callable(contribution):
+            single = typer.Typer()
+            single.command(name=entry.name)(contribution)
+            out.append((entry.name, typer.main.get_command(single)))
+        else:
+            out.append((entry.name, _unavailable(entry, "it is neither a Typer app nor a function")))
+    return out
+
+
+def _unavailable(entry: EntryPoint, reason: str) -> Any:
+    message = (f"the `emo {entry.name}` command ({entry.value}) cannot be loaded ({reason}); "
+               "reinstall or upgrade the package that provides it")  # fmt: skip
+    single = typer.Typer()
+
+    @single.command(name=entry.name, help=f"Unavailable: {message}", add_help_option=False,
+                    context_settings={"ignore_unknown_options": True, "allow_extra_args": True})  # fmt: skip
+    def unavailable() -> None:
+        raise BackendError(message)
+
+    return typer.main.get_command(single)

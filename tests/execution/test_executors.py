@@ -1,0 +1,46 @@
+"""Executors by name, and the local pool honouring what each job's backend needs."""
+
+from __future__ import annotations
+
+import pytest
+from pool_jobs import FakeJob
+
+from emo_cli.errors import UsageError
+from emo_cli.execution.devices import Device
+from emo_cli.execution.executors import InlineExecutor, LocalPoolExecutor, RayExecutor, make_executor
+from emo_cli.execution.pool import DONE, run_pool
+
+RECORD = "pool_jobs:record"
+
+
+def test_executors_are_built_by_name_from_the_options_they_take():
+    assert make_executor("inline", devices="cpu:2", retries=5) == InlineExecutor()
+    assert make_executor("local", devices="cpu:2", retries=5, address="x") == LocalPoolExecutor("cpu:2", 5)
+    assert make_executor("ray", devices="cpu:2", address="auto") == RayExecutor(address="auto")
+    with pytest.raises(UsageError, match=r"--executor slurm: expected one of inline, local, ray"):
+        make_executor("slurm")
+
+
+def test_gpu_jobs_go_to_gpu_workers_and_cpu_jobs_to_cpu_workers(tmp_path):
+    jobs = [FakeJob(id=f"{kind}{i}", work_dir=tmp_path / f"{kind}{i}", duration=i) for kind in ("gpu", "cpu")
+            for i in range(3)]  # fmt: skip
+    devices = [Device(kind="cuda", index=0, visible_id="0"), Device(kind="cpu", index=0)]
+    summary = run_pool(jobs, RECORD, devices, needs={job.id: job.id[:3] for job in jobs})
+    assert {o.job_id: (o.status, o.device) for o in summary.outcomes.values()} == {
+        **{f"gpu{i}": (DONE, "cuda:0") for i in range(3)},
+        **{f"cpu{i}": (DONE, "cpu:0") for i in range(3)},
+    }
+
+
+def test_without_the_device_a_job_needs_any_worker_takes_it(tmp_path):
+    jobs = [FakeJob(id="gpu", work_dir=tmp_path / "gpu"), FakeJob(id="cpu", work_dir=tmp_path / "cpu")]
+    summary = run_pool(jobs, RECORD, [Device(kind="cpu", index=0)], needs={"gpu": "gpu", "cpu": "cpu"})
+    assert summary.ok  # a GPU backend still renders where there is no GPU (on the CPU, as before)
+
+
+def test_auto_adds_a_cpu_worker_for_cpu_backends_beside_the_gpus(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    pool = LocalPoolExecutor("auto")
+    assert [d.name for d in pool.pool_devices(["gpu", "gpu"])] == ["cuda:0", "cuda:1"]
+    assert [d.name for d in pool.pool_devices(["gpu", "cpu"])] == ["cuda:0", "cuda:1", "cpu:0"]
+    assert [d.name for d in LocalPoolExecutor("cuda:1").pool_devices(["cpu"])] == ["cuda:1"]
