@@ -100,8 +100,12 @@ def render(folder: Path, audio: Path, backend: WarpBackend, name: str, **options
 def drop_last_frames(job: Job, output: Path) -> Path:
     """The job's video less its last DROPPED_FRAMES frames (audio whole), signed and given a
     sidecar as the render loop would: a render that came out short, not a tampered file."""
-    from emo_cli.provenance.credentials import content_manifest, sign_video
+    from datetime import datetime
+
+    from emo_cli.fsutil import sha256_file
+    from emo_cli.provenance.credentials import sign_video
     from emo_cli.provenance.identity import resolve_identity
+    from emo_cli.provenance.record import ProvenanceRecord
     from emo_cli.provenance.tags import read_tags, write_sidecar
 
     short = output.with_name("dropped.video.mp4")
@@ -111,7 +115,8 @@ def drop_last_frames(job: Job, output: Path) -> Path:
     run_ffmpeg(["-i", str(short), "-i", str(job.output), "-map", "0:v", "-map", "1:a", "-c", "copy",
                 "-map_metadata", "1", "-movflags", "+use_metadata_tags", str(unsigned)],
                what="mux", file=job.output)  # fmt: skip
-    tags = read_tags(job.output)
-    sign_video(unsigned, output, content_manifest(job, tags), resolve_identity(None))
-    write_sidecar(output, tags)
+    created = datetime.fromisoformat(read_tags(job.output)["emo_created"].replace("Z", "+00:00"))
+    record = ProvenanceRecord.for_job(job, resolve_identity(None), created=created)
+    sign_video(unsigned, output, record.c2pa_manifest("video/mp4"), record.signer)
+    write_sidecar(output, record.sidecar(output.name, sha256_file(output)))
     return output
