@@ -219,7 +219,6 @@ def voice(seconds: float, amplitude: float) -> np.ndarray:
     return (amplitude * wave / np.abs(wave).max()).astype(np.float32)
 
 
-@pytest.mark.slow
 def test_separator_runs_mdx_framing_over_segment_joins(tmp_path):
     from emo_cli.backends.emo.separation import COMPENSATE, VocalSeparator
 
