@@ -100,9 +100,11 @@ class EmoBackend(Backend):
         return self._pipelines[key]
 
     def start_job(self, job: JobInput) -> JobRenderer:
-        from emo_cli.backends.emo.renderer import EmoRenderer
+        from emo_cli.backends.emo.renderer import EmoRenderer, HalloRenderer
 
         options = self.resolve_options(job.options)
         weights = resolve_weights_dir(options["weights"])
         pipeline = self.pipeline(weights, options["device"] or self.device, options["dtype"])
+        if pipeline.model.kind == "hallo":
+            return HalloRenderer(pipeline, job, options)
         return EmoRenderer(pipeline, job, options)

@@ -27,7 +27,7 @@ FACE_MODELS = "face_analysis"
 
 
 @dataclass(frozen=True)
-class HalloPortrait:
+class PreparedPortrait:
     """The portrait as Hallo's ImageProcessor returns it, for a square render of `image`'s size."""
 
     image: np.ndarray  # (R, R, 3) uint8: the reference image (Hallo normalises it to [-1, 1])
@@ -73,7 +73,7 @@ def square_portrait(path: Path | str) -> np.ndarray:
 
 def prepare_portrait(
     path: Path | str, resolution: int, weights: Path | str, face_expand_ratio: float = FACE_EXPAND_RATIO
-) -> HalloPortrait:
+) -> PreparedPortrait:
     """Hallo's image preprocessing of a portrait for a `resolution` x `resolution` render.
 
     The identity embedding and the masks are computed on the square crop at full resolution
@@ -87,7 +87,7 @@ def prepare_portrait(
     identity, _ = analysis.identity(square)
     regions = hallo_regions(square, resolution, face_expand_ratio)
     image = Image.fromarray(square).resize((resolution, resolution), Image.Resampling.BILINEAR)
-    return HalloPortrait(image=np.asarray(image, dtype=np.uint8), identity=identity, regions=regions)
+    return PreparedPortrait(image=np.asarray(image, dtype=np.uint8), identity=identity, regions=regions)
 
 
 def prepare_audio(audio: np.ndarray, sample_rate: int, weights: Path | str) -> np.ndarray:
