@@ -87,7 +87,7 @@ def prepare_portrait(
     identity, _ = analysis.identity(square)
     regions = hallo_regions(square, resolution, face_expand_ratio)
     image = Image.fromarray(square).resize((resolution, resolution), Image.Resampling.BILINEAR)
-    return PreparedPortrait(image=np.asarray(image, dtype=np.uint8), identity=identity, regions=regions)
+    return PreparedPortrait(image=np.array(image, dtype=np.uint8), identity=identity, regions=regions)
 
 
 def prepare_audio(audio: np.ndarray, sample_rate: int, weights: Path | str) -> np.ndarray:
