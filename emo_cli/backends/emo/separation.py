@@ -18,6 +18,11 @@ Two differences from Hallo, both from emo-cli's design:
   track separates in a few hundred MB (Hallo holds the whole track at 44.1 kHz several times).
   Hallo's final peak normalisation of the stem is left out: a global gain that wav2vec's
   zero-mean, unit-variance input normalisation removes.
+
+It runs on onnxruntime's CPU provider, like the face models: the same stem on every node, so a
+job resumed on another machine reads the same audio features. The stem is recomputed each time
+a job starts (or resumes); on a CPU that costs about as long as the model takes per 4.4 s step of
+audio, times the duration.
 """
 
 from __future__ import annotations

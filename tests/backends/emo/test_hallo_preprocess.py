@@ -54,7 +54,9 @@ def test_similarity_transform_is_the_least_squares_one_for_noisy_points():
     rng = np.random.default_rng(0)
     landmarks = apply(similarity(2.3, -12.0, 40.0, 60.0), ARCFACE_TEMPLATE) + rng.normal(0, 2.0, (5, 2))
     expected = SimilarityTransform.from_estimate(landmarks, ARCFACE_TEMPLATE)  # insightface's estimate_norm
-    np.testing.assert_allclose(similarity_transform(landmarks, ARCFACE_TEMPLATE), expected.params[:2], atol=1e-5)
+    np.testing.assert_allclose(
+        similarity_transform(landmarks, ARCFACE_TEMPLATE), expected.params[:2], atol=1e-5
+    )
 
 
 def test_align_face_puts_the_keypoints_on_the_template():
@@ -204,7 +206,9 @@ def test_regions_of_a_real_portrait_use_the_bundled_face_mesh():
     assert inside[cy, cx] == 1.0 and 0.05 < inside.mean() < 0.8
     lip = regions.lip_masks[0].reshape(16, 16)  # H/8 for 128 px
     row, col = np.unravel_index(lip.argmax(), lip.shape)
-    assert lip.max() > 0.5 and inside[row * 8 + 4, col * 8 + 4] == 1.0 and row * 8 > cy  # the mouth: below centre
+    assert (
+        lip.max() > 0.5 and inside[row * 8 + 4, col * 8 + 4] == 1.0 and row * 8 > cy
+    )  # the mouth: below centre
 
     with pytest.raises(InputError, match="no face found by the face mesh"):
         hallo_regions(np.full((128, 128, 3), 200, np.uint8), 128)
@@ -239,3 +243,18 @@ def test_separator_is_optional_in_a_weights_folder(tmp_path):
     assert find_separator(tmp_path) is None
     path = write_separator(tmp_path / "audio_separator" / "Kim_Vocal_2.onnx")
     assert find_separator(tmp_path) == path
+
+
+def test_without_the_separator_the_audio_is_used_as_is_and_a_line_says_so(tmp_path, caplog):
+    import logging
+
+    from emo_cli.backends.emo.preprocess import prepare_audio
+
+    audio = voice(0.5, 0.3)
+    with caplog.at_level(logging.INFO, logger="emo_cli.backends.emo.preprocess"):
+        out = prepare_audio(audio, 16000, tmp_path)
+    assert np.array_equal(out, audio)
+    assert "vocal separation skipped" in caplog.text and "Kim_Vocal_2.onnx" in caplog.text
+    write_separator(tmp_path / "audio_separator" / "Kim_Vocal_2.onnx", gain=0.5)
+    separated = prepare_audio(audio, 16000, tmp_path)
+    assert np.abs(separated[800:-800]).max() < 0.6 * np.abs(audio).max()

@@ -202,3 +202,20 @@ def test_emo_render_of_hallo_weights_killed_mid_job_resumes_to_the_same_video(ha
     frames = decoded_frames(Path(done["output"]))
     assert len(frames) == 38
     assert all(np.array_equal(a, b) for a, b in zip(frames, expected, strict=True))
+
+
+def test_hallo_options_are_checked_by_emo_validate(tmp_path):
+    manifest = tmp_path / "m.yaml"
+    shutil.copy(PORTRAIT, tmp_path / "astronaut.jpg")
+    write_wav(tmp_path / "voice.wav", 0.3)
+    manifest.write_text(
+        MANIFEST.replace(
+            "{weights: {weights}, steps: 2}", "{weights: w, lip_weight: -1, audio_features: often}"
+        )
+        .replace("{{", "{")
+        .replace("}}", "}")
+    )
+    result = run_emo("validate", str(manifest), timeout=DEADLINE_S)
+    assert result.returncode == 2, result.stdout + result.stderr
+    text = result.stdout + result.stderr
+    assert "lip_weight" in text and "audio_features" in text
