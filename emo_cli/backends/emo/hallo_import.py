@@ -134,6 +134,7 @@ def hallo_backbone_kwargs(unet2d: dict[str, Any], kwargs: dict[str, Any]) -> dic
         "temporal_norm_groups": TEMPORAL_NORM_GROUPS,
         "plain_block_temporal": False,
         "motion_features": "reference_tokens",
+        "unconditional_context": "projected_zeros",
         "reference_context": "cfg_tiled",
         "reference_rows": "alternating",
         "reference_bank_dtype": "float16",
