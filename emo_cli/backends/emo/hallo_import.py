@@ -134,6 +134,7 @@ def hallo_backbone_kwargs(unet2d: dict[str, Any], kwargs: dict[str, Any]) -> dic
         "temporal_norm_groups": TEMPORAL_NORM_GROUPS,
         "plain_block_temporal": False,
         "motion_features": "reference_tokens",
+        "unconditional_context": "projected_zeros",
         "reference_context": "cfg_tiled",
         "reference_rows": "alternating",
         "reference_bank_dtype": "float16",
@@ -390,19 +391,48 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
+def read_hallo_config(path: str | Path) -> dict[str, Any]:
+    """Hallo's own inference YAML (configs/inference/*.yaml): the values the import takes from it.
+
+    Only needed for a checkpoint trained with other settings than Hallo's default.yaml.
+    """
+    import yaml
+
+    path = Path(path).expanduser()
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise WeightsError(f"--hallo-config {path}: cannot be read as YAML ({exc})") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("unet_additional_kwargs"), dict):
+        raise WeightsError(f"--hallo-config {path}: no unet_additional_kwargs mapping (is it Hallo's inference config?)")
+    data = doc.get("data") or {}
+    return {
+        "unet_additional_kwargs": doc["unet_additional_kwargs"],
+        "noise_scheduler_kwargs": doc.get("noise_scheduler_kwargs") or {},
+        "clip_frames": int(data.get("n_sample_frames", HALLO_CLIP_FRAMES)),
+        "motion_frames": int(data.get("n_motion_frames", HALLO_MOTION_FRAMES)),
+    }
+
+
 def import_hallo(pretrained_dir: str | Path, out: str | Path, variant: str = "hallo", overwrite: bool = False,
-                 unet_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+                 hallo_config: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Import Hallo's or Hallo2's download into an emo weights folder at `out` (atomically).
 
     Checks the layout, loads net.pth with `weights_only=True`, renames and shape-checks every
     key, writes one folder per part (configs selecting the Hallo behaviours, Hallo's scheduler),
     copies (hard-links where possible) the ONNX face-analysis and vocal-separation models, writes
     the content-hash index, then strict-loads the written folder with `load_model`. Returns the index.
+
+    `hallo_config`: Hallo's inference YAML, for a checkpoint not made with its default.yaml.
     """
     from emo_cli.backends.emo.weights import atomic_dir, write_index
 
     root = Path(pretrained_dir).expanduser()
     paths = check_layout(root, variant)
+    settings = {"unet_additional_kwargs": HALLO_UNET_KWARGS, "noise_scheduler_kwargs": HALLO_SCHEDULER,
+                "clip_frames": HALLO_CLIP_FRAMES, "motion_frames": HALLO_MOTION_FRAMES}  # fmt: skip
+    if hallo_config is not None:
+        settings = read_hallo_config(hallo_config)
     try:
         unet2d = json.loads(paths["unet_config"].read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -426,15 +456,15 @@ def import_hallo(pretrained_dir: str | Path, out: str | Path, variant: str = "ha
         raise WeightsError(f"{paths['net']} does not fit Hallo's model:\n  " + "\n  ".join(problems))
     wav_config = Wav2Vec2Config.from_pretrained(paths["wav2vec"])
     small = small_module_configs(net, audio_layers=int(wav_config.num_hidden_layers))
-    kwargs = dict(HALLO_UNET_KWARGS, **(unet_kwargs or {}))
-    modules = build_modules(unet2d, kwargs, small)
+    kwargs = dict(HALLO_UNET_KWARGS, **settings["unet_additional_kwargs"])
+    modules = build_modules(unet2d, kwargs, small, {"motion_frames": settings["motion_frames"]})
     problems += load_hallo_state(modules, net)
     if problems:
         raise WeightsError(f"{paths['net']} does not fit Hallo's model ({len(problems)} problems):\n  "
                            + "\n  ".join(problems))  # fmt: skip
     vae = AutoencoderKL.from_pretrained(paths["vae"])
     audio_encoder = Wav2Vec2Model.from_pretrained(paths["wav2vec"])
-    scheduler = DDIMScheduler(**HALLO_SCHEDULER)
+    scheduler = DDIMScheduler(**dict(HALLO_SCHEDULER, **settings["noise_scheduler_kwargs"]))
 
     out = Path(out).expanduser()
     with atomic_dir(out, overwrite=overwrite) as tmp:
@@ -453,8 +483,8 @@ def import_hallo(pretrained_dir: str | Path, out: str | Path, variant: str = "ha
             _link_or_copy(onnx, tmp / "face_analysis" / "models" / onnx.name)
         _link_or_copy(paths["audio_separator"], tmp / "audio_separator" / paths["audio_separator"].name)
         sources = {"hallo": str(root), "variant": variant}
-        extra = {"dtype": "float32", "trained": True, "clip_frames": HALLO_CLIP_FRAMES,
-                 "motion_frames": HALLO_MOTION_FRAMES, "variant": variant}  # fmt: skip
+        extra = {"dtype": "float32", "trained": True, "clip_frames": settings["clip_frames"],
+                 "motion_frames": settings["motion_frames"], "variant": variant}  # fmt: skip
         index = write_index(tmp, sources, extra=extra, model="hallo")
         from emo_cli.backends.emo.pipeline import load_model
 

@@ -119,6 +119,11 @@ def build_pipeline(ref: ReferenceSet, overrides: dict[str, Any] | None = None, a
     return EmoPipeline(model)
 
 
+def run_overrides(ref: ReferenceSet, run: str = "run") -> dict[str, Any]:
+    """Backbone config values a run of configs.json sets (its motion-frame count)."""
+    return {"motion_frames": int(ref.configs[run].get("n_motion_frames", 2))}
+
+
 def run_reference(pipeline, ref: ReferenceSet, run: str = "run", motion_scale=None,
                   initial_latents=None) -> dict[str, Any]:  # fmt: skip
     """Run one clip of `run` (configs.json) on its inputs; returns the trace of every stage."""
@@ -140,7 +145,8 @@ def run_reference(pipeline, ref: ReferenceSet, run: str = "run", motion_scale=No
     clip = pipeline.hallo_clip(
         portrait, inputs["audio_emb_windowed"], None, generator=generator,
         motion_scale=tuple(motion_scale or settings["motion_scale"]), steps=int(settings["num_inference_steps"]),
-        guidance_scale=float(settings["guidance_scale"]), initial_latents=initial_latents, trace=trace,
+        guidance_scale=float(settings["guidance_scale"]), eta=float(settings.get("eta", 0.0)),
+        initial_latents=initial_latents, trace=trace,
     )  # fmt: skip
     trace["video"] = torch.from_numpy(clip.frames).permute(3, 0, 1, 2)[None]  # (1, 3, f, H, W)
     return trace
@@ -164,7 +170,7 @@ def stage_of(name: str) -> str | None:
         return "bank"
     if name.endswith(".unet_output"):
         return "unet_output"
-    if name.endswith(".latents_after") or name == "final_latents":
+    if name.endswith(".latents_after") or name in ("final_latents", "initial_latents"):
         return "latents"
     if name in ("video", "vae_decoded_raw"):
         return "video"

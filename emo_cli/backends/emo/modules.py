@@ -45,7 +45,8 @@ FACE_LOCATOR_TARGETS = ("latent", "conv_in")  # Hallo: added after conv_in
 TEMPORAL_NORMS = ("joint", "per_frame")  # Hallo: GroupNorm of each frame on its own
 MOTION_FEATURES = ("block_output", "reference_tokens")  # Hallo: the ReferenceNet's norm1 tokens
 UNCONDITIONAL_AUDIO = ("drop", "zero_tokens")  # Hallo: zero tokens through the running audio layer
-REFERENCE_CONTEXTS = ("empty", "cfg_tiled")  # Hallo: batch rows paired with contexts u, c, u, c, ...
+REFERENCE_CONTEXTS = ("empty", "per_sample", "cfg_tiled")  # Hallo: batch rows meet contexts u, c, u, c, ...
+UNCONDITIONAL_CONTEXTS = ("zero_tokens", "projected_zeros")  # Hallo: the projection of a zero embedding
 REFERENCE_ROWS = ("per_sample", "alternating")  # Hallo: frame j of a sample reads row j mod samples
 BANK_DTYPES = (None, "float16")  # Hallo: the reference bank is rounded to float16
 
@@ -327,8 +328,11 @@ class EmoBackbone(ModelMixin, ConfigMixin):
         plain_block_temporal: run the temporal modules of the blocks without attention. Hallo's
             weights were run without them (its inference takes a training-mode branch that skips them).
         motion_features: what the temporal modules see of the motion frames (see `motion_sources`).
+        unconditional_context: the unconditional CFG half's cross-attention context with
+            "identity" ("projected_zeros": the identity projection of a zero embedding, Hallo).
         reference_context: the ReferenceNet's cross-attention context ("empty": one zero token;
-            "cfg_tiled": the CFG contexts tiled over its batch, Hallo's u, c, u, c, ... pairing).
+            "per_sample": each sample's rows its own context; "cfg_tiled": the CFG contexts tiled
+            over its batch of [reference, motion frames] per sample, Hallo's u, c, u, c, ... pairing).
         reference_rows: which sample's reference a frame reads ("alternating": frame row p reads
             sample p mod samples, Hallo's tiling of its bank).
         reference_bank_dtype: the reference bank is rounded to this dtype (Hallo: float16).
@@ -351,6 +355,7 @@ class EmoBackbone(ModelMixin, ConfigMixin):
         temporal_norm_groups: int | None = None,
         plain_block_temporal: bool = True,
         motion_features: str = "block_output",
+        unconditional_context: str = "zero_tokens",
         reference_context: str = "empty",
         reference_rows: str = "per_sample",
         reference_bank_dtype: str | None = None,
@@ -365,6 +370,7 @@ class EmoBackbone(ModelMixin, ConfigMixin):
             "temporal_norm": (temporal_norm, TEMPORAL_NORMS),
             "motion_features": (motion_features, MOTION_FEATURES),
             "reference_context": (reference_context, REFERENCE_CONTEXTS),
+            "unconditional_context": (unconditional_context, UNCONDITIONAL_CONTEXTS),
             "reference_rows": (reference_rows, REFERENCE_ROWS),
             "reference_bank_dtype": (reference_bank_dtype, BANK_DTYPES),
         }
@@ -447,6 +453,10 @@ class EmoBackbone(ModelMixin, ConfigMixin):
                 return output
             hidden = output[0] if isinstance(output, tuple) else output
             out = layer(hidden, cond.audio.to(hidden.dtype), cond.region_masks[level], cond.motion_scale)
+            if self.config.unconditional_audio == "drop":
+                keep = cond.keep_rows(out.shape[0], out.dtype)
+                if keep is not None:
+                    out = torch.where(keep.bool().view(-1, 1, 1, 1), out, hidden)
             return (out, *output[1:]) if isinstance(output, tuple) else out
 
         return hook

@@ -301,7 +301,10 @@ class EmoPipeline:
         embedding = torch.as_tensor(np.asarray(identity, dtype=np.float32)).reshape(1, -1).to(self.device, self.dtype)
         proj = self.model.identity_proj
         cond = proj(embedding)
-        uncond = proj(torch.zeros_like(embedding))
+        if self.backbone.config.unconditional_context == "projected_zeros":
+            uncond = proj(torch.zeros_like(embedding))
+        else:
+            uncond = torch.zeros_like(cond)
         region = _to_pixels(face_region, signed=False)[None].to(self.device, self.dtype)
         face = self.model.face_locator(region)
         levels = []
@@ -333,6 +336,7 @@ class EmoPipeline:
         motion_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
         steps: int = 40,
         guidance_scale: float = 3.5,
+        eta: float = 0.0,
         initial_latents: torch.Tensor | None = None,
         trace: dict | None = None,
     ) -> HalloClip:
@@ -347,8 +351,9 @@ class EmoPipeline:
                 (the portrait stands in for them, as in Hallo).
             generator: a CPU generator for the initial noise (the renderer seeds one per clip).
             motion_scale: the weights of the full-face (pose), face (expression) and lip audio.
-            steps, guidance_scale: DDIM steps and the CFG scale (CFG when > 1).
-            initial_latents: (1, c, f, h, w) to use instead of drawing the noise (parity checks).
+            steps, guidance_scale, eta: DDIM steps, the CFG scale (CFG when > 1), DDIM's eta.
+            initial_latents: (1, c, f, h, w) to use instead of the noise drawn (parity checks;
+                the noise is still drawn, so the generator's state is the same after it).
             trace: a dict that receives the stages' tensors (parity checks).
 
         Returns:
@@ -380,14 +385,13 @@ class EmoPipeline:
             reference=reference, motion=motion_bank, audio=audio, keep=keep, frames=frames, context=context,
             region_masks=portrait.masks, motion_scale=tuple(float(v) for v in motion_scale),
         )  # fmt: skip
-        if config.unconditional_audio == "drop" and config.audio_attention_regions == 3:
-            raise ValueError("audio_attention_regions 3 needs unconditional_audio 'zero_tokens'")
 
         shape = (1, portrait.latent.shape[1], frames, *portrait.latent.shape[2:])
-        if initial_latents is None:
-            noise = torch.randn(shape, generator=generator, dtype=torch.float32)
-            latents = (noise * sched.init_noise_sigma).to(self.device)
-        else:
+        noise = torch.randn(shape, generator=generator, dtype=torch.float32)
+        latents = (noise * sched.init_noise_sigma).to(self.device)
+        if trace is not None:
+            trace["initial_latents"] = latents
+        if initial_latents is not None:
             latents = initial_latents.to(self.device, torch.float32)
         timesteps = sched.timesteps
         for i, t in enumerate(timesteps.tolist()):
@@ -398,7 +402,11 @@ class EmoPipeline:
             if cfg:
                 uncond, cond = pred.chunk(2)
                 pred = uncond + guidance_scale * (cond - uncond)
-            latents = sched.step(pred, t, latents, return_dict=False)[0]
+            if eta:
+                step_noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(self.device)
+                latents = sched.step(pred, t, latents, eta=eta, variance_noise=step_noise, return_dict=False)[0]
+            else:
+                latents = sched.step(pred, t, latents, return_dict=False)[0]
             if trace is not None:
                 trace[f"step{i}.latents_after"] = latents
         if trace is not None:
@@ -426,9 +434,11 @@ class EmoPipeline:
         rows = torch.arange(batch.shape[0], device=self.device)
         if config.reference_context == "cfg_tiled":
             ref_context = context[rows % samples]  # Hallo: the batch r, m.., r, m.. meets u, c, u, c, ...
-        else:
+        elif config.reference_context == "per_sample":
             ref_context = context[rows // (1 + n)]
-        tokens, _ = self.recorder.record(batch, ref_context)
+        else:
+            ref_context = self.backbone.empty_context(batch.shape[0], self.dtype, self.device)
+        tokens, features = self.recorder.record(batch, ref_context)
         if trace is not None:
             trace.update({f"ref_bank.{name}": t for name, t in tokens.items()})
         if config.reference_bank_dtype is not None:
@@ -443,10 +453,13 @@ class EmoPipeline:
         motion_bank = {}
         if n:
             for target, source in self.recorder_sources.items():
-                t = tokens[source]  # (samples * (1 + n), hw, c)
-                h, w = self.recorder.sizes[source]
-                per_sample = t.view(samples, 1 + n, h * w, -1)[:, 1:]
-                motion_bank[target] = per_sample.transpose(-1, -2).reshape(samples, n, -1, h, w)
+                if source in tokens:  # the bank's tokens (samples * (1 + n), hw, c)
+                    h, w = self.recorder.sizes[source]
+                    per_sample = tokens[source].view(samples, 1 + n, h * w, -1)[:, 1:]
+                    motion_bank[target] = per_sample.transpose(-1, -2).reshape(samples, n, -1, h, w)
+                else:  # a layer's output (samples * (1 + n), c, h, w)
+                    feats = features[target]
+                    motion_bank[target] = feats.view(samples, 1 + n, *feats.shape[1:])[:, 1:]
         return reference, motion_bank
 
     @torch.no_grad()
