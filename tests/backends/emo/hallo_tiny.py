@@ -52,9 +52,19 @@ def write_hallo_download(root: Path, variant: str = "hallo", separator: bool = T
     return root
 
 
-def unet_kwargs() -> dict:
-    """The reference's tiny motion/audio module sizes (the importer's defaults are Hallo's real ones)."""
-    return reference_configs()["unet_additional_kwargs"]
+def write_hallo_config(path: Path, clip_frames: int = 16, motion_frames: int = 2) -> Path:
+    """Hallo's inference YAML with the reference's tiny motion/audio module sizes (the importer's
+    defaults are Hallo's real ones) and Hallo's clip and motion lengths."""
+    import yaml
+
+    configs = reference_configs()
+    doc = {
+        "unet_additional_kwargs": configs["unet_additional_kwargs"],
+        "noise_scheduler_kwargs": configs["scheduler"],
+        "data": {"n_sample_frames": clip_frames, "n_motion_frames": motion_frames},
+    }
+    path.write_text(yaml.safe_dump(doc))
+    return path
 
 
 def make_hallo_weights(folder: Path, variant: str = "hallo") -> Path:
@@ -63,5 +73,5 @@ def make_hallo_weights(folder: Path, variant: str = "hallo") -> Path:
 
     download = write_hallo_download(folder / "pretrained_models", variant)
     out = folder / f"{variant}-weights"
-    import_hallo(download, out, variant=variant, unet_kwargs=unet_kwargs())
+    import_hallo(download, out, variant=variant, hallo_config=write_hallo_config(folder / "inference.yaml"))
     return out

@@ -69,6 +69,7 @@ def render_in_chunks(renderer, counts, state=None, start=0):
     return np.concatenate(frames), states
 
 
+@pytest.mark.slow
 def test_hallo_weights_render_clips_of_16_and_resume_from_the_decoded_motion_frames(hallo_weights, voice):
     backend = EmoBackend()
     renderer = backend.start_job(job_input(voice, hallo_weights))
@@ -97,10 +98,11 @@ def test_hallo_weights_render_clips_of_16_and_resume_from_the_decoded_motion_fra
     rest, _ = render_in_chunks(resumed, [13], state=states[0], start=10)
     assert np.array_equal(rest, whole[10:])
 
-    lips = render_in_chunks(backend.start_job(job_input(voice, hallo_weights, lip_weight=0.0)), [23])[0]
-    assert not np.array_equal(lips, whole)  # the region weights reach the audio modules
+    lips = render_in_chunks(backend.start_job(job_input(voice, hallo_weights, lip_weight=0.0)), [10])[0]
+    assert not np.array_equal(lips, whole[:10])  # the region weights reach the audio modules
 
 
+@pytest.mark.slow
 def test_hallo2_drops_motion_pixels_outside_the_face_seeded_per_clip(hallo2_weights, voice):
     renderer = EmoBackend().start_job(job_input(voice, hallo2_weights))
     assert renderer.variant == "hallo2"
