@@ -101,3 +101,24 @@ def prepare_audio(audio: np.ndarray, sample_rate: int, weights: Path | str) -> n
                  MODEL_FILE, weights)  # fmt: skip
         return np.asarray(audio, dtype=np.float32)
     return _separator(str(path)).separate(audio, sample_rate)
+
+
+@functools.lru_cache(maxsize=1)
+def _float32_wav2vec(path: str, device: str):
+    import torch
+    from transformers import Wav2Vec2Model
+
+    return Wav2Vec2Model.from_pretrained(path, dtype=torch.float32).to(device).eval().requires_grad_(False)
+
+
+def hallo_audio_encoder(model):
+    """The wav2vec 2.0 to compute a Hallo job's features with: float32, as Hallo runs it whatever
+    precision the diffusion networks use (its audio projection then takes them in that precision).
+    A model loaded in half precision gets a float32 copy of its encoder, loaded once per worker."""
+    import torch
+
+    encoder = model.audio_encoder
+    param = next(encoder.parameters())
+    if param.dtype == torch.float32 or model.root is None:
+        return encoder
+    return _float32_wav2vec(str(Path(model.root) / "audio_encoder"), str(param.device))

@@ -196,7 +196,7 @@ class HalloRenderer(JobRenderer):
         self.first_motion = np.repeat((prepared.image.astype(np.float32) / 255.0)[None], self.motion_frames, 0)
         audio = preprocess.prepare_audio(job.audio, job.sample_rate, root)
         self.audio = HalloAudio(
-            pipeline.model.audio_encoder, audio, sample_rate=job.sample_rate, fps=job.fps,
+            preprocess.hallo_audio_encoder(pipeline.model), audio, sample_rate=job.sample_rate, fps=job.fps,
             clip_frames=self.clip_frames, mode=str(options.get("audio_features", "auto")),
             normalize=pipeline.model.audio_normalize,
         )  # fmt: skip

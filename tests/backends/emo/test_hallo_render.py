@@ -221,3 +221,19 @@ def test_hallo_options_are_checked_by_emo_validate(tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
     text = result.stdout + result.stderr
     assert "lip_weight" in text and "audio_features" in text
+
+
+def test_hallo_features_come_from_a_float32_wav2vec_under_half_precision(hallo_weights):
+    import torch
+
+    from emo_cli.backends.emo.pipeline import load_model
+    from emo_cli.backends.emo.preprocess import hallo_audio_encoder
+
+    full = load_model(hallo_weights)
+    assert hallo_audio_encoder(full) is full.audio_encoder
+    half = load_model(hallo_weights, "cpu", torch.bfloat16)
+    encoder = hallo_audio_encoder(half)
+    assert next(half.audio_encoder.parameters()).dtype == torch.bfloat16
+    assert next(encoder.parameters()).dtype == torch.float32
+    for a, b in zip(encoder.state_dict().values(), full.audio_encoder.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
