@@ -81,7 +81,9 @@ def box_mask(landmarks: np.ndarray, ids: list[int], width: int, height: int, rat
     lo, hi = np.round(points.min(axis=0)), np.round(points.max(axis=0))
     x0, x1, y0, y1 = expand_region((lo[0], hi[0], lo[1], hi[1]), width, height, ratio)
     mask = np.zeros((height, width), dtype=np.uint8)
-    mask[round(y0) : round(y1), round(x0) : round(x1)] = 255
+    # Clamped at 0: a box larger than the image keeps a negative corner after Hallo's shift, which
+    # Python would read as an index from the far end.
+    mask[max(round(y0), 0) : round(y1), max(round(x0), 0) : round(x1)] = 255
     return mask
 
 

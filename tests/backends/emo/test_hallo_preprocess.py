@@ -158,6 +158,13 @@ def test_expand_region_grows_about_the_centre_and_stays_inside():
     assert expand_region((20, 40, 30, 50), 100, 100, 1.2) == (18, 42, 28, 52)
     assert expand_region((0, 20, 0, 20), 100, 100, 2.0) == (0, 40, 0, 40)
     assert expand_region((80, 100, 80, 100), 100, 100, 2.0) == (60, 100, 60, 100)
+    # Grown past both edges: Hallo's shift leaves a negative corner; the mask still covers the image.
+    assert expand_region((0, 100, 0, 100), 100, 100, 2.0) == (-100, 100, -100, 100)
+    from emo_cli.backends.emo.regions import SILHOUETTE, box_mask
+
+    landmarks = np.zeros((478, 2))
+    landmarks[SILHOUETTE[0]], landmarks[SILHOUETTE[1]] = (0, 0), (100, 100)
+    assert box_mask(landmarks, SILHOUETTE, 100, 100, 2.0).min() == 255
 
 
 def test_regions_from_landmarks_follow_hallos_construction():
