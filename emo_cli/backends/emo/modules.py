@@ -336,6 +336,9 @@ class EmoBackbone(ModelMixin, ConfigMixin):
         reference_rows: which sample's reference a frame reads ("alternating": frame row p reads
             sample p mod samples, Hallo's tiling of its bank).
         reference_bank_dtype: the reference bank is rounded to this dtype (Hallo: float16).
+        hallo_eval_mode: compute what Hallo's UNet computes in eval mode (not what its inference
+            runs): motion frames and motion_scale reach only the mid block. With
+            plain_block_temporal, it reproduces Hallo's eval-mode variant; off by default.
     """
 
     @register_to_config
@@ -359,6 +362,7 @@ class EmoBackbone(ModelMixin, ConfigMixin):
         reference_context: str = "empty",
         reference_rows: str = "per_sample",
         reference_bank_dtype: str | None = None,
+        hallo_eval_mode: bool = False,
     ) -> None:
         super().__init__()
         choices = {
@@ -446,13 +450,15 @@ class EmoBackbone(ModelMixin, ConfigMixin):
 
     def _region_audio_hook(self, name: str):
         layer, level = self.region_audio[_module_key(name)], self._region_levels[name]
+        scaled = not (self.config.hallo_eval_mode and not name.startswith("mid_block."))
 
         def hook(module, args, output):
             cond = self.conditions
             if cond.audio is None or cond.region_masks is None:
                 return output
             hidden = output[0] if isinstance(output, tuple) else output
-            out = layer(hidden, cond.audio.to(hidden.dtype), cond.region_masks[level], cond.motion_scale)
+            scale = cond.motion_scale if scaled else None
+            out = layer(hidden, cond.audio.to(hidden.dtype), cond.region_masks[level], scale)
             if self.config.unconditional_audio == "drop":
                 keep = cond.keep_rows(out.shape[0], out.dtype)
                 if keep is not None:

@@ -122,6 +122,8 @@ class EmoPipeline:
         config = model.backbone.config
         self.recorder_sources = motion_sources(model.backbone.unet, config.motion_features,
                                                config.plain_block_temporal)  # fmt: skip
+        if config.get("hallo_eval_mode"):  # Hallo's eval-mode branch joins motion frames in the mid block only
+            self.recorder_sources = {k: v for k, v in self.recorder_sources.items() if k.startswith("mid_block.")}
         self.recorder = ReferenceRecorder(model.reference_unet, self.recorder_sources)
         param = next(model.backbone.parameters())
         self.device, self.dtype = param.device, param.dtype
