@@ -1,4 +1,4 @@
-"""Tiny ONNX stand-ins for the models of Hallo's download, built with onnx.helper.
+"""Tiny ONNX stand-ins for the models of Hallo's download, built with onnx's graph-building API.
 
 They have the real models' input and output layouts (a SCRFD detector with keypoints, an
 ArcFace recogniser with a 112x112 input, an MDX-Net separator on (batch, 4, 3072, 256)
