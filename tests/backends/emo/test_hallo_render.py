@@ -52,7 +52,7 @@ def job_input(voice: Path, weights: Path, **options) -> JobInput:
     return JobInput(
         job_id="test", portrait_path=PORTRAIT, audio=audio, sample_rate=16000, fps=FPS,
         num_frames=int(np.ceil(len(audio) / 16000 * FPS)), seed=7, resolution=64,
-        options=EmoBackend.resolve_options({"weights": str(weights), "steps": 2, **options}),
+        options=EmoBackend.resolve_options({"weights": str(weights), "steps": 1, **options}),
     )  # fmt: skip
 
 
@@ -142,7 +142,7 @@ defaults:
   resolution: 64
   seed: 3
   chunk_frames: 10
-  emo: {{weights: {weights}, steps: 2}}
+  emo: {{weights: {weights}, steps: 1}}
 portraits: {{astro: astronaut.jpg}}
 audio: {{voice: voice.wav}}
 jobs:
@@ -212,7 +212,7 @@ def test_hallo_options_are_checked_by_emo_validate(tmp_path):
     write_wav(tmp_path / "voice.wav", 0.3)
     manifest.write_text(
         MANIFEST.replace(
-            "{weights: {weights}, steps: 2}", "{weights: w, lip_weight: -1, audio_features: often}"
+            "{weights: {weights}, steps: 1}", "{weights: w, lip_weight: -1, audio_features: often}"
         )
         .replace("{{", "{")
         .replace("}}", "}")
