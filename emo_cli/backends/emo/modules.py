@@ -100,10 +100,8 @@ class Conditions:
 class ReferenceReadProcessor:
     """Backbone self-attention over concat([x, reference tokens]) along the token axis.
 
-    For unconditional rows the reference tokens are replaced by the row's own tokens: attending
-    over [x, x] gives exactly the same result as attending over x alone (each key appears twice
-    with the same value, so the softmax weights halve and the sums are unchanged), which drops
-    the reference without a mask and keeps the fast SDPA path.
+    Unconditional rows (CFG) attend over their own tokens only, in a separate SDPA call over
+    half the keys (Hallo computes them with the reference first, then again without).
     """
 
     def __init__(self, block: str, conditions: Conditions) -> None:
@@ -122,9 +120,16 @@ class ReferenceReadProcessor:
         elif ref.shape[0] != rows:  # one row per sample: the same for each of its frames
             ref = ref.repeat_interleave(rows // ref.shape[0], dim=0)
         keep = self.conditions.keep_rows(rows, hidden_states.dtype)
-        if keep is not None:
-            ref = torch.where(keep.bool(), ref, hidden_states)
-        return attention(attn, hidden_states, torch.cat([hidden_states, ref], dim=1))
+        if keep is None or bool(keep.all()):
+            return attention(attn, hidden_states, torch.cat([hidden_states, ref], dim=1))
+        keep = keep.view(-1).bool()
+        out = torch.empty_like(hidden_states)
+        plain = hidden_states[~keep]
+        out[~keep] = attention(attn, plain, plain)
+        if bool(keep.any()):
+            kept = hidden_states[keep]
+            out[keep] = attention(attn, kept, torch.cat([kept, ref[keep]], dim=1))
+        return out
 
 
 class ReferenceWriteProcessor:
@@ -591,6 +596,8 @@ class ReferenceRecorder:
             if parent in modules:
                 modules[parent].register_forward_pre_hook(self._size_hook(name))
         self._expected_tokens = len(blocks)
+        self.block_names = blocks
+        self.stop_early = True
         for target, source in sources.items():
             if source not in modules:
                 raise ValueError(f"the ReferenceNet has no layer {source} for the backbone's {target}")
@@ -604,7 +611,7 @@ class ReferenceRecorder:
         return hook
 
     def _check_complete(self) -> None:
-        if len(self._tokens) == self._expected_tokens and len(self._features) == len(self._feature_sources):
+        if self.stop_early and len(self._tokens) == self._expected_tokens and len(self._features) == len(self._feature_sources):
             raise _ReferenceComplete
 
     def _feature_hook(self, target: str):
