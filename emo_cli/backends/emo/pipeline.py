@@ -309,6 +309,8 @@ class EmoPipeline:
             uncond = torch.zeros_like(cond)
         region = _to_pixels(face_region, signed=False)[None].to(self.device, self.dtype)
         face = self.model.face_locator(region)
+        if region.shape[1] == 1:
+            region = region.expand(-1, 3, -1, -1)
         levels = []
         h, w = latent.shape[-2:]
         for level in range(len(masks["full"])):
@@ -325,7 +327,7 @@ class EmoPipeline:
             trace.update(imageproj_out_cond=cond, imageproj_out_uncond=uncond, face_locator_out=face,
                          ref_image_latents=latent)  # fmt: skip
         return HalloPortrait(pixels=pixels, latent=latent, context=torch.cat([uncond, cond]), face=face,
-                             masks=levels, height=height, width=width)  # fmt: skip
+                             masks=levels, height=height, width=width, face_region=region[0].float().cpu())  # fmt: skip
 
     @torch.no_grad()
     def hallo_clip(
@@ -385,7 +387,8 @@ class EmoPipeline:
         face = torch.cat([torch.zeros_like(portrait.face), portrait.face]) if cfg else portrait.face
         keep = torch.tensor([False, True] if cfg else [True], device=self.device)
 
-        reference, motion_bank = self.hallo_banks(portrait, motion, context, frames, trace, naive=naive)
+        reference, motion_bank = self.hallo_banks(portrait, motion, context, frames, trace, naive=naive,
+                                                  generator=generator)  # fmt: skip
         conditions = Conditions(
             reference=reference, motion=motion_bank, audio=audio, keep=keep, frames=frames, context=context,
             region_masks=portrait.masks, motion_scale=tuple(float(v) for v in motion_scale),
@@ -420,7 +423,8 @@ class EmoPipeline:
         return HalloClip(frames=video, motion=video[video.shape[0] - n :].copy())
 
     def hallo_banks(self, portrait: HalloPortrait, motion, context: torch.Tensor, frames: int,
-                    trace: dict | None = None, naive: bool = False) -> tuple[dict, dict]:  # fmt: skip
+                    trace: dict | None = None, naive: bool = False,
+                    generator: torch.Generator | None = None) -> tuple[dict, dict]:  # fmt: skip
         """The ReferenceNet's bank over [reference, motion frames] per CFG sample, as Hallo builds it.
 
         Returns the reference tokens per backbone row (samples * frames rows) and the motion
@@ -434,13 +438,21 @@ class EmoPipeline:
         samples = context.shape[0]
         group = 1 + n
         first = motion is None and config.first_clip_motion == "reference"
-        if motion is None:
+        drop = config.get("motion_patch_drop")
+        if motion is None and not (first and drop):
             motion_latents = self.first_motion(portrait.latent, n)
-        elif naive:  # Hallo encodes the portrait again with the motion frames
-            pixels = torch.cat([portrait.pixels.to(self.device), _frames_to_pixels(motion).to(self.device)])
-            motion_latents = self.encode_pixels(pixels)[1:]
         else:
-            motion_latents = self.encode_pixels(_frames_to_pixels(motion).to(self.device))
+            if motion is None:  # Hallo2 drops patches of the portrait standing in for the motion frames too
+                pixels = portrait.pixels.to(self.device).expand(n, -1, -1, -1)
+            else:
+                pixels = _frames_to_pixels(motion).to(self.device)
+            if drop:
+                pixels = drop_motion_patches(pixels, portrait.face_region.to(self.device), drop, generator)
+                first = False
+            if naive:  # Hallo encodes the portrait again with the motion frames
+                motion_latents = self.encode_pixels(torch.cat([portrait.pixels.to(self.device), pixels]))[1:]
+            else:
+                motion_latents = self.encode_pixels(pixels)
         rows = torch.arange(samples * group)
         # Which of portrait.context (0: unconditional, 1: conditional) each batch row meets.
         ids = torch.tensor([0, 1] if samples == 2 else [1])
@@ -533,6 +545,7 @@ class HalloPortrait:
     masks: list  # per level: (full, face, lip), each (1, h_L * w_L)
     height: int
     width: int
+    face_region: torch.Tensor | None = None  # (3, H, W) in [0, 1], what the face locator read
     # context id (0 unconditional, 1 conditional, -1 none) -> the ReferenceNet bank of the portrait row
     bank: dict = field(default_factory=dict)
 
@@ -543,6 +556,16 @@ class HalloClip:
 
     frames: np.ndarray  # (f, H, W, 3) float32 in [0, 1]
     motion: np.ndarray  # (n, H, W, 3) float32 in [0, 1]: the next clip's `motion` argument
+
+
+def drop_motion_patches(pixels: torch.Tensor, face_region: torch.Tensor, rate: float,
+                        generator: torch.Generator | None) -> torch.Tensor:  # fmt: skip
+    """Hallo2's patch-drop: pixels (n, 3, H, W) outside the face region set to 0 where a uniform
+    draw (one per pixel position, from `generator`) is at most `rate`; the face region is kept."""
+    height, width = pixels.shape[-2:]
+    keep = torch.rand(height, width, generator=generator) > rate
+    keep = keep.to(pixels.device)[None, None] | face_region.bool()[None]
+    return pixels * keep
 
 
 def _image_hw(image) -> tuple[int, int]:
