@@ -100,10 +100,8 @@ class Conditions:
 class ReferenceReadProcessor:
     """Backbone self-attention over concat([x, reference tokens]) along the token axis.
 
-    For unconditional rows the reference tokens are replaced by the row's own tokens: attending
-    over [x, x] gives exactly the same result as attending over x alone (each key appears twice
-    with the same value, so the softmax weights halve and the sums are unchanged), which drops
-    the reference without a mask and keeps the fast SDPA path.
+    Unconditional rows (CFG) attend over their own tokens only, in a separate SDPA call over
+    half the keys (Hallo computes them with the reference first, then again without).
     """
 
     def __init__(self, block: str, conditions: Conditions) -> None:
@@ -122,9 +120,16 @@ class ReferenceReadProcessor:
         elif ref.shape[0] != rows:  # one row per sample: the same for each of its frames
             ref = ref.repeat_interleave(rows // ref.shape[0], dim=0)
         keep = self.conditions.keep_rows(rows, hidden_states.dtype)
-        if keep is not None:
-            ref = torch.where(keep.bool(), ref, hidden_states)
-        return attention(attn, hidden_states, torch.cat([hidden_states, ref], dim=1))
+        if keep is None or bool(keep.all()):
+            return attention(attn, hidden_states, torch.cat([hidden_states, ref], dim=1))
+        keep = keep.view(-1).bool()
+        out = torch.empty_like(hidden_states)
+        plain = hidden_states[~keep]
+        out[~keep] = attention(attn, plain, plain)
+        if bool(keep.any()):
+            kept = hidden_states[keep]
+            out[keep] = attention(attn, kept, torch.cat([kept, ref[keep]], dim=1))
+        return out
 
 
 class ReferenceWriteProcessor:
@@ -336,6 +341,9 @@ class EmoBackbone(ModelMixin, ConfigMixin):
         reference_rows: which sample's reference a frame reads ("alternating": frame row p reads
             sample p mod samples, Hallo's tiling of its bank).
         reference_bank_dtype: the reference bank is rounded to this dtype (Hallo: float16).
+        motion_patch_drop: Hallo2's long-video inference: this fraction of the motion frames'
+            pixels outside the face region (random per clip, the same for every motion frame) is
+            set to 0 before they are VAE-encoded; None = off (Hallo).
         hallo_eval_mode: compute what Hallo's UNet computes in eval mode (not what its inference
             runs): motion frames and motion_scale reach only the mid block. With
             plain_block_temporal, it reproduces Hallo's eval-mode variant; off by default.
@@ -362,6 +370,7 @@ class EmoBackbone(ModelMixin, ConfigMixin):
         reference_context: str = "empty",
         reference_rows: str = "per_sample",
         reference_bank_dtype: str | None = None,
+        motion_patch_drop: float | None = None,
         hallo_eval_mode: bool = False,
     ) -> None:
         super().__init__()
@@ -383,6 +392,8 @@ class EmoBackbone(ModelMixin, ConfigMixin):
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if motion_frames < 0:
             raise ValueError(f"motion_frames must be >= 0, got {motion_frames}")
+        if motion_patch_drop is not None and not 0 <= motion_patch_drop < 1:
+            raise ValueError(f"motion_patch_drop must be in [0, 1), got {motion_patch_drop}")
         self.unet = UNetMotionModel.from_config(unet_config or {})
         self.audio_attention = nn.ModuleDict()
         self.speed_attention = nn.ModuleDict()
@@ -591,6 +602,8 @@ class ReferenceRecorder:
             if parent in modules:
                 modules[parent].register_forward_pre_hook(self._size_hook(name))
         self._expected_tokens = len(blocks)
+        self.block_names = blocks
+        self.stop_early = True
         for target, source in sources.items():
             if source not in modules:
                 raise ValueError(f"the ReferenceNet has no layer {source} for the backbone's {target}")
@@ -604,7 +617,7 @@ class ReferenceRecorder:
         return hook
 
     def _check_complete(self) -> None:
-        if len(self._tokens) == self._expected_tokens and len(self._features) == len(self._feature_sources):
+        if self.stop_early and len(self._tokens) == self._expected_tokens and len(self._features) == len(self._feature_sources):
             raise _ReferenceComplete
 
     def _feature_hook(self, target: str):

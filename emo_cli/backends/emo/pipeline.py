@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -309,6 +309,8 @@ class EmoPipeline:
             uncond = torch.zeros_like(cond)
         region = _to_pixels(face_region, signed=False)[None].to(self.device, self.dtype)
         face = self.model.face_locator(region)
+        if region.shape[1] == 1:
+            region = region.expand(-1, 3, -1, -1)
         levels = []
         h, w = latent.shape[-2:]
         for level in range(len(masks["full"])):
@@ -324,8 +326,8 @@ class EmoPipeline:
         if trace is not None:
             trace.update(imageproj_out_cond=cond, imageproj_out_uncond=uncond, face_locator_out=face,
                          ref_image_latents=latent)  # fmt: skip
-        return HalloPortrait(latent=latent, context=torch.cat([uncond, cond]), face=face, masks=levels,
-                             height=height, width=width)  # fmt: skip
+        return HalloPortrait(pixels=pixels, latent=latent, context=torch.cat([uncond, cond]), face=face,
+                             masks=levels, height=height, width=width, face_region=region[0].float().cpu())  # fmt: skip
 
     @torch.no_grad()
     def hallo_clip(
@@ -341,6 +343,7 @@ class EmoPipeline:
         eta: float = 0.0,
         initial_latents: torch.Tensor | None = None,
         trace: dict | None = None,
+        naive: bool = False,
     ) -> HalloClip:
         """One clip of Hallo / Hallo2 weights, as Hallo's own FaceAnimatePipeline computes it.
 
@@ -357,6 +360,8 @@ class EmoPipeline:
             initial_latents: (1, c, f, h, w) to use instead of the noise drawn (parity checks;
                 the noise is still drawn, so the generator's state is the same after it).
             trace: a dict that receives the stages' tensors (parity checks).
+            naive: do the per-clip work Hallo's code does (benchmarks): the ReferenceNet over every
+                row to its end, the portrait VAE-encoded again. Same result up to rounding.
 
         Returns:
             `HalloClip`: the f decoded frames (f, H, W, 3) float32 in [0, 1] and `motion`, what
@@ -382,7 +387,8 @@ class EmoPipeline:
         face = torch.cat([torch.zeros_like(portrait.face), portrait.face]) if cfg else portrait.face
         keep = torch.tensor([False, True] if cfg else [True], device=self.device)
 
-        reference, motion_bank = self.hallo_banks(portrait, motion, context, frames, trace)
+        reference, motion_bank = self.hallo_banks(portrait, motion, context, frames, trace, naive=naive,
+                                                  generator=generator)  # fmt: skip
         conditions = Conditions(
             reference=reference, motion=motion_bank, audio=audio, keep=keep, frames=frames, context=context,
             region_masks=portrait.masks, motion_scale=tuple(float(v) for v in motion_scale),
@@ -417,30 +423,74 @@ class EmoPipeline:
         return HalloClip(frames=video, motion=video[video.shape[0] - n :].copy())
 
     def hallo_banks(self, portrait: HalloPortrait, motion, context: torch.Tensor, frames: int,
-                    trace: dict | None = None) -> tuple[dict, dict]:  # fmt: skip
-        """ONE ReferenceNet pass over [reference, motion frames] per CFG sample.
+                    trace: dict | None = None, naive: bool = False,
+                    generator: torch.Generator | None = None) -> tuple[dict, dict]:  # fmt: skip
+        """The ReferenceNet's bank over [reference, motion frames] per CFG sample, as Hallo builds it.
 
         Returns the reference tokens per backbone row (samples * frames rows) and the motion
         features per sample, as Hallo's reference attention hands them to its denoising UNet.
+        Rows holding the portrait itself are the same in every clip: they are computed once per
+        job and context, and kept in `portrait` (for the first clip, whose motion frames are the
+        portrait, that is every row). `naive` runs every row every clip, as Hallo does (benchmarks).
         """
         config = self.backbone.config
         n = self.motion_frames
         samples = context.shape[0]
-        if motion is None:
+        group = 1 + n
+        first = motion is None and config.first_clip_motion == "reference"
+        drop = config.get("motion_patch_drop")
+        if motion is None and not (first and drop):
             motion_latents = self.first_motion(portrait.latent, n)
         else:
-            motion_pixels = _frames_to_pixels(motion).to(self.device)
-            motion_latents = self.encode_pixels(motion_pixels)
-        group = torch.cat([portrait.latent, motion_latents.to(portrait.latent.dtype)])  # (1 + n, c, h, w)
-        batch = group.repeat(samples, 1, 1, 1)
-        rows = torch.arange(batch.shape[0], device=self.device)
+            if motion is None:  # Hallo2 drops patches of the portrait standing in for the motion frames too
+                pixels = portrait.pixels.to(self.device).expand(n, -1, -1, -1)
+            else:
+                pixels = _frames_to_pixels(motion).to(self.device)
+            if drop:
+                pixels = drop_motion_patches(pixels, portrait.face_region.to(self.device), drop, generator)
+                first = False
+            if naive:  # Hallo encodes the portrait again with the motion frames
+                motion_latents = self.encode_pixels(torch.cat([portrait.pixels.to(self.device), pixels]))[1:]
+            else:
+                motion_latents = self.encode_pixels(pixels)
+        rows = torch.arange(samples * group)
+        # Which of portrait.context (0: unconditional, 1: conditional) each batch row meets.
+        ids = torch.tensor([0, 1] if samples == 2 else [1])
         if config.reference_context == "cfg_tiled":
-            ref_context = context[rows % samples]  # Hallo: the batch r, m.., r, m.. meets u, c, u, c, ...
+            row_context = ids[rows % samples]  # Hallo: the batch r, m.., r, m.. meets u, c, u, c, ...
         elif config.reference_context == "per_sample":
-            ref_context = context[rows // (1 + n)]
+            row_context = ids[rows // group]
         else:
-            ref_context = self.backbone.empty_context(batch.shape[0], self.dtype, self.device)
-        tokens, features = self.recorder.record(batch, ref_context)
+            row_context = torch.full_like(rows, -1)  # one zero token
+        portrait_row = (rows % group == 0) | first
+        if naive or config.motion_features != "reference_tokens":
+            portrait_row = torch.zeros_like(portrait_row)
+        missing = sorted({int(c) for c in row_context[portrait_row]} - set(portrait.bank))
+        if missing:
+            latents = portrait.latent.expand(len(missing), -1, -1, -1)
+            tokens, _ = self.recorder.record(latents, self._reference_context(portrait, torch.tensor(missing)))
+            for i, key in enumerate(missing):
+                portrait.bank[key] = {name: t[i : i + 1] for name, t in tokens.items()}
+        others = (~portrait_row).nonzero().flatten()
+        features: dict = {}
+        if len(others):
+            latents = torch.cat([portrait.latent, motion_latents.to(portrait.latent.dtype)]).repeat(samples, 1, 1, 1)
+            self.recorder.stop_early = not naive
+            try:
+                computed, features = self.recorder.record(latents[others.to(self.device)],
+                                                          self._reference_context(portrait, row_context[others]))  # fmt: skip
+            finally:
+                self.recorder.stop_early = True
+        tokens = {}
+        for name in self.recorder.block_names:
+            parts = []
+            for row in range(len(rows)):
+                if portrait_row[row]:
+                    parts.append(portrait.bank[int(row_context[row])][name])
+                else:
+                    index = int((others == row).nonzero()[0])
+                    parts.append(computed[name][index : index + 1])
+            tokens[name] = torch.cat(parts)
         if trace is not None:
             trace.update({f"ref_bank.{name}": t for name, t in tokens.items()})
         if config.reference_bank_dtype is not None:
@@ -464,6 +514,12 @@ class EmoPipeline:
                     motion_bank[target] = feats.view(samples, 1 + n, *feats.shape[1:])[:, 1:]
         return reference, motion_bank
 
+    def _reference_context(self, portrait: HalloPortrait, ids: torch.Tensor) -> torch.Tensor:
+        """ReferenceNet contexts for batch rows: portrait.context[id], or one zero token where id < 0."""
+        if bool((ids < 0).any()):
+            return self.backbone.empty_context(len(ids), self.dtype, self.device)
+        return portrait.context[ids.to(portrait.context.device)]
+
     @torch.no_grad()
     def decode_unit(self, latents: torch.Tensor, slice_frames: int = 1, trace: dict | None = None) -> np.ndarray:
         """(f, c, h, w) latents -> (f, H, W, 3) float32 in [0, 1] (Hallo decodes one frame at a time)."""
@@ -482,12 +538,16 @@ class EmoPipeline:
 class HalloPortrait:
     """The per-job inputs of a Hallo render (see `EmoPipeline.prepare_hallo`)."""
 
+    pixels: torch.Tensor  # (1, 3, H, W) the portrait in [-1, 1]
     latent: torch.Tensor  # (1, c, h, w) the portrait's VAE latent
     context: torch.Tensor  # (2, tokens, dim): identity tokens of a zero embedding, of the portrait
     face: torch.Tensor  # (1, C, h, w) face locator features
     masks: list  # per level: (full, face, lip), each (1, h_L * w_L)
     height: int
     width: int
+    face_region: torch.Tensor | None = None  # (3, H, W) in [0, 1], what the face locator read
+    # context id (0 unconditional, 1 conditional, -1 none) -> the ReferenceNet bank of the portrait row
+    bank: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -496,6 +556,16 @@ class HalloClip:
 
     frames: np.ndarray  # (f, H, W, 3) float32 in [0, 1]
     motion: np.ndarray  # (n, H, W, 3) float32 in [0, 1]: the next clip's `motion` argument
+
+
+def drop_motion_patches(pixels: torch.Tensor, face_region: torch.Tensor, rate: float,
+                        generator: torch.Generator | None) -> torch.Tensor:  # fmt: skip
+    """Hallo2's patch-drop: pixels (n, 3, H, W) outside the face region set to 0 where a uniform
+    draw (one per pixel position, from `generator`) is at most `rate`; the face region is kept."""
+    height, width = pixels.shape[-2:]
+    keep = torch.rand(height, width, generator=generator) > rate
+    keep = keep.to(pixels.device)[None, None] | face_region.bool()[None]
+    return pixels * keep
 
 
 def _image_hw(image) -> tuple[int, int]:

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from emo_cli.backends.emo.hallo_reference import (
+    TOLERANCES,
     ReferenceSet,
     build_pipeline,
     compare,
@@ -73,11 +74,11 @@ def test_parity_motion_scale_variant(reference, hallo):
 def test_eval_mode_variant(reference):
     """`hallo_eval_mode` + the plain blocks' temporal modules: Hallo's UNet in eval mode, which
     differs from its inference by up to 1.0 on this video. Float32 rounding alone moves this
-    variant by ~5e-3 (see benchmarks/hallo_parity.py), hence its own bound."""
+    variant by ~5e-3 (see benchmarks/hallo_parity.py), hence its own bound, twice that."""
     pipeline = build_pipeline(reference, {"hallo_eval_mode": True, "plain_block_temporal": True})
     trace = run_reference(pipeline, reference, "run")
     variants = reference.tensors("output_variants")
-    video = [r for r in compare(trace, variants, {"video": 5e-3}, video_key="video_denoising_unet_eval_mode")
+    video = [r for r in compare(trace, variants, {"video": 1e-2}, video_key="video_denoising_unet_eval_mode")
              if r.name == "video"]  # fmt: skip
     assert len(video) == 1 and not failures(video)
 
@@ -85,6 +86,27 @@ def test_eval_mode_variant(reference):
 def test_seed_42_draws_hallos_initial_latents(reference, hallo):
     trace = run_reference(hallo, reference, "run")
     assert torch.equal(trace["initial_latents"].cpu(), expected_outputs(reference)["initial_latents"])
+
+
+def test_later_clips_cached_rows_equal_hallos_per_clip_work(reference, hallo):
+    """Clip 2 reads clip 1's last decoded frames; the portrait's ReferenceNet rows come from the
+    job's cache and only the motion rows run, which must equal Hallo's full per-clip pass."""
+    import numpy as np
+
+    inputs = reference.tensors("inputs")
+    masks = {k: [inputs[f"{k}_mask_{level}"] for level in range(4)] for k in ("full", "face", "lip")}
+    portrait = hallo.prepare_hallo(image=inputs["source_image_pixels"], face_region=inputs["source_image_face_region"],
+                                   identity=inputs["source_image_face_emb"], masks=masks)  # fmt: skip
+    audio = inputs["audio_emb_windowed"]
+    first = hallo.hallo_clip(portrait, audio, None, generator=torch.Generator().manual_seed(1), steps=2)
+    assert first.motion.shape == (2, 64, 64, 3) and np.array_equal(first.motion, first.frames[-2:])
+    fast = hallo.hallo_clip(portrait, audio, first.motion, generator=torch.Generator().manual_seed(2), steps=2)
+    again = hallo.hallo_clip(portrait, audio, first.motion, generator=torch.Generator().manual_seed(2), steps=2)
+    naive = hallo.hallo_clip(portrait, audio, first.motion, generator=torch.Generator().manual_seed(2), steps=2,
+                             naive=True)  # fmt: skip
+    assert np.array_equal(fast.frames, again.frames)  # a clip is a pure function of its inputs
+    assert np.abs(fast.frames - naive.frames).max() < TOLERANCES["video"]  # rounding only (1.6e-4 here)
+    assert np.abs(fast.frames - first.frames).max() > 0.05  # the motion frames matter
 
 
 ABLATIONS = {
@@ -125,3 +147,36 @@ def test_v_prediction_zero_snr_scheduler_is_needed(reference):
 
 def failures_names(results) -> set[str]:
     return {r.name for r in results if not r.ok}
+
+
+def test_hallo2_patch_drop_keeps_the_face_and_drops_a_quarter_elsewhere():
+    from emo_cli.backends.emo.pipeline import drop_motion_patches
+
+    pixels = torch.rand(2, 3, 64, 64) * 2 - 1 + 2  # no pixel is 0 before the drop
+    face = torch.zeros(3, 64, 64)
+    face[:, 16:48, 20:44] = 1
+    out = drop_motion_patches(pixels, face, 0.25, torch.Generator().manual_seed(3))
+    inside = face.bool()[None].expand_as(pixels)
+    assert torch.equal(out[inside], pixels[inside])
+    dropped = out[~inside] == 0
+    assert 0.2 < dropped.float().mean() < 0.3
+    assert torch.equal(out[0] == 0, out[1] == 0)  # one mask for every motion frame
+    again = drop_motion_patches(pixels, face, 0.25, torch.Generator().manual_seed(3))
+    assert torch.equal(out, again)
+
+
+def test_hallo2_patch_drop_changes_the_first_clip_deterministically(reference):
+    import numpy as np
+
+    inputs = reference.tensors("inputs")
+    masks = {k: [inputs[f"{k}_mask_{level}"] for level in range(4)] for k in ("full", "face", "lip")}
+    clips = []
+    for drop in (None, 0.25, 0.25):
+        pipeline = build_pipeline(reference, {"motion_patch_drop": drop})
+        portrait = pipeline.prepare_hallo(image=inputs["source_image_pixels"],
+                                          face_region=inputs["source_image_face_region"],
+                                          identity=inputs["source_image_face_emb"], masks=masks)  # fmt: skip
+        clips.append(pipeline.hallo_clip(portrait, inputs["audio_emb_windowed"], None,
+                                         generator=torch.Generator().manual_seed(5), steps=2).frames)  # fmt: skip
+    assert np.array_equal(clips[1], clips[2])
+    assert np.abs(clips[0] - clips[1]).max() > 1e-3
