@@ -73,19 +73,19 @@ def test_mouth_follows_loudness_with_no_lag(render):
 
 
 def test_mouth_opens_well_beyond_its_rest_in_speech(render):
-    rest = FaceTrack(render["rest"][None]).mouth[0]
-    opening = render["track"].mouth - rest
+    shut = np.percentile(render["track"].mouth, 5)
+    opening = render["track"].mouth - shut
     assert np.percentile(opening, 95) > 0.03  # in face heights: clearly visible at any size
 
 
 def test_silence_closes_the_mouth(english):
+    """The astronaut's photo shows her teeth between parted lips; in silence the lips meet."""
     start, end = english["silence"]
     frames = range(int(start * FPS) + 4, int(end * FPS) - 2)  # after the last word has closed
-    rest = FaceTrack(english["rest"][None]).mouth[0]
-    # Back at the portrait's own mouth (within the mesh's jitter), never open.
-    assert np.all(english["track"].mouth[frames] - rest < 0.004)
-    assert np.all(english["track"].mouth[frames] - rest > -0.008)
-    assert english["track"].mouth.max() - rest > 0.04
+    photo = FaceTrack(english["rest"][None]).mouth[0]
+    assert photo > 0.05  # the portrait's own mouth is open (face heights)
+    assert np.all(english["track"].mouth[frames] < 0.015)  # shut, within the mesh's jitter
+    assert english["track"].mouth.max() > 0.06
 
 
 def test_outside_the_mouth_and_jaw_the_frames_stay_close_to_the_portrait(render):
