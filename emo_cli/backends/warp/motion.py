@@ -28,6 +28,7 @@ ABSOLUTE_SILENCE_DB = -60.0  # dBFS
 PITCH_RANGE_HZ = (60.0, 600.0)  # speech and most singing
 CUE_WINDOW_S = 0.02  # the closure cues look at 20 ms windows, three per video frame
 MURMUR_BELOW_HZ, MURMUR_QUIET_ABOVE_HZ = 400.0, 2500.0  # a nasal murmur's bands
+LIP_SEAL = 0.04  # of a wide-open jaw: the lips part only beyond it
 
 
 @dataclass(frozen=True)
@@ -211,8 +212,17 @@ def mouth_curves(features: AudioFeatures, fps: int, expression: float) -> tuple[
     shut = features.closure
     target = np.maximum(drive, 0.7 * lead) * (1 - shut)
     jaw = _follow(target, attack=_alpha(0.025, fps), release=np.maximum(_alpha(0.03, fps), shut))
+    # Lips stay sealed through the first few percent of an opening (as the jaw starts to move
+    # before they part), so a closure the follower has not quite reached still reads as shut.
+    jaw = np.maximum(jaw - LIP_SEAL, 0) / (1 - LIP_SEAL)
     width = _follow(width_drive, attack=_alpha(0.05, fps), release=_alpha(0.05, fps))
-    return jaw * expression, width * min(expression, 1.5)
+    return _soft_knee(jaw * expression), width * min(expression, 1.5)
+
+
+def _soft_knee(jaw: np.ndarray) -> np.ndarray:
+    """Openings up to a natural wide open (1) as they are; beyond it, a 40% slope, so a high
+    `expression` opens wider without stretching the face into a cartoon."""
+    return np.where(jaw <= 1, jaw, 1 + 0.4 * (jaw - 1))
 
 
 def blink_curve(num_frames: int, fps: int, seed: int, per_minute: float) -> np.ndarray:

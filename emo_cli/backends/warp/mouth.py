@@ -144,7 +144,7 @@ class MouthPainter:
         xs = np.arange(x0, x1, dtype=np.float32)
         centre_x, half_w = (line[0, 0] + line[-1, 0]) / 2, max(abs(line[-1, 0] - line[0, 0]) / 2, 1.0)
         fade = 0.6 + 0.4 * np.clip(1 - ((xs - centre_x) / half_w) ** 2, 0, 1)
-        dim = 1 - 0.45 * strength * shadow * fade
+        dim = 1 - 0.3 * strength * shadow * fade
         region = frame[y0:y1, x0:x1].astype(np.float32)
         frame[y0:y1, x0:x1] = (region * dim[..., None] + 0.5).astype(np.uint8)
 

@@ -224,6 +224,10 @@ def build_rig(framing: Framing) -> Rig:
     wb = (rel[:, 0] * e2[:, 1] - rel[:, 1] * e2[:, 0]) / det
     wc = (e1[:, 0] * rel[:, 1] - e1[:, 1] * rel[:, 0]) / det
     bary = np.stack([1 - wb - wc, wb, wc], axis=1)
+    # A cell the rasteriser gave to a sliver triangle (the lips of a shut mouth) may lie just
+    # outside it, where extrapolating would multiply the vertex values: clamp into the triangle.
+    bary = np.clip(bary, 0, 1)
+    bary /= np.maximum(bary.sum(axis=1, keepdims=True), 1e-12)
     # Outside the mesh and in its holes, carry the nearest inside value outward and fade it.
     distance, nearest = _nearest_inside(cv2, inside.reshape(rows, cols))
     fade = 0.5 * (1 + np.cos(np.pi * np.clip(distance * cell / feather, 0, 1)))
@@ -372,8 +376,10 @@ def _mouth_vertex_fields(mesh: np.ndarray, face_h: float) -> tuple[np.ndarray, n
     # Near the lip line the opening tapers to the corners (half the drop there); further down
     # the jaw is rigid and drops as one.
     au = np.abs(u)
-    taper = np.where(au <= 1, 1 - 0.5 * np.clip((au - 0.35) / 0.65, 0, 1) ** 2,
-                     0.5 + 0.5 * np.clip((au - 1) / 0.6, 0, 1))  # fmt: skip
+    # An oval opening: the drop falls off towards the corners, which open only a quarter as far
+    # (half as far made a box-shaped mouth, and folded the warp at the corners, at high expression).
+    taper = np.where(au <= 1, 1 - 0.75 * np.clip((au - 0.35) / 0.65, 0, 1) ** 1.6,
+                     0.25 + 0.75 * np.clip((au - 1) / 0.6, 0, 1))  # fmt: skip
     weight *= 1 - (1 - taper) * np.exp(-((v_local / 0.3) ** 2))
     weight *= 1 - 0.5 * np.clip((np.abs(u) - 2.0) / 2.0, 0, 1)  # jaw angles move less than the chin
     jaw = weight[:, None] * ey[None, :] * (JAW_OPEN * face_h)
@@ -381,7 +387,7 @@ def _mouth_vertex_fields(mesh: np.ndarray, face_h: float) -> tuple[np.ndarray, n
     jaw += (
         (-np.sign(u) * np.exp(-((np.abs(u) - 1) ** 2) / 0.1) * np.exp(-(v_local**2) / 0.05))[:, None]
         * ex
-        * (0.08 * half_width)
+        * (0.12 * half_width)
     )
     spread = u * np.exp(-((v / 0.6) ** 2)) * np.exp(-(np.maximum(np.abs(u) - 1, 0) ** 2) / 0.8)
     width = spread[:, None] * ex[None, :] * (LIP_SPREAD * half_width)

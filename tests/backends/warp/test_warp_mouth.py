@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from factories import PORTRAIT
+from factories import ASSETS, PORTRAIT
 from warp_measure import (
     BILABIALS,
     FIXTURES,
@@ -23,10 +23,16 @@ from warp_measure import (
     SPREAD_VOWELS,
     FaceTrack,
     fixture_speech,
+    frame_loudness,
     job_input,
+    lagged_correlations,
+    lower_face_mask,
     phone_frames,
+    speech,
+    ssim_outside,
 )
 
+from emo_cli.backends.face import face_mesh_landmarks
 from emo_cli.backends.warp import WarpBackend
 from emo_cli.backends.warp.motion import motion_curves
 
@@ -81,6 +87,22 @@ def test_spread_vowels_widen_the_mouth_against_rounded_ones(tracks, portrait):
         spread.extend(track.shape[phone_frames(phones, SPREAD_VOWELS, len(track.shape))])
     assert len(rounded) >= 8 and len(spread) >= 8
     assert np.mean(spread) - np.mean(rounded) >= 0.4, (np.mean(spread), np.mean(rounded))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["hello_en", "hello_fr"])
+def test_lip_sync_and_identity_with_head_motion(backend, name):
+    """Aperture follows loudness (r >= 0.75 at the best lag within a frame) and, outside the
+    mouth and jaw, every raw frame keeps SSIM >= 0.92 against the portrait, head motion on."""
+    audio = speech(ASSETS / f"{name}.wav")
+    renderer = backend.start_job(job_input(PORTRAIT, audio))
+    frames = renderer.render_chunk(0, renderer.num_frames, renderer.initial_state()).frames
+    r = lagged_correlations(FaceTrack(frames).mouth, frame_loudness(audio, len(frames)), max_lag=1)
+    assert max(r.values()) >= 0.75, r
+    rest = renderer.frame
+    mask = lower_face_mask(face_mesh_landmarks(rest), rest.shape[:2])
+    scores = [ssim_outside(rest, frame, mask) for frame in frames[::2]]
+    assert min(scores) >= 0.92, min(scores)
 
 
 def test_dc_offset_and_pure_dc_are_silence():

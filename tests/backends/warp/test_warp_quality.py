@@ -69,7 +69,7 @@ def test_mouth_follows_loudness_with_no_lag(render):
     r = lagged_correlations(track.mouth, loudness)
     best = max(r, key=r.get)
     assert abs(best) <= 1, r
-    assert r[best] >= 0.6, r
+    assert r[best] >= 0.75, r
 
 
 def test_mouth_opens_well_beyond_its_rest_in_speech(render):
@@ -91,14 +91,15 @@ def test_silence_closes_the_mouth(english):
 def test_outside_the_mouth_and_jaw_the_frames_stay_close_to_the_portrait(render):
     """SSIM against the portrait, outside the mouth and jaw, blinks included.
 
-    With a still head every frame scores >= 0.9. The default head motion shifts the head by a
-    pixel or two, which SSIM punishes on fine hair texture: the mean stays >= 0.9.
+    With a still head every frame scores >= 0.95. The default head motion shifts the head by a
+    pixel or two, which SSIM punishes on fine hair texture, and here the frames went through
+    x264 too: the mean stays >= 0.9. (`test_warp_mouth` checks the raw frames: >= 0.92.)
     """
     rest = render["rest"]
     mask = lower_face_mask(face_mesh_landmarks(rest), rest.shape[:2])
     scores = np.array([ssim_outside(rest, frame, mask) for frame in render["frames"][::3]])
     if render.get("still"):
-        assert scores.min() >= 0.9, scores
+        assert scores.min() >= 0.95, scores
     else:
         assert scores.mean() >= 0.9, scores
         assert scores.min() >= 0.85, scores
