@@ -106,6 +106,7 @@ class WarpRenderer(JobRenderer):
     def __init__(self, framing, rig, motion: np.ndarray, num_frames: int) -> None:
         import cv2
 
+        from emo_cli.backends.warp.eyes import EyelidPainter
         from emo_cli.backends.warp.mouth import MouthPainter
 
         self._cv2 = cv2
@@ -124,6 +125,7 @@ class WarpRenderer(JobRenderer):
         self._map = np.empty(BAND_ROWS * (x1 - x0) * 2, dtype=np.float32)  # one band's sampling map
         self.frame = framing.canvas[m : m + self.height, m : m + self.width]
         self.mouth = MouthPainter(rig, self.frame)
+        self.eyelids = EyelidPainter(rig, self.frame)
         self._lock = threading.Lock()  # render_frame shares the map buffer
         self._pool: ThreadPoolExecutor | None = None
         self._ahead: deque[tuple[int, int, Future]] = deque()  # chunks queued for the thread, in order
@@ -244,6 +246,7 @@ class WarpRenderer(JobRenderer):
             cv2.remap(canvas, band, None, cv2.INTER_LINEAR, dst=out[y0 + top : y0 + bottom, x0 + left : x0 + right],
                       borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
         self.mouth.paint(out, self.params[index])
+        self.eyelids.paint(out, float(self.params[index, 2]))
         return out
 
 

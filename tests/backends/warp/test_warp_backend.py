@@ -298,6 +298,7 @@ def test_warping_band_by_band_where_pixels_move_equals_one_remap_of_the_whole_re
         cv2.remap(renderer.framing.canvas, sample, None, cv2.INTER_LINEAR, dst=reference[y0:y1, x0:x1],
                   borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
         renderer.mouth.paint(reference, renderer.params[index])
+        renderer.eyelids.paint(reference, float(renderer.params[index, 2]))
         assert np.array_equal(renderer.render_frame(index), reference), index
 
 
