@@ -39,6 +39,7 @@ EYES = (  # (upper lid, lower lid, crease above), each from corner to corner
      [467, 260, 259, 257, 258, 286, 414]),
 )  # fmt: skip
 FOREHEAD, CHIN, MOUTH_LEFT, MOUTH_RIGHT = 10, 152, 61, 291
+JAW_LINE = [234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379, 365, 397, 288, 361, 323, 454]
 MESH_POINTS = 468
 
 MIN_FACE_PX = 48  # smaller faces have too few pixels to animate
@@ -49,6 +50,7 @@ LIP_THINNING = 0.3  # spread lips thin (rounded ones purse) by this share of the
 JAW_CLOSING = 0.3  # of a parted rest mouth's gap, the share the jaw closes (the lips do the rest)
 SEAM_OVERLAP = 0.003  # how far past the midline each lip of a shut mouth presses, in face heights
 FEATHER = 0.35  # fade-out distance of the face fields beyond the mesh, in face heights
+NECK_FADE = 0.2  # the head's motion fades out this far below the jaw line, in face heights
 NUM_FIELDS = 6  # jaw, width, blink, roll, shift_x, shift_y
 
 
@@ -279,14 +281,14 @@ def build_rig(framing: Framing) -> Rig:
 
     rho = np.hypot((points[:, 0] - centre[0]) / axes[0], (points[:, 1] - centre[1]) / axes[1])
     t = np.clip((rho - 1) / (ramp - 1), 0, 1)
-    weight = 1 - t * t * (3 - 2 * t)
+    weight = (1 - t * t * (3 - 2 * t)) * _below_jaw_fade(mesh, points, face_h)
     fields[3] = weight * np.stack([-(points[:, 1] - pivot[1]), points[:, 0] - pivot[0]])
     fields[4] = weight * np.stack([np.full(len(points), face_h), np.zeros(len(points))])
     fields[5] = weight * np.stack([np.zeros(len(points)), np.full(len(points), face_h)])
     for k, node in ((3, lm), (4, lm), (5, lm)):
         rho_v = np.hypot((node[:, 0] - centre[0]) / axes[0], (node[:, 1] - centre[1]) / axes[1])
         tv = np.clip((rho_v - 1) / (ramp - 1), 0, 1)
-        wv = 1 - tv * tv * (3 - 2 * tv)
+        wv = (1 - tv * tv * (3 - 2 * tv)) * _below_jaw_fade(mesh, node, face_h)
         if k == 3:
             vertex_fields[k] = wv[:, None] * np.stack(
                 [-(node[:, 1] - pivot[1]), node[:, 0] - pivot[0]], axis=1
@@ -446,6 +448,20 @@ def _closing_vertex_field(mesh: np.ndarray, jaw: np.ndarray, face_h: float) -> n
     field[UPPER_INNER_LIP] = midline - upper + inner_press
     field[LOWER_INNER_LIP] = midline - lower - inner_press
     return field
+
+
+def _below_jaw_fade(mesh: np.ndarray, points: np.ndarray, face_h: float) -> np.ndarray:
+    """1 down to the jaw line, falling smoothly to 0 within NECK_FADE face heights below it.
+
+    The head turns and sways; the collar and shoulders below it do not. Fading the head's
+    motion out along the neck, under the jaw line rather than around an ellipse, keeps the
+    collar and the clothes still (they used to stretch as the head moved).
+    """
+    line = mesh[JAW_LINE]
+    order = np.argsort(line[:, 0])
+    jaw_y = np.interp(points[:, 0], line[order, 0], line[order, 1])
+    t = np.clip((points[:, 1] - jaw_y) / (NECK_FADE * face_h), 0, 1)
+    return 1 - t * t * (3 - 2 * t)
 
 
 def _split_at_midline(mesh: np.ndarray, values: np.ndarray, points: np.ndarray) -> np.ndarray:

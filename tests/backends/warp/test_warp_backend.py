@@ -199,7 +199,8 @@ def test_full_framing_keeps_the_image_size_rounded_to_even(tmp_path, backend, vo
     # Pixel for pixel the photo, but for the smile's parted lips, shut at rest (the upper lip
     # stretches from under the nose, the chin rises a little).
     assert changed.size and below_the_eyes(still.rig.landmarks) < changed.min()
-    assert changed.max() < still.rig.landmarks[152, 1] + 0.4 * still.rig.face_height  # the fields fade out below the chin
+    # The fields fade out below the chin.
+    assert changed.max() < still.rig.landmarks[152, 1] + 0.4 * still.rig.face_height
 
 
 def below_the_eyes(landmarks: np.ndarray) -> int:
@@ -260,7 +261,8 @@ def test_an_open_mouth_shows_upper_teeth_a_dark_cavity_and_lower_teeth(backend, 
         third = len(column) // 3
         assert column[:3].max() > 170, (portrait, column)  # upper teeth
         assert column[third : 2 * third].min() < 60, (portrait, column)  # the cavity
-        assert column[-third:].max() > column[third : 2 * third].min() + 40, (portrait, column)  # lower teeth, tongue
+        # Lower teeth and tongue, lighter than the cavity.
+        assert column[-third:].max() > column[third : 2 * third].min() + 40, (portrait, column)
 
 
 @pytest.mark.parametrize("framing", ["crop", "full"])
@@ -462,3 +464,22 @@ def test_sigkill_mid_render_resumes_to_the_same_video(tmp_path):
     once, resumed = (decoded_frames(path) for path in outputs)
     assert len(once) == len(resumed) == 38
     assert all(np.array_equal(a, b) for a, b in zip(once, resumed, strict=True))
+
+
+def test_head_motion_leaves_the_neck_below_the_jaw_and_the_collar_still(backend, voice):
+    """The head's sway fades out along the neck: from 0.2 face heights under the jaw line down
+    (the astronaut's collar ring and suit), no pixel changes, however much the head moves."""
+    renderer, frames = render_all(
+        backend, job_input(PORTRAIT, voice, head_motion=4, expression=0, blink_rate=0)
+    )
+    lm, face_h = renderer.rig.landmarks, renderer.rig.face_height
+    below = int(np.ceil(lm[152, 1] + 0.2 * face_h)) + 1
+    assert below < renderer.height - 50
+    assert all(np.array_equal(frame[below:], frames[0][below:]) for frame in frames)
+    beside = [int(lm[152, 0] - 0.5 * face_h), int(lm[152, 0] + 0.5 * face_h)]
+    chin_level = int(lm[152, 1])
+    assert all(np.array_equal(frame[chin_level:, beside], frames[0][chin_level:, beside]) for frame in frames)
+    moved = max(
+        np.abs(frame[: int(lm[152, 1])].astype(int) - frames[0][: int(lm[152, 1])]).max() for frame in frames
+    )
+    assert moved > 40  # the head itself moves
