@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emo_cli.backends.warp.rig import LOWER_INNER_LIP, UPPER_INNER_LIP
+from emo_cli.backends.warp.rig import LOWER_INNER_LIP, MOUTH_LEFT, MOUTH_RIGHT, UPPER_INNER_LIP
 
 CAVITY = np.array([92.0, 38.0, 42.0], dtype=np.float32)  # inner cheeks in shadow
 THROAT = np.array([30.0, 10.0, 13.0], dtype=np.float32)
@@ -36,6 +36,10 @@ class MouthPainter:
         self.lower_fields = fields[:, lower_index].astype(np.float64)
         self.upper_rest = (rig.landmarks[upper_index] + rig.vertex_rest[upper_index]).astype(np.float64)
         self.lower_rest = (rig.landmarks[lower_index] + rig.vertex_rest[lower_index]).astype(np.float64)
+        # The mouth corners (where the lips meet outside), for the gap's pointed ends.
+        corners = np.array([MOUTH_LEFT, MOUTH_RIGHT])
+        self.corner_fields = fields[:, corners].astype(np.float64)
+        self.corner_rest = (rig.landmarks[corners] + rig.vertex_rest[corners]).astype(np.float64)
         self.teeth_px = 0.045 * rig.face_height  # visible height of an upper incisor
         self.lip_cover = 0.006 * rig.face_height
         self.teeth_colour = _teeth_colour(rest_frame, rig.landmarks[upper_index], rig.landmarks[lower_index])
@@ -66,6 +70,15 @@ class MouthPainter:
             1 - ((upper[:, 0] - upper[:, 0].mean()) / max(np.ptp(upper[:, 0]) / 2, 1.0)) ** 2, 0, 1
         )
         upper = upper - np.outer(np.sqrt(bulge) * min(self.lip_cover, 0.5 * opening), [0.0, 1.0])
+        # The gap ends in points a third of the way out to the mouth corners: the photo's own
+        # dark corners, which the jaw stretches, stay under the painted cavity.
+        corners = self.corner_rest.copy()
+        for k, value in enumerate(np.asarray(params, dtype=np.float64)):
+            if value != 0:
+                corners += value * self.corner_fields[k]
+        ends = upper[[0, -1]] + (corners - upper[[0, -1]]) * min(1.0, opening / 6) / 3
+        upper = np.concatenate([ends[:1], upper[1:-1], ends[1:]])
+        lower = np.concatenate([ends[:1], lower[1:-1], ends[1:]])
         poly = np.concatenate([upper, lower[-2:0:-1]])
         x0 = max(0, int(np.floor(poly[:, 0].min())) - 1)
         y0 = max(0, int(np.floor(poly[:, 1].min())) - 1)

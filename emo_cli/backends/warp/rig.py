@@ -368,8 +368,10 @@ def _mouth_vertex_fields(mesh: np.ndarray, face_h: float) -> tuple[np.ndarray, n
     v_local = v - np.interp(u, line_u[order], line_v[order])
 
     lateral = np.clip((np.abs(u) - 0.85) / 0.3, 0, 1)  # 0 between the corners, 1 beyond them
-    softness = 0.02 + 0.3 * lateral
-    s = np.clip((v_local + softness) / (2 * softness), 0, 1)
+    # Beside the corners the cheek follows the jaw over a band reaching well down towards the
+    # jaw line and only a little up (a narrow band folded the warp there at high expression).
+    above, below_band = 0.02 + 0.3 * lateral, 0.02 + 1.2 * lateral
+    s = np.clip((v_local + above) / (above + below_band), 0, 1)
     below = s * s * (3 - 2 * s)
     below[LOWER_INNER_LIP[1:-1]] = 1.0
     below[UPPER_INNER_LIP[1:-1]] = 0.0
