@@ -3,11 +3,11 @@
 Built once per job. The rig's rest state is a closed mouth: where the photo's lips are parted
 (a smile showing teeth), a fixed "rest" field brings them together over the teeth, stretching
 the lips' own pixels (the upper lip down, the lower lip and a little of the jaw up), so jaw 0
-is a shut mouth on every portrait. Each motion (jaw, lip width, blink, head roll and shift) is a linear
-displacement field over a region of interest (ROI) around the head: values are set on the mesh
-vertices, interpolated inside the mesh's Delaunay triangles (barycentric, i.e. piecewise
-affine), carried outward from the mesh and feathered to zero with a cosine ramp, so the warped
-region has no seam. A frame's field is then a weighted sum of the fields, an upsample and a
+is a shut mouth on every portrait. Each motion (jaw, lip width, blink, head roll and shift) is
+a linear displacement field over a region of interest (ROI) around the head: values are set
+on the mesh vertices, interpolated inside the mesh's Delaunay triangles (barycentric, i.e.
+piecewise affine), carried outward from the mesh and feathered to zero with a cosine ramp, so
+the warped region has no seam. A frame's field is then a weighted sum of the fields, an upsample and a
 `cv2.remap`. Everything here is OpenCV and NumPy (OpenCV's Subdiv2D triangulates, its distance
 transform finds the nearest mesh cell): SciPy's import alone took longer than building the rig.
 
@@ -377,8 +377,8 @@ def _mouth_vertex_fields(mesh: np.ndarray, face_h: float) -> tuple[np.ndarray, n
     below[UPPER_INNER_LIP[1:-1]] = 0.0
     lift = -0.18 * (1 - lateral) * np.exp(-((np.minimum(v_local, 0) / 0.25) ** 2))
     weight = below + (1 - below) * lift
-    # Near the lip line the opening tapers to the corners (half the drop there); further down
-    # the jaw is rigid and drops as one.
+    # Near the lip line the opening tapers to the corners; further down the jaw is rigid and
+    # drops as one.
     au = np.abs(u)
     # An oval opening: the drop falls off towards the corners, which open only a quarter as far
     # (half as far made a box-shaped mouth, and folded the warp at the corners, at high expression).
