@@ -49,7 +49,8 @@ class WarpBackend(Backend):
                 "default": 1.0,
             },
             "expression": {
-                "description": "How wide the mouth opens (1 = natural, 0 = closed).",
+                "description": "How wide the mouth opens (1 = natural, 0 = closed; above a natural wide open, "
+                "further on a soft knee).",
                 "type": "number",
                 "minimum": 0,
                 "maximum": 2.5,

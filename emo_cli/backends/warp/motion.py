@@ -9,8 +9,9 @@ The mouth drive is language independent: loudness opens the jaw, voicing and the
 them (low F2: "oo"). Lip closures come from the acoustics of bilabials, not from a recogniser:
 a stop's closure is a sudden quiet gap inside speech, a nasal (and a voiced stop's closure) a
 murmur with its energy under 400 Hz and almost none above 2.5 kHz, quieter than the vowels
-around it; each 20 ms of a frame is checked, so a 30 ms closure still shuts the lips for a
-frame. That works for every language and for singing alike.
+around it. A frame is read as three 20 ms windows and shuts when two of them are closures: a
+30 ms closure still shuts the lips for a frame, a single quiet window between two sounds does
+not. That works for every language and for singing alike.
 
 Every analysis window has its mean removed first (a high-pass at about 1 / 50 ms): a recording
 with a DC offset, or a constant, is silence like any other, never a held-open mouth.
@@ -125,7 +126,7 @@ def _closure_cues(
     400 Hz, next to none above 2.5 kHz, and at least 4 dB under that loudest speech (a nasal,
     or the voicing of a voiced stop's closure). Vowels, even "oo", keep energy between the
     bands or are the loudest sound around. Only next to speech: in silence the jaw is shut by
-    the loudness alone.
+    the loudness alone. A frame takes the median of its three windows' scores.
     """
     num_frames = centres.size
     if num_frames == 0:
@@ -154,8 +155,7 @@ def _closure_cues(
         murmur = (np.clip((low - 0.75) / 0.12, 0, 1) * np.clip((0.05 - high) / 0.03, 0, 1)
                   * np.clip((peak - 4 - sub_level) / 3, 0, 1))  # fmt: skip
         scores.append(np.maximum(gap, murmur) * speech_near)
-    scores = np.sort(np.stack(scores), axis=0)
-    return (scores[1] + scores[2]) / 2
+    return np.median(np.stack(scores), axis=0)
 
 
 def _levinson(r: np.ndarray, order: int) -> np.ndarray:

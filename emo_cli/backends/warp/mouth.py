@@ -16,7 +16,7 @@ from emo_cli.backends.warp.rig import LOWER_INNER_LIP, MOUTH_LEFT, MOUTH_RIGHT, 
 
 CAVITY = np.array([92.0, 38.0, 42.0], dtype=np.float32)  # inner cheeks in shadow
 THROAT = np.array([30.0, 10.0, 13.0], dtype=np.float32)
-TONGUE = np.array([168.0, 82.0, 84.0], dtype=np.float32)
+TONGUE = np.array([186.0, 92.0, 96.0], dtype=np.float32)
 TEETH = np.array([222.0, 214.0, 200.0], dtype=np.float32)  # when the portrait shows none
 
 
@@ -111,11 +111,11 @@ class MouthPainter:
         colour = CAVITY + (THROAT - CAVITY) * (4 * depth * (1 - depth) * (0.4 + 0.6 * across))[..., None]
         # Tongue: a dome on the cavity floor that rises into view as the mouth opens.
         drop = float(np.mean(bottom - rest_line)) if bottom.size else 0.0
-        tongue_top = bottom - np.minimum(0.4 * gap, 0.1 * self.teeth_px + 0.3 * max(drop, 0)) * np.sqrt(
-            across
-        )
+        rise = np.minimum(0.45 * gap, 0.15 * self.teeth_px + 0.35 * max(drop, 0))
+        tongue_top = bottom - rise * np.sqrt(across)
         tongue = soft(ys - tongue_top) * np.clip(across * 3, 0, 1) * 0.9
-        lit = 0.35 + 0.4 * np.clip((ys - tongue_top) / np.maximum(bottom - tongue_top, 1), 0, 1)
+        # Its back, in shadow, meets the cavity; its front catches the light.
+        lit = 0.3 + 0.4 * np.clip((ys - tongue_top) / np.maximum(bottom - tongue_top, 1), 0, 1) ** 0.7
         colour += (TONGUE * lit[..., None] - colour) * tongue[..., None]
         # Lower teeth: ride on the jaw behind the lower lip; their edges show above it once the
         # jaw has dropped further than the lip hides them.
@@ -125,7 +125,7 @@ class MouthPainter:
             - np.clip(0.35 * (bottom - rest_line) - 0.1 * self.teeth_px, 0, 0.3 * self.teeth_px) * across
         )
         lower_teeth = soft(ys - lower_top) * soft(bottom + 1 - ys) * np.clip(across * 2 - 0.3, 0, 1)
-        lit = 0.7 + 0.2 * np.clip((ys - lower_top) / max(0.2 * self.teeth_px, 1.0), 0, 1)
+        lit = 0.78 + 0.17 * np.clip((ys - lower_top) / max(0.2 * self.teeth_px, 1.0), 0, 1)
         colour += (self.teeth_colour * (lit * shade)[..., None] - colour) * lower_teeth[..., None]
         # Upper teeth: hang from the skull, a little below the rest midline, with their edges
         # darker towards the corners and faint gaps between the incisors.
