@@ -152,3 +152,25 @@ def test_the_warp_never_folds_the_face_around_the_mouth(backend, expression, wor
     far = cv2.distanceTransform(gap, cv2.DIST_L2, 3)[y0:y1, x0:x1] > 0.1 * renderer.rig.face_height
     assert det[far].min() > worst, det[far].min()
     assert det[~far].min() < worst  # the lips themselves stretch hard: the measure can fail
+
+
+@pytest.mark.parametrize("portrait", PORTRAITS)
+def test_upper_teeth_stay_with_the_skull_as_the_jaw_drops(backend, portrait):
+    """Half open and wide open, the upper teeth's edge is the same row; the lower lip drops."""
+    audio, _ = fixture_speech("de")
+    renderer = backend.start_job(job_input(PORTRAITS[portrait], audio, head_motion=0, blink_rate=0))
+    jaw = renderer.params[:, 0]
+    wide = int(np.argmax(jaw))
+    half = int(np.argmin(np.abs(jaw - 0.55 * jaw[wide])))
+    x = int(round(renderer.rig.landmarks[13, 0]))
+    edges, lips = [], []
+    for index in (half, wide):
+        upper, lower = renderer.mouth.lips(renderer.params[index])
+        column = renderer.render_frame(index)[:, x - 1 : x + 2].astype(float).mean(axis=(1, 2))
+        rows = np.arange(int(np.ceil(upper[5, 1])), int(lower[5, 1]))
+        dark = rows[column[rows] < 90]
+        assert dark.size and column[rows[0] : dark[0]].max() > 170  # teeth, then the cavity
+        edges.append(dark[0])
+        lips.append(lower[5, 1])
+    assert abs(edges[1] - edges[0]) <= 1, edges
+    assert lips[1] - lips[0] > 5, lips
