@@ -1,10 +1,11 @@
 """The `warp` backend: a lip-synced talking portrait on the CPU, with no downloaded weights.
 
 Per job: find the largest face (mediapipe's bundled detector and face mesh), frame it, build
-the rig's displacement fields and compute every motion curve of the track. Per frame: combine
-the fields with that frame's motion values, warp the face region with `cv2.remap` (band by
-band of rows, across the columns the fields can move), and paint the mouth interior where the
-lips part. Chunks are pure functions of their frame range, so any split into chunks, and any
+the rig's displacement fields (their rest state a shut mouth, even where the photo's lips are
+parted) and compute every motion curve of the track. Per frame: combine the fields with that
+frame's motion values, warp the face region with `cv2.remap` (band by band of rows, across the
+columns the fields can move), and paint the mouth interior (teeth, tongue, cavity) where the
+lips part, or the seam where they meet. Chunks are pure functions of their frame range, so any split into chunks, and any
 resume, gives the same frames.
 """
 
@@ -27,7 +28,7 @@ BAND_ROWS = 32  # rows of the face region sampled per cv2.remap call
 
 class WarpBackend(Backend):
     name: ClassVar[str] = "warp"
-    version: ClassVar[str] = "1.1"
+    version: ClassVar[str] = "1.2"
     sample_rate: ClassVar[int] = 16000
     resources: ClassVar[str] = "cpu"
     options_schema: ClassVar[dict[str, Any]] = {
@@ -48,7 +49,8 @@ class WarpBackend(Backend):
                 "default": 1.0,
             },
             "expression": {
-                "description": "How wide the mouth opens (1 = natural, 0 = closed).",
+                "description": "How wide the mouth opens (1 = natural, 0 = closed; above a natural wide open, "
+                "further on a soft knee).",
                 "type": "number",
                 "minimum": 0,
                 "maximum": 2.5,
@@ -105,6 +107,7 @@ class WarpRenderer(JobRenderer):
     def __init__(self, framing, rig, motion: np.ndarray, num_frames: int) -> None:
         import cv2
 
+        from emo_cli.backends.warp.eyes import EyelidPainter
         from emo_cli.backends.warp.mouth import MouthPainter
 
         self._cv2 = cv2
@@ -112,7 +115,6 @@ class WarpRenderer(JobRenderer):
         self.rig = rig
         self.width, self.height = framing.width, framing.height
         self.num_frames = num_frames
-        face_h = rig.face_height
         # Motion values -> field weights: jaw and width are in unit fields, head shift in face heights.
         self.params = motion.astype(np.float32)
         self.motion_id = hashlib.sha256(self.params.tobytes()).hexdigest()[:16]
@@ -123,7 +125,8 @@ class WarpRenderer(JobRenderer):
         self._bands = _moving_bands(cv2, rig)
         self._map = np.empty(BAND_ROWS * (x1 - x0) * 2, dtype=np.float32)  # one band's sampling map
         self.frame = framing.canvas[m : m + self.height, m : m + self.width]
-        self.mouth = MouthPainter(rig, face_h)
+        self.mouth = MouthPainter(rig, self.frame)
+        self.eyelids = EyelidPainter(rig, self.frame)
         self._lock = threading.Lock()  # render_frame shares the map buffer
         self._pool: ThreadPoolExecutor | None = None
         self._ahead: deque[tuple[int, int, Future]] = deque()  # chunks queued for the thread, in order
@@ -200,8 +203,10 @@ class WarpRenderer(JobRenderer):
         rig = self.rig
         params = self.params[index]
         rows, cols = rig.grid_shape
-        # A plain weighted sum rather than a BLAS product: the same bits on every CPU.
+        # A plain weighted sum rather than a BLAS product: the same bits on every CPU. The rest
+        # field (shutting a parted mouth) always applies.
         field = rig.fields[0] * params[0]
+        field += rig.rest
         for k in range(1, len(params)):
             if params[k] != 0:
                 field += rig.fields[k] * params[k]
@@ -242,6 +247,7 @@ class WarpRenderer(JobRenderer):
             cv2.remap(canvas, band, None, cv2.INTER_LINEAR, dst=out[y0 + top : y0 + bottom, x0 + left : x0 + right],
                       borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
         self.mouth.paint(out, self.params[index])
+        self.eyelids.paint(out, float(self.params[index, 2]))
         return out
 
 
@@ -250,7 +256,8 @@ def _moving_bands(cv2, rig) -> list[tuple[int, int, int, int]]:
     some field (or an eyelid) is non-zero. Bands where nothing can move are left out."""
     x0, y0, x1, y1 = rig.roi
     rows, cols = rig.grid_shape
-    moving = (rig.fields.reshape(len(rig.fields), rows, cols, 2) != 0).any(axis=(0, 3)).astype(np.float32)
+    fields = np.concatenate([rig.fields, rig.rest[None]])
+    moving = (fields.reshape(len(fields), rows, cols, 2) != 0).any(axis=(0, 3)).astype(np.float32)
     if (cols, rows) != (x1 - x0, y1 - y0):
         # Linear upsampling is non-zero wherever a grid cell it reads from is: as for the fields.
         moving = cv2.resize(moving, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)

@@ -6,7 +6,15 @@ the frame index and a resumed render is identical to an uninterrupted one.
 
 The mouth drive is language independent: loudness opens the jaw, voicing and the first formant
 (F1, from LPC) say how far, the second formant (F2) spreads the lips (high F2: "ee") or rounds
-them (low F2: "oo"). That works for speech and singing alike.
+them (low F2: "oo"). Lip closures come from the acoustics of bilabials, not from a recogniser:
+a stop's closure is a sudden quiet gap inside speech, a nasal (and a voiced stop's closure) a
+murmur with its energy under 400 Hz and almost none above 2.5 kHz, quieter than the vowels
+around it. A frame is read as three 20 ms windows and shuts when two of them are closures: a
+30 ms closure still shuts the lips for a frame, a single quiet window between two sounds does
+not. That works for every language and for singing alike.
+
+Every analysis window has its mean removed first (a high-pass at about 1 / 50 ms): a recording
+with a DC offset, or a constant, is silence like any other, never a held-open mouth.
 """
 
 from __future__ import annotations
@@ -19,6 +27,9 @@ WINDOW_S = 0.05  # analysis window: 50 ms, centred on each video frame
 SILENCE_BELOW_PEAK_DB = 32.0  # quieter than the track's loud level by this much: silence
 ABSOLUTE_SILENCE_DB = -60.0  # dBFS
 PITCH_RANGE_HZ = (60.0, 600.0)  # speech and most singing
+CUE_WINDOW_S = 0.02  # the closure cues look at 20 ms windows, three per video frame
+MURMUR_BELOW_HZ, MURMUR_QUIET_ABOVE_HZ = 400.0, 2500.0  # a nasal murmur's bands
+LIP_SEAL = 0.04  # of a wide-open jaw: the lips part only beyond it
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,7 @@ class AudioFeatures:
     pitch_hz: np.ndarray  # fundamental where voiced, nan elsewhere
     f1_hz: np.ndarray  # first formant where voiced and found, nan elsewhere
     f2_hz: np.ndarray  # second formant where voiced and found, nan elsewhere
+    closure: np.ndarray  # 0 .. 1, how surely the lips are shut (a bilabial closure or murmur)
 
 
 @dataclass(frozen=True)
@@ -59,7 +71,9 @@ def analyse_audio(audio: np.ndarray, sample_rate: int, fps: int, num_frames: int
     # Autocorrelation of the window itself, to unbias the normalised autocorrelation.
     window_ac = np.fft.irfft(np.abs(np.fft.rfft(window, nfft)) ** 2)[:win]
     window_ac = window_ac / window_ac[0]
-    padded = np.concatenate([np.zeros(win), audio, np.zeros(win)])
+    # Padded with the first and last samples, not zeros: a recording that starts or ends on a DC
+    # offset must not step from zero to it at the ends.
+    padded = np.pad(audio, win, mode="edge") if audio.size else np.zeros(2 * win)
     centres = ((np.arange(num_frames) + 0.5) * sample_rate / fps).astype(np.int64) + win
     lag_lo = int(sample_rate / PITCH_RANGE_HZ[1])
     lag_hi = min(win - 1, int(sample_rate / PITCH_RANGE_HZ[0]))
@@ -77,6 +91,7 @@ def analyse_audio(audio: np.ndarray, sample_rate: int, fps: int, num_frames: int
         idx = centres[lo : lo + block, None] + (np.arange(win) - win // 2)[None, :]
         idx = np.clip(idx, 0, padded.size - 1)
         frames = padded[idx]
+        frames = frames - frames.mean(axis=1, keepdims=True)  # no DC drives anything
         level[lo : lo + block] = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
         power = np.abs(np.fft.rfft(frames * window, nfft, axis=1)) ** 2
         ac = np.fft.irfft(power, nfft, axis=1)[:, :win]
@@ -97,7 +112,50 @@ def analyse_audio(audio: np.ndarray, sample_rate: int, fps: int, num_frames: int
     loudness = np.clip((level - floor) / max(loud_level - floor, 1e-6), 0.0, 1.0)
     voiced = voicing > 0.45
     pitch[~voiced | (loudness <= 0)] = np.nan
-    return AudioFeatures(level, loudness, voicing, pitch, f1, f2)
+    closure = _closure_cues(padded, win, centres, level, sample_rate, fps)
+    return AudioFeatures(level, loudness, voicing, pitch, f1, f2, closure)
+
+
+def _closure_cues(
+    padded: np.ndarray, pad: int, centres: np.ndarray, level: np.ndarray, sample_rate: int, fps: int
+) -> np.ndarray:
+    """How surely the lips are shut in each frame, 0 .. 1, from 20 ms windows across it.
+
+    A window is a closure when it is far quieter (15-21 dB) than the loudest speech within
+    120 ms (a stop's closure silence before its burst), or when it is a murmur: energy below
+    400 Hz, next to none above 2.5 kHz, and at least 4 dB under that loudest speech (a nasal,
+    or the voicing of a voiced stop's closure). Vowels, even "oo", keep energy between the
+    bands or are the loudest sound around. Only next to speech: in silence the jaw is shut by
+    the loudness alone. A frame takes the median of its three windows' scores.
+    """
+    num_frames = centres.size
+    if num_frames == 0:
+        return np.zeros(0)
+    scores = []
+    sub = max(32, int(round(CUE_WINDOW_S * sample_rate)))
+    nfft = 1 << int(np.ceil(np.log2(sub)))
+    hz = np.arange(nfft // 2 + 1) * sample_rate / nfft
+    low_band, high_band = hz < MURMUR_BELOW_HZ, hz > MURMUR_QUIET_ABOVE_HZ
+    window = np.hanning(sub)
+    reach = max(1, int(round(0.12 * fps)))
+    padded_level = np.concatenate([np.full(reach, -120.0), level, np.full(reach, -120.0)])
+    peak = np.max(np.lib.stride_tricks.sliding_window_view(padded_level, 2 * reach + 1), axis=1)
+    speech_near = np.clip((peak - ABSOLUTE_SILENCE_DB - 20) / 10, 0, 1)
+    step = sample_rate / fps / 3
+    for offset in (-step, 0.0, step):
+        start = np.clip(centres + int(round(offset)) - sub // 2, 0, padded.size - sub)
+        frames = padded[start[:, None] + np.arange(sub)[None, :]]
+        frames = frames - frames.mean(axis=1, keepdims=True)
+        sub_level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+        power = np.abs(np.fft.rfft(frames * window, nfft, axis=1)) ** 2
+        total = power.sum(axis=1) + 1e-20
+        low = power[:, low_band].sum(axis=1) / total
+        high = power[:, high_band].sum(axis=1) / total
+        gap = np.clip((peak - 15 - sub_level) / 6, 0, 1)
+        murmur = (np.clip((low - 0.75) / 0.12, 0, 1) * np.clip((0.05 - high) / 0.03, 0, 1)
+                  * np.clip((peak - 4 - sub_level) / 3, 0, 1))  # fmt: skip
+        scores.append(np.maximum(gap, murmur) * speech_near)
+    return np.median(np.stack(scores), axis=0)
 
 
 def _levinson(r: np.ndarray, order: int) -> np.ndarray:
@@ -150,10 +208,21 @@ def mouth_curves(features: AudioFeatures, fps: int, expression: float) -> tuple[
     width_drive = spread * voiced * np.minimum(loud * 2, 1.0)
 
     lead = np.concatenate([drive[1:], drive[-1:]]) if drive.size else drive
-    target = np.maximum(drive, 0.7 * lead)
-    jaw = _follow(target, attack=_alpha(0.025, fps), release=_alpha(0.03, fps))
+    # A closure shuts the lips completely and at once, even just before a vowel opens them.
+    shut = features.closure
+    target = np.maximum(drive, 0.7 * lead) * (1 - shut)
+    jaw = _follow(target, attack=_alpha(0.025, fps), release=np.maximum(_alpha(0.03, fps), shut))
+    # Lips stay sealed through the first few percent of an opening (as the jaw starts to move
+    # before they part), so a closure the follower has not quite reached still reads as shut.
+    jaw = np.maximum(jaw - LIP_SEAL, 0) / (1 - LIP_SEAL)
     width = _follow(width_drive, attack=_alpha(0.05, fps), release=_alpha(0.05, fps))
-    return jaw * expression, width * min(expression, 1.5)
+    return _soft_knee(jaw * expression), width * min(expression, 1.5)
+
+
+def _soft_knee(jaw: np.ndarray) -> np.ndarray:
+    """Openings up to a natural wide open (1) as they are; beyond it, a 40% slope, so a high
+    `expression` opens wider without stretching the face into a cartoon."""
+    return np.where(jaw <= 1, jaw, 1 + 0.4 * (jaw - 1))
 
 
 def blink_curve(num_frames: int, fps: int, seed: int, per_minute: float) -> np.ndarray:
@@ -229,12 +298,15 @@ def _alpha(tau_s: float, fps: int) -> float:
     return float(1.0 - np.exp(-1.0 / (tau_s * fps)))
 
 
-def _follow(x: np.ndarray, attack: float, release: float) -> np.ndarray:
-    """Asymmetric one-pole follower: `attack` while rising, `release` while falling."""
+def _follow(x: np.ndarray, attack: float | np.ndarray, release: float | np.ndarray) -> np.ndarray:
+    """Asymmetric one-pole follower: `attack` while rising, `release` while falling (either a
+    constant or one factor per sample)."""
     out = np.empty_like(x, dtype=np.float64)
+    rise = np.broadcast_to(np.asarray(attack, dtype=np.float64), x.shape).tolist()
+    fall = np.broadcast_to(np.asarray(release, dtype=np.float64), x.shape).tolist()
     y = 0.0
     for i, v in enumerate(x.tolist()):
-        y += (attack if v > y else release) * (v - y)
+        y += (rise[i] if v > y else fall[i]) * (v - y)
         out[i] = y
     return out
 

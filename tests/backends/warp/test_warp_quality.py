@@ -69,36 +69,37 @@ def test_mouth_follows_loudness_with_no_lag(render):
     r = lagged_correlations(track.mouth, loudness)
     best = max(r, key=r.get)
     assert abs(best) <= 1, r
-    assert r[best] >= 0.6, r
+    assert r[best] >= 0.75, r
 
 
 def test_mouth_opens_well_beyond_its_rest_in_speech(render):
-    rest = FaceTrack(render["rest"][None]).mouth[0]
-    opening = render["track"].mouth - rest
+    shut = np.percentile(render["track"].mouth, 5)
+    opening = render["track"].mouth - shut
     assert np.percentile(opening, 95) > 0.03  # in face heights: clearly visible at any size
 
 
 def test_silence_closes_the_mouth(english):
+    """The astronaut's photo shows her teeth between parted lips; in silence the lips meet."""
     start, end = english["silence"]
     frames = range(int(start * FPS) + 4, int(end * FPS) - 2)  # after the last word has closed
-    rest = FaceTrack(english["rest"][None]).mouth[0]
-    # Back at the portrait's own mouth (within the mesh's jitter), never open.
-    assert np.all(english["track"].mouth[frames] - rest < 0.004)
-    assert np.all(english["track"].mouth[frames] - rest > -0.008)
-    assert english["track"].mouth.max() - rest > 0.04
+    photo = FaceTrack(english["rest"][None]).mouth[0]
+    assert photo > 0.05  # the portrait's own mouth is open (face heights)
+    assert np.all(english["track"].mouth[frames] < 0.015)  # shut, within the mesh's jitter
+    assert english["track"].mouth.max() > 0.06
 
 
 def test_outside_the_mouth_and_jaw_the_frames_stay_close_to_the_portrait(render):
     """SSIM against the portrait, outside the mouth and jaw, blinks included.
 
-    With a still head every frame scores >= 0.9. The default head motion shifts the head by a
-    pixel or two, which SSIM punishes on fine hair texture: the mean stays >= 0.9.
+    With a still head every frame scores >= 0.95. The default head motion shifts the head by a
+    pixel or two, which SSIM punishes on fine hair texture, and here the frames went through
+    x264 too: the mean stays >= 0.9. (`test_warp_mouth` checks the raw frames: >= 0.92.)
     """
     rest = render["rest"]
     mask = lower_face_mask(face_mesh_landmarks(rest), rest.shape[:2])
     scores = np.array([ssim_outside(rest, frame, mask) for frame in render["frames"][::3]])
     if render.get("still"):
-        assert scores.min() >= 0.9, scores
+        assert scores.min() >= 0.95, scores
     else:
         assert scores.mean() >= 0.9, scores
         assert scores.min() >= 0.85, scores

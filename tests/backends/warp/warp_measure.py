@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,32 @@ FPS = 25
 INNER_LIP_PAIRS = ((13, 14), (82, 87), (312, 317))  # upper, lower inner-lip landmarks
 EYE_PAIRS = ((159, 145), (386, 374))  # upper, lower eyelid
 FOREHEAD, CHIN, NOSE_TIP, NOSE_BRIDGE = 10, 152, 1, 168
+MOUTH_CORNERS, OUTER_LIP_PAIRS = (61, 291), ((0, 17), (37, 84), (267, 314))
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+LANGUAGES = ("en", "es", "de")
+# espeak-ng phoneme names by class. Spanish "B" (a bilabial approximant, lips near but apart)
+# is not a closure and belongs to no class.
+BILABIALS = {"p", "b", "m"}
+OPEN_VOWELS = {"a", "a#", "a:", "A", "A:", "aI", "aU", "V", "0"}
+ROUNDED_VOWELS = {"u", "u:", "U", "o", "o:", "O", "O:", "oU", "u:#"}
+SPREAD_VOWELS = {"i", "i:", "I", "e", "e:", "eI", "E", "E:"}
+
+
+def fixture_speech(lang: str) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    """A committed espeak-ng recording and its phones as (name, start s, end s)."""
+    record = json.loads((FIXTURES / f"{lang}.json").read_text())
+    return speech(FIXTURES / f"{lang}.wav"), [tuple(p) for p in record["phones"]]
+
+
+def phone_frames(phones, names: set[str], num_frames: int, fps: int = FPS) -> np.ndarray:
+    """Frames whose centre lies inside a phone named in `names`."""
+    centres = (np.arange(num_frames) + 0.5) / fps
+    hit = np.zeros(num_frames, dtype=bool)
+    for name, start, end in phones:
+        if name in names:
+            hit |= (centres >= start) & (centres < end)
+    return np.flatnonzero(hit)
 
 
 def speech(path: Path) -> np.ndarray:
@@ -47,19 +74,22 @@ class FaceTrack:
     """Mouth and eye apertures (in face heights) and head landmarks (pixels) from the face mesh."""
 
     def __init__(self, frames: np.ndarray) -> None:
-        mouth, eyes, bridge, forehead = [], [], [], []
+        mouth, eyes, bridge, forehead, shape = [], [], [], [], []
         for frame in frames:
             lm = face_mesh_landmarks(frame)
             assert lm is not None, "the face mesh lost the face in an output frame"
             height = np.linalg.norm(lm[FOREHEAD] - lm[CHIN])
             mouth.append(np.mean([lm[b, 1] - lm[a, 1] for a, b in INNER_LIP_PAIRS]) / height)
             eyes.append(np.mean([lm[b, 1] - lm[a, 1] for a, b in EYE_PAIRS]) / height)
+            lips = np.mean([np.linalg.norm(lm[b] - lm[a]) for a, b in OUTER_LIP_PAIRS])
+            shape.append(np.linalg.norm(lm[MOUTH_CORNERS[1]] - lm[MOUTH_CORNERS[0]]) / lips)
             bridge.append(lm[NOSE_BRIDGE])
             forehead.append(lm[FOREHEAD])
         self.mouth = np.array(mouth)
         self.eyes = np.array(eyes)
         self.bridge = np.array(bridge)
         self.forehead = np.array(forehead)
+        self.shape = np.array(shape)  # mouth width (corner to corner) over outer lip height
 
     def blinks(self) -> list[int]:
         """First frame of each run of frames whose eyes are under 65% of their usual opening.
