@@ -72,8 +72,8 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="make the manifest and outputs here (kept) instead of a temp dir")
     args = parser.parse_args()
 
-    from emo_cli.execution import render_manifest
     from emo_cli.api import report_manifest
+    from emo_cli.execution import render_manifest
 
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
