@@ -7,6 +7,7 @@ import pytest
 from qc_faults import BLUR_CHUNK, CAST_CHUNK, DROPPED_FRAMES, SHIFT_S
 
 from emo_cli.quality import measure_video
+from emo_cli.quality.thresholds import Thresholds
 
 # The session's renders (four warp jobs, two edited copies) and six measure_video runs: ~20-30 s.
 pytestmark = pytest.mark.slow
@@ -76,7 +77,9 @@ def test_an_out_of_focus_chunk_fails_sharpness_at_that_chunk(reports):
     assert failing(report) <= {"sharpness", "identity drift (SSIM)", "lip-sync"}
     assert gate(report, "sharpness").chunk == BLUR_CHUNK
     sharp = [c.sharpness for c in report.chunks]
-    assert sharp[BLUR_CHUNK] < 0.3 and min(s for i, s in enumerate(sharp) if i != BLUR_CHUNK) > 0.5, sharp
+    # The other chunks stay above the gate (warp 1.2's painted lids and lips are smoother than the
+    # photo's, so a sharp chunk reads about 0.5 of the portrait, a blurred one under 0.3).
+    assert sharp[BLUR_CHUNK] < 0.3 < Thresholds().min_sharpness < min(s for i, s in enumerate(sharp) if i != BLUR_CHUNK), sharp
 
 
 def test_a_mouth_that_talks_through_silence_fails_mouth_at_rest(reports):
