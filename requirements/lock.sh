@@ -43,13 +43,26 @@ compile() {  # compile OUTPUT [pip-compile options...]
 compile requirements/test.txt --generate-hashes --all-extras --constraint requirements/constraints.in "$@"
 # 2. The other locks, constrained to its versions (a constraints file takes no hashes).
 sed -e '/^ *--hash=/d' -e 's/ \\$//' requirements/test.txt >"$work/test-versions.txt"
+# The core lock leaves out what no-deps.in's [omit-from-core] lists: pip-tools omits "unsafe"
+# packages, so they are named as such (pip-tools' own unsafe list, setuptools and pip, does not
+# concern the core).
+mapfile -t omitted < <(sed -n '/^\[omit-from-core\]/,/^\[/p' requirements/no-deps.in | grep -E '^[A-Za-z0-9]')
 for extra in core diffusion ray; do
-    options=()
-    [ "$extra" = core ] || options=(--extra "$extra")
+    options=(--extra "$extra")
+    if [ "$extra" = core ]; then
+        options=(--no-allow-unsafe)
+        for name in "${omitted[@]}"; do options+=(--unsafe-package "$name"); done
+    fi
     compile "requirements/$extra.txt" --generate-hashes "${options[@]}" --constraint "$work/test-versions.txt"
     # The constraints file lives in a temporary folder: keep its path out of the annotations.
     sed -i -e "s|-c $work/test-versions.txt, ||" -e "s|, -c $work/test-versions.txt||" "requirements/$extra.txt"
 done
+# pip-compile ends the core lock with a warning that the omitted packages are not pinned: say why.
+sed -i '/^# WARNING: The following packages were not pinned/,$d' requirements/core.txt
+{
+    echo "# Left out on purpose (requirements/no-deps.in, [omit-from-core]); install with --no-deps:"
+    printf '#   %s\n' "${omitted[@]}"
+} >>requirements/core.txt
 
 # 3. The no-deps packages: exact pins from no-deps.in, hashed from the files pip would install.
 no_deps_lock() {  # no_deps_lock SECTION OUTPUT
