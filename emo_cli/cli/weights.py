@@ -1,4 +1,4 @@
-"""`emo weights init` and `emo weights info`: assemble and describe EMO weights folders."""
+"""`emo weights init`, `import-hallo` and `info`: assemble, import and describe EMO weights folders."""
 
 from __future__ import annotations
 
@@ -54,6 +54,28 @@ def init(
     index = init_weights(sd15=sd15, vae=vae, motion_adapter=motion_adapter, wav2vec=wav2vec, out=out, dtype=dtype,
                          overwrite=force)  # fmt: skip
     typer.echo(f"{out}: EMO weights written (emo-weights:sha256:{index['content_sha256']})")
+
+
+@weights_app.command("import-hallo")
+def import_hallo(
+    pretrained_dir: Annotated[
+        Path, typer.Argument(help="Hallo's pretrained_models/ download folder.", show_default=False)
+    ],
+    out: Annotated[Path, typer.Option("--out", help="The weights folder to write.", show_default=False)],
+    variant: Annotated[str, typer.Option(help="Which checkpoint: hallo (hallo/net.pth) or hallo2 (hallo2/net.pth).")]
+    = "hallo",
+    hallo_config: Annotated[
+        Path | None,
+        typer.Option("--hallo-config", help="Hallo's inference YAML, for a checkpoint trained with other "
+                     "settings than its default.yaml.", show_default=False),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out folder.")] = False,
+) -> None:
+    """Import Hallo's or Hallo2's checkpoint into an emo weights folder (render it with `backend: emo`)."""
+    from emo_cli.backends.emo.hallo_import import import_hallo as run_import
+
+    index = run_import(pretrained_dir, out, variant=variant, overwrite=force, hallo_config=hallo_config)
+    typer.echo(f"{out}: {variant} weights imported (emo-weights:sha256:{index['content_sha256']})")
 
 
 @weights_app.command("info")

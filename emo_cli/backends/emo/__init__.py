@@ -36,11 +36,27 @@ class EmoBackend(Backend):
                           "enum": ["ddim", "dpmsolver++"], "default": "ddim"},
             "guidance_scale": {"description": "Classifier-free guidance scale; 1 or less turns CFG off.",
                                "type": "number", "minimum": 0, "maximum": 30, "default": 3.5},
-            "clip_frames": {"description": "Frames generated per clip (f).", "type": "integer", "minimum": 1,
-                            "maximum": 64, "default": 12},
+            "clip_frames": {"description": "Frames generated per clip (f); unset: the weights' own (12 for EMO, "
+                            "16 for Hallo).", "type": ["integer", "null"], "minimum": 1, "maximum": 64,
+                            "default": None},
             "motion_frames": {"description": "Frames of the previous clip that condition the next (n); "
-                              "unset: the model's own (4 for EMO).", "type": ["integer", "null"], "minimum": 0,
-                              "maximum": 16, "default": None},
+                              "unset: the weights' own (4 for EMO, 2 for Hallo).", "type": ["integer", "null"],
+                              "minimum": 0, "maximum": 16, "default": None},
+            "pose_weight": {"description": "Hallo weights: how strongly the audio drives the head and background "
+                            "(the full-image region); Hallo's --pose_weight.", "type": "number", "minimum": 0,
+                            "maximum": 10, "default": 1.0},
+            "face_weight": {"description": "Hallo weights: how strongly the audio drives the face without the lips "
+                            "(expression); Hallo's --face_weight.", "type": "number", "minimum": 0, "maximum": 10,
+                            "default": 1.0},
+            "lip_weight": {"description": "Hallo weights: how strongly the audio drives the lips; Hallo's "
+                           "--lip_weight.", "type": "number", "minimum": 0, "maximum": 10, "default": 1.0},
+            "face_expand_ratio": {"description": "Hallo weights: the face box from the landmarks grown by this "
+                                  "factor (the face region and masks); Hallo's --face_expand_ratio.",
+                                  "type": "number", "minimum": 1, "maximum": 3, "default": 1.2},
+            "audio_features": {"description": "Hallo weights: `whole` runs wav2vec once over the whole file as "
+                               "Hallo does (memory grows with the duration); `windowed` computes 10 s blocks with "
+                               "4 s of context (bounded memory, slightly different features); `auto`: whole up "
+                               "to 60 s.", "enum": ["auto", "whole", "windowed"], "default": "auto"},
             "head_motion": {"description": "How much the head moves, 0 (still) to 1 (lively): the constant "
                             "head speed given to the speed layers.", "type": "number", "minimum": 0,
                             "maximum": 1, "default": 0.5},
@@ -49,6 +65,11 @@ class EmoBackend(Backend):
             "device": {"description": "torch device (cpu, cuda, cuda:1); unset: the worker's device.",
                        "type": ["string", "null"], "minLength": 1, "default": None},
         },
+    }  # fmt: skip
+
+    # Options that only Hallo weights read, with the values that leave them neutral.
+    hallo_options: ClassVar[dict[str, Any]] = {
+        "pose_weight": 1.0, "face_weight": 1.0, "lip_weight": 1.0, "face_expand_ratio": 1.2, "audio_features": "auto",
     }  # fmt: skip
 
     def __init__(self, device: str | None = None) -> None:
@@ -79,9 +100,11 @@ class EmoBackend(Backend):
         return self._pipelines[key]
 
     def start_job(self, job: JobInput) -> JobRenderer:
-        from emo_cli.backends.emo.renderer import EmoRenderer
+        from emo_cli.backends.emo.renderer import EmoRenderer, HalloRenderer
 
         options = self.resolve_options(job.options)
         weights = resolve_weights_dir(options["weights"])
         pipeline = self.pipeline(weights, options["device"] or self.device, options["dtype"])
+        if pipeline.model.kind == "hallo":
+            return HalloRenderer(pipeline, job, options)
         return EmoRenderer(pipeline, job, options)

@@ -8,7 +8,16 @@
 * ReferenceNet: a plain diffusers `UNet2DConditionModel`; `ReferenceRecorder` records its
   self-attention inputs and the features the backbone's temporal modules need, in ONE pass over
   the reference image and the motion frames per clip.
-* `FaceLocator`, `AudioProjection`, `SpeedEncoder`: the small conditioning encoders.
+* `FaceLocator`, `AudioProjection`, `SpeedEncoder`, `IdentityProjection`: the small conditioning
+  encoders.
+* `RegionAudioModule`: Hallo's audio layer (a transformer whose cross-attention is split into
+  full/face/lip regions by masks, each through a 1x1 zero-conv, weighted by `motion_scale`).
+  diffusers has no such block; it is built from diffusers' `Attention` and `FeedForward` with
+  Hallo's parameter names, so its weights load without renaming inside the module.
+
+Hallo (fudan-generative-vision/hallo, the closest open model of the family) differs from EMO in
+several places; each difference is a config value of `EmoBackbone` saved with the weights (see
+its docstring), so one code path serves EMO's defaults and imported Hallo/Hallo2 checkpoints.
 
 Every EMO layer added to a pretrained network ends in a zero-initialised projection, so a model
 assembled from SD1.5 + AnimateDiff weights starts out computing exactly what they compute.
@@ -29,11 +38,17 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D, UNetMotionModel
 from torch import nn
 
-# Values a config field may take in this version. The alternatives named in the comments are
-# what Hallo (the closest open model of the family) uses; they are config, not code paths yet.
-CROSS_ATTENTION_CONTEXTS = ("none",)  # Hallo: "identity" (ArcFace tokens in the text slot)
-FIRST_CLIP_MOTION = ("zeros", "reference")  # EMO: zeros; Hallo: the reference repeated
-FACE_LOCATOR_TARGETS = ("latent", "conv_in")  # EMO: added to the noisy latent; Hallo: after conv_in
+# Values a config field may take. The first is EMO's; the one named in the comment is Hallo's.
+CROSS_ATTENTION_CONTEXTS = ("none", "identity")  # Hallo: identity tokens (ArcFace) in the text slot
+FIRST_CLIP_MOTION = ("zeros", "reference")  # Hallo: the reference repeated
+FACE_LOCATOR_TARGETS = ("latent", "conv_in")  # Hallo: added after conv_in
+TEMPORAL_NORMS = ("joint", "per_frame")  # Hallo: GroupNorm of each frame on its own
+MOTION_FEATURES = ("block_output", "reference_tokens")  # Hallo: the ReferenceNet's norm1 tokens
+UNCONDITIONAL_AUDIO = ("drop", "zero_tokens")  # Hallo: zero tokens through the running audio layer
+REFERENCE_CONTEXTS = ("empty", "per_sample", "cfg_tiled")  # Hallo: batch rows meet contexts u, c, u, c, ...
+UNCONDITIONAL_CONTEXTS = ("zero_tokens", "projected_zeros")  # Hallo: the projection of a zero embedding
+REFERENCE_ROWS = ("per_sample", "alternating")  # Hallo: frame j of a sample reads row j mod samples
+BANK_DTYPES = (None, "float16")  # Hallo: the reference bank is rounded to float16
 
 
 def attention(attn: Attention, hidden_states: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
@@ -62,12 +77,18 @@ class Conditions:
     batch sees no reference, no audio and no face locator (motion frames and speed stay).
     """
 
-    reference: dict[str, torch.Tensor] = field(default_factory=dict)  # block -> (1, hw, c)
-    motion: dict[str, torch.Tensor] = field(default_factory=dict)  # motion module -> (n, c, h, w)
+    # block -> (1 | samples | samples * frames, hw, c): one reference row for all, per sample, per row
+    reference: dict[str, torch.Tensor] = field(default_factory=dict)
+    # motion module -> (n, c, h, w) for every sample, or (samples, n, c, h, w) per sample
+    motion: dict[str, torch.Tensor] = field(default_factory=dict)
     audio: torch.Tensor | None = None  # (samples * frames, tokens, dim)
     speed: torch.Tensor | None = None  # (samples, n + frames, tokens, dim)
     keep: torch.Tensor | None = None  # (samples,) bool
     frames: int = 1
+    context: torch.Tensor | None = None  # (samples, tokens, dim): the cross-attention context
+    # per level L (0 = full latent size): (full, face, lip) masks, each (1 | rows, h_L * w_L)
+    region_masks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+    motion_scale: tuple[float, float, float] | None = None  # weights of the full/face/lip audio
 
     def keep_rows(self, rows: int, dtype: torch.dtype) -> torch.Tensor | None:
         if self.keep is None:
@@ -95,7 +116,11 @@ class ReferenceReadProcessor:
         if ref is None:
             return attention(attn, hidden_states, hidden_states)
         rows = hidden_states.shape[0]
-        ref = ref.to(hidden_states.dtype).expand(rows, -1, -1)
+        ref = ref.to(hidden_states.dtype)
+        if ref.shape[0] == 1:
+            ref = ref.expand(rows, -1, -1)
+        elif ref.shape[0] != rows:  # one row per sample: the same for each of its frames
+            ref = ref.repeat_interleave(rows // ref.shape[0], dim=0)
         keep = self.conditions.keep_rows(rows, hidden_states.dtype)
         if keep is not None:
             ref = torch.where(keep.bool(), ref, hidden_states)
@@ -103,16 +128,104 @@ class ReferenceReadProcessor:
 
 
 class ReferenceWriteProcessor:
-    """ReferenceNet self-attention that records its input tokens for the backbone."""
+    """ReferenceNet self-attention that records its input tokens (the block's norm1 output).
 
-    def __init__(self, block: str, bank: dict[str, torch.Tensor]) -> None:
+    `stop` is called after recording; it raises once everything the backbone reads has been
+    recorded, so the ReferenceNet's unread tail (the rest of its last block, its output layers)
+    never runs.
+    """
+
+    def __init__(self, block: str, bank: dict[str, torch.Tensor], stop=None) -> None:
         self.block = block
         self.bank = bank
+        self.stop = stop
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None,
                  attention_mask=None, temb=None, *args, **kwargs) -> torch.Tensor:  # fmt: skip
         self.bank[self.block] = hidden_states
+        if self.stop is not None:
+            self.stop()
         return attention(attn, hidden_states, hidden_states)
+
+
+class FrameGroupNorm(nn.GroupNorm):
+    """GroupNorm of each frame on its own: (b, c, f, h, w) is normalised as (b * f, c, h, w).
+
+    AnimateDiff's and Hallo's temporal modules were trained this way (and always with 32 groups);
+    diffusers' `AnimateDiffTransformer3D` normalises over all frames together.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 5:
+            return super().forward(x)
+        b, c, f, h, w = x.shape
+        frames = x.transpose(1, 2).reshape(b * f, c, h, w)
+        return super().forward(frames).view(b, f, c, h, w).transpose(1, 2)
+
+
+def _skip_temporal(hidden_states, *args, **kwargs):
+    """Stands in for the forward of a temporal module that Hallo's weights never ran."""
+    return hidden_states
+
+
+class RegionAudioBlock(nn.Module):
+    """Self-attention, then three audio cross-attentions masked to the full/face/lip regions."""
+
+    def __init__(self, dim: int, heads: int, audio_dim: int) -> None:
+        from diffusers.models.attention import FeedForward
+
+        super().__init__()
+        head_dim = dim // heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn1 = Attention(query_dim=dim, heads=heads, dim_head=head_dim)
+        self.norm2 = nn.LayerNorm(dim)
+        for i in range(3):
+            setattr(self, f"attn2_{i}", Attention(query_dim=dim, cross_attention_dim=audio_dim, heads=heads,
+                                                  dim_head=head_dim))  # fmt: skip
+        self.zero_conv_full = nn.Conv2d(dim, dim, kernel_size=1)
+        self.zero_conv_face = nn.Conv2d(dim, dim, kernel_size=1)
+        self.zero_conv_lip = nn.Conv2d(dim, dim, kernel_size=1)
+        for conv in (self.zero_conv_full, self.zero_conv_face, self.zero_conv_lip):
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+        self.norm3 = nn.LayerNorm(dim)
+        self.ff = FeedForward(dim, activation_fn="geglu")
+
+    @staticmethod
+    def _pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        # A 1x1 convolution over the token grid is a linear map per token, for any grid shape.
+        return F.linear(x, conv.weight.flatten(1), conv.bias)
+
+    def forward(self, x, tokens, masks, scale) -> torch.Tensor:
+        x = self.attn1(self.norm1(x)) + x
+        normed = self.norm2(x)
+        full, face, lip = (m.to(x.dtype)[:, :, None] for m in masks)
+        full_out = self._pointwise(self.zero_conv_full, self.attn2_0(normed, encoder_hidden_states=tokens) * full)
+        face_out = self._pointwise(self.zero_conv_face, self.attn2_1(normed, encoder_hidden_states=tokens) * face)
+        lip_out = self._pointwise(self.zero_conv_lip, self.attn2_2(normed, encoder_hidden_states=tokens) * lip)
+        s = (1.0, 1.0, 1.0) if scale is None else scale
+        x = s[0] * full_out + s[1] * face_out + s[2] * lip_out + x
+        return self.ff(self.norm3(x)) + x
+
+
+class RegionAudioModule(nn.Module):
+    """Hallo's audio layer after a spatial transformer: GroupNorm, 1x1 in, `RegionAudioBlock`, 1x1 out,
+    residual. Its output layers (the zero-convs) start at zero, so it starts as the identity."""
+
+    def __init__(self, dim: int, heads: int, audio_dim: int, groups: int) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(groups, dim, eps=1e-6)
+        self.proj_in = nn.Conv2d(dim, dim, kernel_size=1)
+        self.transformer_blocks = nn.ModuleList([RegionAudioBlock(dim, heads, audio_dim)])
+        self.proj_out = nn.Conv2d(dim, dim, kernel_size=1)
+
+    def forward(self, hidden, tokens, masks, scale) -> torch.Tensor:
+        rows, channels, h, w = hidden.shape
+        x = self.proj_in(self.norm(hidden)).permute(0, 2, 3, 1).reshape(rows, h * w, channels)
+        for block in self.transformer_blocks:
+            x = block(x, tokens, masks, scale)
+        x = self.proj_out(x.reshape(rows, h, w, channels).permute(0, 3, 1, 2).contiguous())
+        return x + hidden
 
 
 class CrossAttentionLayer(nn.Module):
@@ -137,11 +250,18 @@ def _module_key(name: str) -> str:
     return name.replace(".", "__")
 
 
-def motion_sources(backbone_unet: UNetMotionModel) -> dict[str, str]:
-    """Each temporal module's name -> the ReferenceNet module whose output has its input's shape.
+def _has_attention(block) -> bool:
+    return bool(getattr(block, "attentions", None))
 
-    In every block of the backbone a temporal module follows a spatial transformer (or, in the
-    blocks without attention, a resnet); the ReferenceNet has the same layer at the same place.
+
+def motion_sources(backbone_unet: UNetMotionModel, features: str = "block_output",
+                   plain_block_temporal: bool = True) -> dict[str, str]:  # fmt: skip
+    """Each temporal module's name -> the ReferenceNet layer whose motion-frame rows it is given.
+
+    "block_output": the output of the layer in front of the temporal module (a spatial
+    transformer, or a resnet in the blocks without attention), which has its input's shape (EMO).
+    "reference_tokens": the norm1 tokens of the spatial transformer block in front of it, the
+    reference bank itself (Hallo); the blocks without attention get none.
     """
     sources: dict[str, str] = {}
     for prefix, blocks in (
@@ -149,14 +269,40 @@ def motion_sources(backbone_unet: UNetMotionModel) -> dict[str, str]:
         ("up_blocks", backbone_unet.up_blocks),
     ):
         for i, block in enumerate(blocks):
-            source = "attentions" if getattr(block, "attentions", None) else "resnets"
+            if not _has_attention(block) and (features == "reference_tokens" or not plain_block_temporal):
+                continue
             for j in range(len(block.motion_modules)):
-                sources[f"{prefix}.{i}.motion_modules.{j}"] = f"{prefix}.{i}.{source}.{j}"
+                if features == "reference_tokens":
+                    sources[f"{prefix}.{i}.motion_modules.{j}"] = f"{prefix}.{i}.attentions.{j}.transformer_blocks.0"
+                else:
+                    source = "attentions" if _has_attention(block) else "resnets"
+                    sources[f"{prefix}.{i}.motion_modules.{j}"] = f"{prefix}.{i}.{source}.{j}"
     mid = backbone_unet.mid_block
     if mid is not None and hasattr(mid, "motion_modules"):
         for j in range(len(mid.motion_modules)):
-            sources[f"mid_block.motion_modules.{j}"] = f"mid_block.attentions.{j}"
+            tail = ".transformer_blocks.0" if features == "reference_tokens" else ""
+            sources[f"mid_block.motion_modules.{j}"] = f"mid_block.attentions.{j}{tail}"
     return sources
+
+
+def region_audio_levels(backbone_unet: UNetMotionModel) -> dict[str, int]:
+    """Each spatial transformer of the backbone -> the mask level its audio layer reads.
+
+    Level L is the latent size halved L times: down block i reads i, the mid block the last
+    level, up block i the mirror of its down block (as in Hallo).
+    """
+    last = len(backbone_unet.down_blocks) - 1
+    levels: dict[str, int] = {}
+    for i, block in enumerate(backbone_unet.down_blocks):
+        for j in range(len(getattr(block, "attentions", None) or ())):
+            levels[f"down_blocks.{i}.attentions.{j}"] = i
+    mid = backbone_unet.mid_block
+    for j in range(len(getattr(mid, "attentions", None) or ())):
+        levels[f"mid_block.attentions.{j}"] = last
+    for i, block in enumerate(backbone_unet.up_blocks):
+        for j in range(len(getattr(block, "attentions", None) or ())):
+            levels[f"up_blocks.{i}.attentions.{j}"] = last - i
+    return levels
 
 
 class EmoBackbone(ModelMixin, ConfigMixin):
@@ -170,9 +316,26 @@ class EmoBackbone(ModelMixin, ConfigMixin):
         first_clip_motion: what stands in for the motion frames of the first clip.
         face_locator_target: where the face locator's features are added.
         cross_attention_context: what fills SD's text cross-attention slot ("none": one zero
-            token, so the slot adds only its output bias, as EMO has no text).
-        audio_attention_regions: 1 = one audio-attention over the whole frame (EMO); Hallo splits
-            it into pose/face/lip regions (3), which this version does not build.
+            token, so the slot adds only its output bias, as EMO has no text; "identity": the
+            identity tokens of the portrait, given per sample in `Conditions.context`).
+        audio_attention_regions: 1 = one audio-attention after each spatial transformer block
+            (EMO); 3 = Hallo's `RegionAudioModule` after each spatial transformer.
+        speed_layers: EMO's speed cross-attention inside the temporal modules (Hallo has none).
+        unconditional_audio: "drop": the unconditional CFG half skips the audio layers (EMO);
+            "zero_tokens": it runs them on all-zero audio tokens (Hallo).
+        temporal_norm / temporal_norm_groups: how the temporal modules' GroupNorm normalises
+            ("per_frame" with 32 groups in AnimateDiff and Hallo; None = the UNet's group count).
+        plain_block_temporal: run the temporal modules of the blocks without attention. Hallo's
+            weights were run without them (its inference takes a training-mode branch that skips them).
+        motion_features: what the temporal modules see of the motion frames (see `motion_sources`).
+        unconditional_context: the unconditional CFG half's cross-attention context with
+            "identity" ("projected_zeros": the identity projection of a zero embedding, Hallo).
+        reference_context: the ReferenceNet's cross-attention context ("empty": one zero token;
+            "per_sample": each sample's rows its own context; "cfg_tiled": the CFG contexts tiled
+            over its batch of [reference, motion frames] per sample, Hallo's u, c, u, c, ... pairing).
+        reference_rows: which sample's reference a frame reads ("alternating": frame row p reads
+            sample p mod samples, Hallo's tiling of its bank).
+        reference_bank_dtype: the reference bank is rounded to this dtype (Hallo: float16).
     """
 
     @register_to_config
@@ -186,37 +349,70 @@ class EmoBackbone(ModelMixin, ConfigMixin):
         face_locator_target: str = "latent",
         cross_attention_context: str = "none",
         audio_attention_regions: int = 1,
+        speed_layers: bool = True,
+        unconditional_audio: str = "drop",
+        temporal_norm: str = "joint",
+        temporal_norm_groups: int | None = None,
+        plain_block_temporal: bool = True,
+        motion_features: str = "block_output",
+        unconditional_context: str = "zero_tokens",
+        reference_context: str = "empty",
+        reference_rows: str = "per_sample",
+        reference_bank_dtype: str | None = None,
     ) -> None:
         super().__init__()
-        if first_clip_motion not in FIRST_CLIP_MOTION:
-            raise ValueError(
-                f"first_clip_motion must be one of {FIRST_CLIP_MOTION}, got {first_clip_motion!r}"
-            )
-        if face_locator_target not in FACE_LOCATOR_TARGETS:
-            raise ValueError(
-                f"face_locator_target must be one of {FACE_LOCATOR_TARGETS}, got {face_locator_target!r}"
-            )
-        if cross_attention_context not in CROSS_ATTENTION_CONTEXTS:
-            raise ValueError(f"cross_attention_context {cross_attention_context!r} is not supported by this version "
-                             f"(supported: {CROSS_ATTENTION_CONTEXTS})")  # fmt: skip
-        if audio_attention_regions != 1:
-            raise ValueError("audio_attention_regions other than 1 (region-split audio-attention) is not supported "
-                             "by this version")  # fmt: skip
+        choices = {
+            "first_clip_motion": (first_clip_motion, FIRST_CLIP_MOTION),
+            "face_locator_target": (face_locator_target, FACE_LOCATOR_TARGETS),
+            "cross_attention_context": (cross_attention_context, CROSS_ATTENTION_CONTEXTS),
+            "audio_attention_regions": (audio_attention_regions, (1, 3)),
+            "unconditional_audio": (unconditional_audio, UNCONDITIONAL_AUDIO),
+            "temporal_norm": (temporal_norm, TEMPORAL_NORMS),
+            "motion_features": (motion_features, MOTION_FEATURES),
+            "reference_context": (reference_context, REFERENCE_CONTEXTS),
+            "unconditional_context": (unconditional_context, UNCONDITIONAL_CONTEXTS),
+            "reference_rows": (reference_rows, REFERENCE_ROWS),
+            "reference_bank_dtype": (reference_bank_dtype, BANK_DTYPES),
+        }
+        for name, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if motion_frames < 0:
             raise ValueError(f"motion_frames must be >= 0, got {motion_frames}")
         self.unet = UNetMotionModel.from_config(unet_config or {})
         self.audio_attention = nn.ModuleDict()
         self.speed_attention = nn.ModuleDict()
+        self.region_audio = nn.ModuleDict()
         self.conditions = Conditions()
         self._face_features: torch.Tensor | None = None
+        self._region_levels = region_audio_levels(self.unet)
+        groups = int(self.unet.config.norm_num_groups)
         for name, module in self.unet.named_modules():
+            if isinstance(module, AnimateDiffTransformer3D):
+                norm = module.norm
+                count = temporal_norm_groups or norm.num_groups
+                cls = FrameGroupNorm if temporal_norm == "per_frame" else nn.GroupNorm
+                module.norm = cls(count, norm.num_channels, eps=norm.eps, affine=norm.affine)
             if not isinstance(module, BasicTransformerBlock):
                 continue
             dim, heads = module.attn1.query_dim, module.attn1.heads
             if ".motion_modules." in name:
-                self.speed_attention[_module_key(name)] = CrossAttentionLayer(dim, speed_context_dim, heads)
-            else:
+                if speed_layers:
+                    self.speed_attention[_module_key(name)] = CrossAttentionLayer(dim, speed_context_dim, heads)
+            elif audio_attention_regions == 1:
                 self.audio_attention[_module_key(name)] = CrossAttentionLayer(dim, audio_context_dim, heads)
+        if audio_attention_regions == 3:
+            modules = dict(self.unet.named_modules())
+            for name in self._region_levels:
+                block = modules[name].transformer_blocks[0]
+                self.region_audio[_module_key(name)] = RegionAudioModule(
+                    block.attn1.query_dim, block.attn1.heads, audio_context_dim, groups
+                )
+        if not plain_block_temporal:
+            for block in (*self.unet.down_blocks, *self.unet.up_blocks):
+                if not _has_attention(block):
+                    for motion_module in block.motion_modules:
+                        motion_module.forward = _skip_temporal
         self._attach()
 
     # -- wiring -----------------------------------------------------------------------------------
@@ -225,12 +421,18 @@ class EmoBackbone(ModelMixin, ConfigMixin):
         for name, module in self.unet.named_modules():
             if isinstance(module, BasicTransformerBlock) and ".motion_modules." not in name:
                 module.attn1.set_processor(ReferenceReadProcessor(name, cond))
-                module.register_forward_hook(self._audio_hook(self.audio_attention[_module_key(name)]))
+                key = _module_key(name)
+                if key in self.audio_attention:
+                    module.register_forward_hook(self._audio_hook(self.audio_attention[key]))
             elif isinstance(module, BasicTransformerBlock):
-                module.register_forward_hook(self._speed_hook(self.speed_attention[_module_key(name)]))
+                key = _module_key(name)
+                if key in self.speed_attention:
+                    module.register_forward_hook(self._speed_hook(self.speed_attention[key]))
             elif isinstance(module, AnimateDiffTransformer3D):
                 module.register_forward_pre_hook(self._motion_in_hook(name), with_kwargs=True)
                 module.register_forward_hook(self._motion_out_hook(name))
+            if _module_key(name) in self.region_audio:
+                module.register_forward_hook(self._region_audio_hook(name))
         self.unet.conv_in.register_forward_hook(self._face_hook)
 
     def _audio_hook(self, layer: CrossAttentionLayer):
@@ -239,6 +441,23 @@ class EmoBackbone(ModelMixin, ConfigMixin):
                 return output
             keep = self.conditions.keep_rows(output.shape[0], output.dtype)
             return layer(output, self.conditions.audio, keep)
+
+        return hook
+
+    def _region_audio_hook(self, name: str):
+        layer, level = self.region_audio[_module_key(name)], self._region_levels[name]
+
+        def hook(module, args, output):
+            cond = self.conditions
+            if cond.audio is None or cond.region_masks is None:
+                return output
+            hidden = output[0] if isinstance(output, tuple) else output
+            out = layer(hidden, cond.audio.to(hidden.dtype), cond.region_masks[level], cond.motion_scale)
+            if self.config.unconditional_audio == "drop":
+                keep = cond.keep_rows(out.shape[0], out.dtype)
+                if keep is not None:
+                    out = torch.where(keep.bool().view(-1, 1, 1, 1), out, hidden)
+            return (out, *output[1:]) if isinstance(output, tuple) else out
 
         return hook
 
@@ -270,11 +489,11 @@ class EmoBackbone(ModelMixin, ConfigMixin):
             hidden = args[0] if args else kwargs.pop("hidden_states")
             frames = kwargs.pop("num_frames", None) or (args[4] if len(args) > 4 else 1)
             samples = hidden.shape[0] // frames
-            joined = torch.cat(
-                [motion.to(hidden.dtype).unsqueeze(0).expand(samples, -1, -1, -1, -1),
-                 hidden.view(samples, frames, *hidden.shape[1:])], dim=1,
-            )  # fmt: skip
-            kwargs["num_frames"] = frames + motion.shape[0]
+            motion = motion.to(hidden.dtype)
+            if motion.dim() == 4:  # the same motion frames for every sample
+                motion = motion.unsqueeze(0).expand(samples, -1, -1, -1, -1)
+            joined = torch.cat([motion, hidden.view(samples, frames, *hidden.shape[1:])], dim=1)
+            kwargs["num_frames"] = frames + motion.shape[1]
             return (joined.flatten(0, 1),), kwargs
 
         return hook
@@ -284,7 +503,7 @@ class EmoBackbone(ModelMixin, ConfigMixin):
             motion = self.conditions.motion.get(name)
             if motion is None:
                 return output
-            n = motion.shape[0]
+            n = motion.shape[-4]
             total = n + self.conditions.frames
             return output.view(-1, total, *output.shape[1:])[:, n:].flatten(0, 1)
 
@@ -318,12 +537,12 @@ class EmoBackbone(ModelMixin, ConfigMixin):
                 face = None
             else:
                 face = face.permute(0, 2, 1, 3, 4).flatten(0, 1)
-        context = self.empty_context(samples * frames, sample.dtype, sample.device)
-        self.conditions.reference = conditions.reference
-        self.conditions.motion = conditions.motion
-        self.conditions.audio = conditions.audio
-        self.conditions.speed = conditions.speed
-        self.conditions.keep = conditions.keep
+        if conditions.context is not None:
+            context = conditions.context.to(sample.dtype).repeat_interleave(frames, dim=0)
+        else:
+            context = self.empty_context(samples * frames, sample.dtype, sample.device)
+        for name in ("reference", "motion", "audio", "speed", "keep", "region_masks", "motion_scale"):
+            setattr(self.conditions, name, getattr(conditions, name))
         self.conditions.frames = frames
         self._face_features = face
         try:
@@ -331,6 +550,7 @@ class EmoBackbone(ModelMixin, ConfigMixin):
         finally:
             self.conditions.reference, self.conditions.motion = {}, {}
             self.conditions.audio = self.conditions.speed = self.conditions.keep = None
+            self.conditions.region_masks = self.conditions.motion_scale = None
             self._face_features = None
 
     def empty_context(self, rows: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -338,44 +558,76 @@ class EmoBackbone(ModelMixin, ConfigMixin):
         return torch.zeros(rows, 1, self.unet.config.cross_attention_dim, dtype=dtype, device=device)
 
 
+class _ReferenceComplete(Exception):
+    """Raised inside the ReferenceNet once everything the backbone reads has been recorded."""
+
+
 class ReferenceRecorder:
     """Runs a ReferenceNet (`UNet2DConditionModel`) once and returns what the backbone reads.
 
-    Row 0 of the input is the reference latent; rows 1..n are the motion frames. The reference
-    row's self-attention inputs go to the reference bank (keyed by transformer block name, the
-    same names as in the backbone), the motion rows' features at each temporal module's place go
-    to the motion bank.
+    It records the self-attention input tokens (norm1 output) of every transformer block, keyed
+    by block name (the same names as in the backbone), and the output of each motion source
+    layer (see `motion_sources`), for every row of its batch; the pipeline picks the rows. The
+    pass stops as soon as the last of them is recorded: what comes after is never read.
     """
 
     def __init__(self, reference_unet, sources: dict[str, str]) -> None:
         self.unet = reference_unet
         self._tokens: dict[str, torch.Tensor] = {}
         self._features: dict[str, torch.Tensor] = {}
+        self.sizes: dict[str, tuple[int, int]] = {}  # block -> the (h, w) grid of its tokens
         modules = dict(reference_unet.named_modules())
-        for name, module in modules.items():
-            if isinstance(module, BasicTransformerBlock):
-                module.attn1.set_processor(ReferenceWriteProcessor(name, self._tokens))
+        blocks = [name for name, module in modules.items() if isinstance(module, BasicTransformerBlock)]
+        self._feature_sources = {source: target for target, source in sources.items() if source not in blocks}
+        for name in blocks:
+            modules[name].attn1.set_processor(ReferenceWriteProcessor(name, self._tokens, self._check_complete))
+            parent = name.rsplit(".transformer_blocks.", 1)[0]
+            if parent in modules:
+                modules[parent].register_forward_pre_hook(self._size_hook(name))
+        self._expected_tokens = len(blocks)
         for target, source in sources.items():
             if source not in modules:
                 raise ValueError(f"the ReferenceNet has no layer {source} for the backbone's {target}")
-            modules[source].register_forward_hook(self._feature_hook(target))
+            if source in self._feature_sources:
+                modules[source].register_forward_hook(self._feature_hook(target))
+
+    def _size_hook(self, block: str):
+        def hook(module, args):
+            self.sizes[block] = tuple(args[0].shape[-2:])
+
+        return hook
+
+    def _check_complete(self) -> None:
+        if len(self._tokens) == self._expected_tokens and len(self._features) == len(self._feature_sources):
+            raise _ReferenceComplete
 
     def _feature_hook(self, target: str):
         def hook(module, args, output):
             self._features[target] = output[0] if isinstance(output, tuple) else output
+            self._check_complete()
 
         return hook
 
     @torch.no_grad()
-    def __call__(self, latents: torch.Tensor, empty_context: torch.Tensor) -> tuple[dict, dict]:
+    def record(self, latents: torch.Tensor, context: torch.Tensor) -> tuple[dict, dict]:
+        """(tokens per transformer block, features per motion target), every row of `latents`."""
         self._tokens.clear()
         self._features.clear()
         timestep = torch.zeros((), dtype=torch.long, device=latents.device)
-        self.unet(latents, timestep, encoder_hidden_states=empty_context, return_dict=False)
-        reference = {name: tokens[:1] for name, tokens in self._tokens.items()}
-        motion = {name: feats[1:] for name, feats in self._features.items()}
+        try:
+            self.unet(latents, timestep, encoder_hidden_states=context, return_dict=False)
+        except _ReferenceComplete:
+            pass
+        tokens, features = dict(self._tokens), dict(self._features)
         self._tokens.clear()
         self._features.clear()
+        return tokens, features
+
+    def __call__(self, latents: torch.Tensor, empty_context: torch.Tensor) -> tuple[dict, dict]:
+        """EMO's pass over [reference, motion frames]: (reference bank of row 0, motion rows 1..n)."""
+        tokens, features = self.record(latents, empty_context)
+        reference = {name: t[:1] for name, t in tokens.items()}
+        motion = {name: feats[1:] for name, feats in features.items()}
         return reference, motion
 
 
@@ -407,16 +659,21 @@ class FaceLocator(ModelMixin, ConfigMixin):
 class AudioProjection(ModelMixin, ConfigMixin):
     """Windowed multi-layer wav2vec 2.0 features of one frame -> a few context tokens.
 
-    Input (frames, window, layers, feature_dim) with window = 2m + 1 (m = 2 in EMO).
+    Input (frames, window, layers, feature_dim) with window = 2m + 1 (m = 2 in EMO). `activation`
+    is "silu" (EMO's start point) or "relu" (Hallo's AudioProjModel).
     """
 
     @register_to_config
     def __init__(self, window: int = 5, layers: int = 12, feature_dim: int = 768, hidden_dim: int = 512,
-                 tokens: int = 32, context_dim: int = 768) -> None:  # fmt: skip
+                 tokens: int = 32, context_dim: int = 768, activation: str = "silu") -> None:  # fmt: skip
         super().__init__()
+        acts = {"silu": nn.SiLU, "relu": nn.ReLU}
+        if activation not in acts:
+            raise ValueError(f"activation must be one of {tuple(acts)}, got {activation!r}")
+        act = acts[activation]
         self.proj = nn.Sequential(
-            nn.Linear(window * layers * feature_dim, hidden_dim), nn.SiLU(),
-            nn.Linear(hidden_dim, hidden_dim), nn.SiLU(),
+            nn.Linear(window * layers * feature_dim, hidden_dim), act(),
+            nn.Linear(hidden_dim, hidden_dim), act(),
             nn.Linear(hidden_dim, tokens * context_dim),
         )  # fmt: skip
         self.norm = nn.LayerNorm(context_dim)
@@ -424,6 +681,25 @@ class AudioProjection(ModelMixin, ConfigMixin):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         tokens = self.proj(features.flatten(1))
         return self.norm(tokens.view(features.shape[0], self.config.tokens, self.config.context_dim))
+
+
+class IdentityProjection(ModelMixin, ConfigMixin):
+    """A face-identity embedding (ArcFace, 512-d in Hallo) -> `tokens` cross-attention tokens.
+
+    Hallo's ImageProjModel: one linear layer, reshaped to tokens, LayerNorm. The unconditional
+    CFG half uses the projection of a zero embedding, which is not zero (bias and LayerNorm).
+    """
+
+    @register_to_config
+    def __init__(self, embedding_dim: int = 512, tokens: int = 4, context_dim: int = 768) -> None:
+        super().__init__()
+        self.proj = nn.Linear(embedding_dim, tokens * context_dim)
+        self.norm = nn.LayerNorm(context_dim)
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        """(samples, embedding_dim) -> (samples, tokens, context_dim)."""
+        out = self.proj(embedding).reshape(-1, self.config.tokens, self.config.context_dim)
+        return self.norm(out)
 
 
 def default_speed_buckets(count: int = 9, top: float = 0.08) -> tuple[list[float], list[float]]:

@@ -1,9 +1,14 @@
-"""Clip-by-clip EMO inference: ReferenceNet once per clip, one batched CFG pass per step.
+"""Clip-by-clip EMO and Hallo inference: ReferenceNet once per clip, one batched CFG pass per step.
 
-`EmoPipeline.generate_clip` denoises one clip of f latent frames given the reference latent,
+`EmoPipeline.generate_clip` denoises one EMO clip of f latent frames given the reference latent,
 the motion latents of the previous clip, the clip's audio features, the face-locator features
-and the head speed. Everything random comes from the generator it is handed, so a clip is a
-pure function of its inputs; the renderer seeds one generator per (seed, clip index).
+and the head speed. `EmoPipeline.hallo_clip` does the same for weights imported from Hallo /
+Hallo2 (`emo weights import-hallo`), from a `HalloPortrait` prepared once per job, and returns
+decoded frames. Everything random comes from the generator it is handed, so a clip is a pure
+function of its inputs; the renderer seeds one generator per (seed, clip index).
+
+Latents and the CFG combination stay float32 whatever dtype the networks run in: half-precision
+latents would round the small per-step updates of a 40-step DDIM away.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ def clip_seed(seed: int, clip: int) -> int:
 
 @dataclass
 class EmoModel:
-    """The loaded parts of one weights directory."""
+    """The loaded parts of one weights directory (EMO: a speed encoder; Hallo: an identity projection)."""
 
     reference_unet: Any
     backbone: Any
@@ -51,10 +56,14 @@ class EmoModel:
     audio_encoder: Any
     scheduler_config: dict
     audio_normalize: bool = True
+    identity_proj: Any = None
+    kind: str = "emo"
+    root: Path | None = None  # the weights folder (its ONNX models are read from there)
 
     def parts(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in
-                ("reference_unet", "backbone", "face_locator", "audio_proj", "speed_encoder", "vae", "audio_encoder")}  # fmt: skip
+        names = ("reference_unet", "backbone", "face_locator", "audio_proj", "speed_encoder", "identity_proj",
+                 "vae", "audio_encoder")  # fmt: skip
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
 def load_model(
@@ -64,10 +73,16 @@ def load_model(
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import Wav2Vec2Model
 
-    from emo_cli.backends.emo.modules import AudioProjection, EmoBackbone, FaceLocator, SpeedEncoder
+    from emo_cli.backends.emo.modules import (
+        AudioProjection,
+        EmoBackbone,
+        FaceLocator,
+        IdentityProjection,
+        SpeedEncoder,
+    )
 
     root = Path(weights_dir)
-    check_weights(root)
+    kind = check_weights(root).get("model", "emo")
 
     def load(part: str, loader, **kwargs):
         try:
@@ -82,10 +97,13 @@ def load_model(
         backbone=load("denoising_unet", EmoBackbone.from_pretrained, **typed),
         face_locator=load("face_locator", FaceLocator.from_pretrained, **typed),
         audio_proj=load("audio_proj", AudioProjection.from_pretrained, **typed),
-        speed_encoder=load("speed_encoder", SpeedEncoder.from_pretrained, **typed),
+        speed_encoder=load("speed_encoder", SpeedEncoder.from_pretrained, **typed) if kind == "emo" else None,
+        identity_proj=load("image_proj", IdentityProjection.from_pretrained, **typed) if kind == "hallo" else None,
         vae=load("vae", AutoencoderKL.from_pretrained, **typed),
         audio_encoder=load("audio_encoder", Wav2Vec2Model.from_pretrained, dtype=dtype),
         scheduler_config=json.loads((root / "scheduler" / "scheduler_config.json").read_text()),
+        kind=kind,
+        root=root,
     )
     pre = root / "audio_encoder" / "preprocessor_config.json"
     if pre.is_file():
@@ -101,7 +119,10 @@ class EmoPipeline:
     def __init__(self, model: EmoModel) -> None:
         self.model = model
         self.backbone = model.backbone
-        self.recorder = ReferenceRecorder(model.reference_unet, motion_sources(model.backbone.unet))
+        config = model.backbone.config
+        self.recorder_sources = motion_sources(model.backbone.unet, config.motion_features,
+                                               config.plain_block_temporal)  # fmt: skip
+        self.recorder = ReferenceRecorder(model.reference_unet, self.recorder_sources)
         param = next(model.backbone.parameters())
         self.device, self.dtype = param.device, param.dtype
         self.vae_scale = 2 ** (len(model.vae.config.block_out_channels) - 1)
@@ -199,7 +220,7 @@ class EmoPipeline:
 
         shape = (1, reference_latent.shape[1], frames, *reference_latent.shape[2:])
         noise = torch.randn(shape, generator=generator, dtype=torch.float32)
-        latents = (noise * sched.init_noise_sigma).to(self.device, self.dtype)
+        latents = (noise * sched.init_noise_sigma).to(self.device)  # float32, see the module docstring
 
         def conditions(reference: dict, motion: dict, rows: torch.Tensor) -> Conditions:
             count = rows.shape[0]
@@ -215,7 +236,7 @@ class EmoPipeline:
         # scalars for the backbone: no host-device copy or sync inside the loop.
         timesteps = sched.timesteps
         for i, t in enumerate(timesteps.tolist()):
-            model_in = sched.scale_model_input(latents, t)
+            model_in = sched.scale_model_input(latents, t).to(self.dtype)
             if naive:
                 reference, motion = self.reference_pass(reference_latent, motion_latents)
                 outs = []
@@ -225,6 +246,7 @@ class EmoPipeline:
                 pred = torch.cat(outs)
             else:
                 pred = self.backbone(model_in.expand(samples, -1, -1, -1, -1), timesteps[i], batched, face)
+            pred = pred.float()
             if cfg:
                 uncond, cond = pred.chunk(2)
                 pred = uncond + guidance_scale * (cond - uncond)
@@ -242,3 +264,255 @@ class EmoPipeline:
                 ((pixels.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
             )
         return torch.cat(out).numpy()
+
+    # -- Hallo ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) pixels in [-1, 1] -> (N, c, H/8, W/8) latents (posterior mean x scaling)."""
+        latent = self.model.vae.encode(pixels.to(self.device, self.dtype)).latent_dist.mean
+        return latent * self.scaling_factor
+
+    @torch.no_grad()
+    def prepare_hallo(
+        self,
+        *,
+        image,
+        face_region,
+        identity,
+        masks: dict[str, list],
+        trace: dict | None = None,
+    ) -> HalloPortrait:
+        """What every clip of a Hallo job reads, computed once per job.
+
+        Args:
+            image: the portrait at the render size: (H, W, 3) uint8, or a float tensor/array
+                (3, H, W) already in [-1, 1] (Hallo's normalised reference image).
+            face_region: the face-region image the face locator reads, (H, W, 3) uint8 or float
+                (3, H, W) in [0, 1] (Hallo: the face-box mask as an RGB image).
+            identity: the raw ArcFace embedding, (512,) or (1, 512), numpy or tensor (InsightFace's
+                `face["embedding"]`, not normalised; zeros when no face was found, as in Hallo).
+            masks: {"full": [...], "face": [...], "lip": [...]}, each a list of one mask per level
+                L = 0..3, at the latent size halved L times (H/8, H/16, H/32, H/64), values in
+                [0, 1], any shape that flattens row-major to h_L * w_L.
+        """
+        height, width = _image_hw(image)
+        pixels = _to_pixels(image, signed=True)[None]
+        latent = self.encode_pixels(pixels)
+        embedding = torch.as_tensor(np.asarray(identity, dtype=np.float32)).reshape(1, -1).to(self.device, self.dtype)
+        proj = self.model.identity_proj
+        cond = proj(embedding)
+        if self.backbone.config.unconditional_context == "projected_zeros":
+            uncond = proj(torch.zeros_like(embedding))
+        else:
+            uncond = torch.zeros_like(cond)
+        region = _to_pixels(face_region, signed=False)[None].to(self.device, self.dtype)
+        face = self.model.face_locator(region)
+        levels = []
+        h, w = latent.shape[-2:]
+        for level in range(len(masks["full"])):
+            size = ((h + 2**level - 1) // 2**level) * ((w + 2**level - 1) // 2**level)
+            triple = []
+            for kind in ("full", "face", "lip"):
+                mask = torch.as_tensor(np.asarray(masks[kind][level], dtype=np.float32)).reshape(1, -1)
+                if mask.shape[1] != size:
+                    raise ValueError(f"masks[{kind!r}][{level}] has {mask.shape[1]} values, level {level} of a "
+                                     f"{height}x{width} render needs {size}")  # fmt: skip
+                triple.append(mask.to(self.device, self.dtype))
+            levels.append(tuple(triple))
+        if trace is not None:
+            trace.update(imageproj_out_cond=cond, imageproj_out_uncond=uncond, face_locator_out=face,
+                         ref_image_latents=latent)  # fmt: skip
+        return HalloPortrait(latent=latent, context=torch.cat([uncond, cond]), face=face, masks=levels,
+                             height=height, width=width)  # fmt: skip
+
+    @torch.no_grad()
+    def hallo_clip(
+        self,
+        portrait: HalloPortrait,
+        audio_features: torch.Tensor,
+        motion: np.ndarray | torch.Tensor | None,
+        *,
+        generator: torch.Generator,
+        motion_scale: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        steps: int = 40,
+        guidance_scale: float = 3.5,
+        eta: float = 0.0,
+        initial_latents: torch.Tensor | None = None,
+        trace: dict | None = None,
+    ) -> HalloClip:
+        """One clip of Hallo / Hallo2 weights, as Hallo's own FaceAnimatePipeline computes it.
+
+        Args:
+            portrait: from `prepare_hallo` (once per job).
+            audio_features: (f, 5, 12, 768) windowed wav2vec features of the clip's f frames, as
+                the audio module gives them (f = clip length, 16 for Hallo).
+            motion: the previous clip's last n decoded frames (n = 2), (n, H, W, 3) float in
+                [0, 1] exactly as `HalloClip.motion` returned them, or None for the first clip
+                (the portrait stands in for them, as in Hallo).
+            generator: a CPU generator for the initial noise (the renderer seeds one per clip).
+            motion_scale: the weights of the full-face (pose), face (expression) and lip audio.
+            steps, guidance_scale, eta: DDIM steps, the CFG scale (CFG when > 1), DDIM's eta.
+            initial_latents: (1, c, f, h, w) to use instead of the noise drawn (parity checks;
+                the noise is still drawn, so the generator's state is the same after it).
+            trace: a dict that receives the stages' tensors (parity checks).
+
+        Returns:
+            `HalloClip`: the f decoded frames (f, H, W, 3) float32 in [0, 1] and `motion`, what
+            the next clip's `motion` argument must be (store it in the chunk state to resume).
+        """
+        config = self.backbone.config
+        frames = audio_features.shape[0]
+        n = self.motion_frames
+        cfg = guidance_scale > 1.0
+        samples = 2 if cfg else 1
+        sched = self.make_scheduler("ddim")
+        sched.set_timesteps(steps, device=self.device)
+
+        audio = self.audio_tokens(audio_features)  # (f, tokens, dim)
+        if trace is not None:
+            trace["audioproj_out"] = audio[None]
+        if cfg:
+            if config.unconditional_audio == "zero_tokens":
+                audio = torch.cat([torch.zeros_like(audio), audio])
+            else:
+                audio = audio.repeat(2, 1, 1)
+        context = portrait.context if cfg else portrait.context[1:]
+        face = torch.cat([torch.zeros_like(portrait.face), portrait.face]) if cfg else portrait.face
+        keep = torch.tensor([False, True] if cfg else [True], device=self.device)
+
+        reference, motion_bank = self.hallo_banks(portrait, motion, context, frames, trace)
+        conditions = Conditions(
+            reference=reference, motion=motion_bank, audio=audio, keep=keep, frames=frames, context=context,
+            region_masks=portrait.masks, motion_scale=tuple(float(v) for v in motion_scale),
+        )  # fmt: skip
+
+        shape = (1, portrait.latent.shape[1], frames, *portrait.latent.shape[2:])
+        noise = torch.randn(shape, generator=generator, dtype=torch.float32)
+        latents = (noise * sched.init_noise_sigma).to(self.device)
+        if trace is not None:
+            trace["initial_latents"] = latents
+        if initial_latents is not None:
+            latents = initial_latents.to(self.device, torch.float32)
+        timesteps = sched.timesteps
+        for i, t in enumerate(timesteps.tolist()):
+            model_in = sched.scale_model_input(latents, t).to(self.dtype)
+            pred = self.backbone(model_in.expand(samples, -1, -1, -1, -1), timesteps[i], conditions, face).float()
+            if trace is not None:
+                trace[f"step{i}.unet_output"] = pred
+            if cfg:
+                uncond, cond = pred.chunk(2)
+                pred = uncond + guidance_scale * (cond - uncond)
+            if eta:
+                step_noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(self.device)
+                latents = sched.step(pred, t, latents, eta=eta, variance_noise=step_noise, return_dict=False)[0]
+            else:
+                latents = sched.step(pred, t, latents, return_dict=False)[0]
+            if trace is not None:
+                trace[f"step{i}.latents_after"] = latents
+        if trace is not None:
+            trace["final_latents"] = latents
+        video = self.decode_unit(latents[0].permute(1, 0, 2, 3), trace=trace)
+        return HalloClip(frames=video, motion=video[video.shape[0] - n :].copy())
+
+    def hallo_banks(self, portrait: HalloPortrait, motion, context: torch.Tensor, frames: int,
+                    trace: dict | None = None) -> tuple[dict, dict]:  # fmt: skip
+        """ONE ReferenceNet pass over [reference, motion frames] per CFG sample.
+
+        Returns the reference tokens per backbone row (samples * frames rows) and the motion
+        features per sample, as Hallo's reference attention hands them to its denoising UNet.
+        """
+        config = self.backbone.config
+        n = self.motion_frames
+        samples = context.shape[0]
+        if motion is None:
+            motion_latents = self.first_motion(portrait.latent, n)
+        else:
+            motion_pixels = _frames_to_pixels(motion).to(self.device)
+            motion_latents = self.encode_pixels(motion_pixels)
+        group = torch.cat([portrait.latent, motion_latents.to(portrait.latent.dtype)])  # (1 + n, c, h, w)
+        batch = group.repeat(samples, 1, 1, 1)
+        rows = torch.arange(batch.shape[0], device=self.device)
+        if config.reference_context == "cfg_tiled":
+            ref_context = context[rows % samples]  # Hallo: the batch r, m.., r, m.. meets u, c, u, c, ...
+        elif config.reference_context == "per_sample":
+            ref_context = context[rows // (1 + n)]
+        else:
+            ref_context = self.backbone.empty_context(batch.shape[0], self.dtype, self.device)
+        tokens, features = self.recorder.record(batch, ref_context)
+        if trace is not None:
+            trace.update({f"ref_bank.{name}": t for name, t in tokens.items()})
+        if config.reference_bank_dtype is not None:
+            bank_dtype = DTYPES[config.reference_bank_dtype]
+            tokens = {name: t.to(bank_dtype).to(t.dtype) for name, t in tokens.items()}
+        frame_rows = torch.arange(samples * frames, device=self.device)
+        if config.reference_rows == "alternating":
+            sample_of_row = frame_rows % samples
+        else:
+            sample_of_row = frame_rows // frames
+        reference = {name: t[sample_of_row * (1 + n)] for name, t in tokens.items()}
+        motion_bank = {}
+        if n:
+            for target, source in self.recorder_sources.items():
+                if source in tokens:  # the bank's tokens (samples * (1 + n), hw, c)
+                    h, w = self.recorder.sizes[source]
+                    per_sample = tokens[source].view(samples, 1 + n, h * w, -1)[:, 1:]
+                    motion_bank[target] = per_sample.transpose(-1, -2).reshape(samples, n, -1, h, w)
+                else:  # a layer's output (samples * (1 + n), c, h, w)
+                    feats = features[target]
+                    motion_bank[target] = feats.view(samples, 1 + n, *feats.shape[1:])[:, 1:]
+        return reference, motion_bank
+
+    @torch.no_grad()
+    def decode_unit(self, latents: torch.Tensor, slice_frames: int = 1, trace: dict | None = None) -> np.ndarray:
+        """(f, c, h, w) latents -> (f, H, W, 3) float32 in [0, 1] (Hallo decodes one frame at a time)."""
+        out = []
+        for lo in range(0, latents.shape[0], slice_frames):
+            part = latents[lo : lo + slice_frames] / self.scaling_factor
+            out.append(self.model.vae.decode(part.to(self.dtype), return_dict=False)[0].float())
+        raw = torch.cat(out)
+        if trace is not None:
+            trace["vae_decoded_raw"] = raw
+        video = (raw / 2 + 0.5).clamp(0, 1)
+        return video.permute(0, 2, 3, 1).cpu().numpy()
+
+
+@dataclass
+class HalloPortrait:
+    """The per-job inputs of a Hallo render (see `EmoPipeline.prepare_hallo`)."""
+
+    latent: torch.Tensor  # (1, c, h, w) the portrait's VAE latent
+    context: torch.Tensor  # (2, tokens, dim): identity tokens of a zero embedding, of the portrait
+    face: torch.Tensor  # (1, C, h, w) face locator features
+    masks: list  # per level: (full, face, lip), each (1, h_L * w_L)
+    height: int
+    width: int
+
+
+@dataclass
+class HalloClip:
+    """One rendered Hallo clip."""
+
+    frames: np.ndarray  # (f, H, W, 3) float32 in [0, 1]
+    motion: np.ndarray  # (n, H, W, 3) float32 in [0, 1]: the next clip's `motion` argument
+
+
+def _image_hw(image) -> tuple[int, int]:
+    arr = np.asarray(image)
+    if arr.dtype == np.uint8:
+        return int(arr.shape[0]), int(arr.shape[1])
+    return int(arr.shape[-2]), int(arr.shape[-1])
+
+
+def _to_pixels(image, *, signed: bool) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float in [-1, 1] (signed) or [0, 1]; float input is taken as
+    (3, H, W) already in that range."""
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8:
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+        return x * 2 - 1 if signed else x
+    return torch.as_tensor(np.asarray(image, dtype=np.float32) if not torch.is_tensor(image) else image).float()
+
+
+def _frames_to_pixels(frames) -> torch.Tensor:
+    """Decoded frames (n, H, W, 3) in [0, 1] -> (n, 3, H, W) in [-1, 1], clamped as Hallo does."""
+    x = torch.as_tensor(np.asarray(frames, dtype=np.float32)).permute(0, 3, 1, 2)
+    return x.clamp(0, 1) * 2 - 1

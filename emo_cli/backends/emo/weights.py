@@ -9,6 +9,11 @@
       audio_encoder/          transformers Wav2Vec2Model
       scheduler/              diffusers DDIMScheduler config
 
+A Hallo/Hallo2 folder (`emo weights import-hallo`, index "model": "hallo") has no speed_encoder
+but an image_proj/ (the identity projection) and the ONNX models its preprocessing runs:
+face_analysis/models/*.onnx (InsightFace detector + ArcFace) and audio_separator/*.onnx (vocal
+separation), copied from Hallo's download so a render needs only this folder.
+
 The index's `content_sha256` (a hash of every file's sha256, recorded when the folder was
 written) is the weights identity in every job id; `emo weights info` re-hashes the files to
 verify it. Reading the index needs no torch, so `emo plan` stays light. `init_weights`
@@ -47,6 +52,17 @@ PARTS: dict[str, tuple[str, str]] = {
     "vae": ("diffusers.AutoencoderKL", "sd-vae-ft-mse (stabilityai/sd-vae-ft-mse)"),
     "audio_encoder": ("transformers.Wav2Vec2Model", "wav2vec 2.0 base (facebook/wav2vec2-base-960h)"),
     "scheduler": ("diffusers.DDIMScheduler", "the Stable Diffusion 1.5 scheduler config (scheduler/)"),
+    "image_proj": ("emo_cli.backends.emo.modules.IdentityProjection", "Hallo's net.pth (imageproj.)"),
+    "face_analysis": ("onnx", "Hallo's download (face_analysis/models/)"),
+    "audio_separator": ("onnx", "Hallo's download (audio_separator/Kim_Vocal_2.onnx)"),
+}  # fmt: skip
+
+# The parts each kind of model needs ("model" in the index).
+MODEL_PARTS: dict[str, tuple[str, ...]] = {
+    "emo": ("reference_unet", "denoising_unet", "face_locator", "audio_proj", "speed_encoder", "vae",
+            "audio_encoder", "scheduler"),
+    "hallo": ("reference_unet", "denoising_unet", "face_locator", "audio_proj", "image_proj", "vae",
+              "audio_encoder", "scheduler", "face_analysis", "audio_separator"),
 }  # fmt: skip
 
 ASSEMBLE_HINT = (
@@ -100,7 +116,12 @@ def check_weights(root: Path | str) -> dict[str, Any]:
     root = Path(root)
     index = read_index(root)
     problems = []
-    for part, (cls, source) in PARTS.items():
+    kind = index.get("model", "emo")
+    if kind not in MODEL_PARTS:
+        raise WeightsError(f"{root / INDEX}: model {kind!r} is not one this emo-cli renders "
+                           f"({', '.join(MODEL_PARTS)})")  # fmt: skip
+    for part in MODEL_PARTS[kind]:
+        cls, source = PARTS[part]
         entry = index["parts"].get(part)
         if not isinstance(entry, dict) or not isinstance(entry.get("files"), dict):
             problems.append(f"part {part!r} ({cls}) is not listed in {INDEX}; it comes from {source}")
@@ -195,12 +216,14 @@ def weights_info(root: Path | str, verify: bool = True) -> WeightsInfo:
                        tuple(mismatches))  # fmt: skip
 
 
-def write_index(root: Path, sources: dict[str, str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def write_index(root: Path, sources: dict[str, str], extra: dict[str, Any] | None = None,
+                model: str = "emo") -> dict[str, Any]:  # fmt: skip
     """Hash every file under each part folder of `root` and write the index there."""
     from emo_cli import __version__
 
     parts: dict[str, Any] = {}
-    for part, (cls, _) in PARTS.items():
+    for part in MODEL_PARTS[model]:
+        cls = PARTS[part][0]
         folder = root / part
         files = {
             str(path.relative_to(folder)): {"sha256": sha256_file(path), "bytes": path.stat().st_size}
@@ -210,7 +233,7 @@ def write_index(root: Path, sources: dict[str, str], extra: dict[str, Any] | Non
     index = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "model": "emo",
+        "model": model,
         "created_by": f"emo-cli {__version__}",
         "sources": sources,
         **(extra or {}),

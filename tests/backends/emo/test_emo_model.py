@@ -133,7 +133,7 @@ def test_family_choices_are_config_fields(emo_weights):
     assert torch.equal(pipeline.first_motion(ref, 2), ref.expand(2, -1, -1, -1))
 
     with pytest.raises(ValueError, match="audio_attention_regions"):
-        EmoBackbone.from_pretrained(folder, audio_attention_regions=3)
+        EmoBackbone.from_pretrained(folder, audio_attention_regions=2)
 
 
 def test_audio_features_have_one_row_per_video_frame(emo_weights):
