@@ -8,6 +8,7 @@ from emo_cli.cli import (  # noqa: F401
     render,
     schema,
     status,
+    train,
     validate,
     verify,
     version,
