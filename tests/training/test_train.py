@@ -215,7 +215,7 @@ def test_export_renders_through_emo_render_and_changes_the_job_id(setup, tmp_pat
     assert rendered.returncode == 0, rendered.stderr
     (done,) = [json.loads(line) for line in rendered.stdout.splitlines() if '"job_done"' in line]
     frames = decoded_frames(Path(done["output"]))
-    assert frames.shape[0] == 13 and frames.shape[1:3] == (64, 64)
+    assert len(frames) == 13 and frames[0].shape[:2] == (64, 64)
 
 
 def test_bad_config_names_file_and_field(tmp_path):
@@ -247,3 +247,16 @@ def test_bad_data_weights_and_run_folders_are_clear_errors(setup, tmp_path):
     (busy / "notes.txt").write_text("mine")
     with pytest.raises(RunError, match="not a training run"):
         train("stage1", config=TINY, data=data, weights=weights, out=busy)
+
+
+def test_ema_and_min_snr_weighting(setup):
+    data, weights = setup
+    plain = build_trainer("stage3", TrainConfig(clip_frames=4, seed=3), data, weights)
+    weighted = build_trainer("stage3", TrainConfig(clip_frames=4, seed=3, snr_gamma=1e-6, ema_decay=0.5), data, weights)
+    a, b = plain.train_step(1), weighted.train_step(1)
+    assert b["loss"] != a["loss"] and 0 < b["loss"] < float("inf")  # the same batch, another weighting
+    params = list(weighted.params.values())
+    shadow = weighted.ema.shadow_params
+    assert any(not torch.equal(p, s) for p, s in zip(params, shadow, strict=True))  # EMA lags the weights
+    state = weighted.state()
+    assert state["ema"] is not None and len(state["ema"]["shadow_params"]) == len(params)
