@@ -4,14 +4,18 @@ Reads a reference set in the format of the project's shared `hallo-reference/` (
 Hallo's state dicts, inputs, Hallo's outputs and intermediates), builds our modules from those
 state dicts through the importer's renaming (sizes from configs.json), runs our pipeline in
 Hallo mode on every run of configs.json (`run`, `run_128`, ...) with Hallo's initial latents,
-and the motion_scale variants of output_variants.safetensors, and prints the max |difference|
+and the variants of output_variants.safetensors (motion_scale; the denoising UNet in eval
+mode, through the `hallo_eval_mode` switch), and prints the max |difference|
 per stage with PASS/FAIL. Exits 1 if any stage fails.
 
 Tolerances (max |ours - Hallo's|): identity/audio projections and face locator 1e-5, each
 ReferenceNet bank 1e-4, each step's UNet output and the latents 1e-3, decoded video 5e-4.
 For scale: Hallo's own code differs from itself by about 9e-5 (UNet outputs), 3e-4 (latents)
 and 1e-4 (video) between 1 and 2 threads on the same build (determinism.json); ours runs
-another diffusers and torch, with its own operation order.
+another diffusers and torch, with its own operation order. The eval-mode variant gets 1e-2 on
+the video, twice its float32 rounding sensitivity: it is ill-conditioned (Hallo's own
+1-vs-2-thread spread is 5e-4 there, and this code run in float64 instead of float32 moves its
+video by 4.7e-3; float64 lands 1.3e-3 from Hallo's video).
 
     python benchmarks/hallo_parity.py --reference ../shared/hallo-reference
 """
@@ -25,6 +29,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+EVAL_MODE = {"hallo_eval_mode": True, "plain_block_temporal": True}  # Hallo's UNet in eval mode
+EVAL_MODE_TOLERANCES = {"video": 1e-2}  # see the module docstring
 
 
 def parse_motion_scale(key: str) -> tuple[float, float, float] | None:
@@ -89,12 +95,19 @@ def main() -> int:
     variants = ref.tensors("output_variants")
     for key in sorted(variants):
         scale = parse_motion_scale(key)
-        if scale is None:
-            print(f"\n{key}: skipped (not a motion_scale variant; emo-cli reproduces Hallo's inference mode only)")
+        if scale is not None:
+            trace = run_reference(pipeline_for("run"), ref, "run", motion_scale=scale)
+            title = f"{key}: the main run with motion_scale {list(scale)}"
+        elif key == "video_denoising_unet_eval_mode":
+            pipeline = build_pipeline(ref, dict(run_overrides(ref, "run"), **EVAL_MODE))
+            trace = run_reference(pipeline, ref, "run")
+            title = f"{key}: the main run with the denoising UNet in eval mode (hallo_eval_mode)"
+        else:
+            print(f"\n{key}: skipped (a variant this script does not know)")
             continue
-        trace = run_reference(pipeline_for("run"), ref, "run", motion_scale=scale)
-        results = [r for r in compare(trace, variants, video_key=key) if r.name == "video"]
-        report(f"{key}: the main run with motion_scale {list(scale)}", results)
+        tolerances = EVAL_MODE_TOLERANCES if key == "video_denoising_unet_eval_mode" else None
+        results = [r for r in compare(trace, variants, tolerances, video_key=key) if r.name == "video"]
+        report(title, results)
 
     print(f"\n{'PASS' if not failed else f'FAIL ({failed} stages)'}")
     return 1 if failed else 0

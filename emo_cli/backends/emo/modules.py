@@ -115,10 +115,8 @@ class Conditions:
 class ReferenceReadProcessor:
     """Backbone self-attention over concat([x, reference tokens]) along the token axis.
 
-    For unconditional rows the reference tokens are replaced by the row's own tokens: attending
-    over [x, x] gives exactly the same result as attending over x alone (each key appears twice
-    with the same value, so the softmax weights halve and the sums are unchanged), which drops
-    the reference without a mask and keeps the fast SDPA path.
+    Unconditional rows (CFG) attend over their own tokens only, in a separate SDPA call over
+    half the keys (Hallo computes them with the reference first, then again without).
     """
 
     def __init__(self, block: str, conditions: Conditions) -> None:
@@ -137,9 +135,16 @@ class ReferenceReadProcessor:
         elif ref.shape[0] != rows:  # one row per sample: the same for each of its frames
             ref = ref.repeat_interleave(rows // ref.shape[0], dim=0)
         keep = self.conditions.keep_rows(rows, hidden_states.dtype, "reference")
-        if keep is not None:
-            ref = torch.where(keep.bool(), ref, hidden_states)
-        return attention(attn, hidden_states, torch.cat([hidden_states, ref], dim=1))
+        if keep is None or bool(keep.all()):
+            return attention(attn, hidden_states, torch.cat([hidden_states, ref], dim=1))
+        keep = keep.view(-1).bool()
+        out = torch.empty_like(hidden_states)
+        plain = hidden_states[~keep]
+        out[~keep] = attention(attn, plain, plain)
+        if bool(keep.any()):
+            kept = hidden_states[keep]
+            out[keep] = attention(attn, kept, torch.cat([kept, ref[keep]], dim=1))
+        return out
 
 
 class ReferenceWriteProcessor:
@@ -353,6 +358,9 @@ class EmoBackbone(ModelMixin, ConfigMixin):
         reference_bank_dtype: the reference bank is rounded to this dtype (Hallo: float16).
         speed_attention_mode: how the temporal modules read the speed tokens (see `SPEED_ATTENTION`;
             "per_frame" keeps the first weights' behaviour, training writes "frame_axis").
+        hallo_eval_mode: compute what Hallo's UNet computes in eval mode (not what its inference
+            runs): motion frames and motion_scale reach only the mid block. With
+            plain_block_temporal, it reproduces Hallo's eval-mode variant; off by default.
 
     While autograd records (training), the conditions of a call stay on the module until the
     next call or `release_conditions()`: gradient checkpointing re-runs blocks during backward,
@@ -381,6 +389,7 @@ class EmoBackbone(ModelMixin, ConfigMixin):
         reference_rows: str = "per_sample",
         reference_bank_dtype: str | None = None,
         speed_attention_mode: str = "per_frame",
+        hallo_eval_mode: bool = False,
     ) -> None:
         super().__init__()
         choices = {
@@ -469,13 +478,15 @@ class EmoBackbone(ModelMixin, ConfigMixin):
 
     def _region_audio_hook(self, name: str):
         layer, level = self.region_audio[_module_key(name)], self._region_levels[name]
+        scaled = not (self.config.hallo_eval_mode and not name.startswith("mid_block."))
 
         def hook(module, args, output):
             cond = self.conditions
             if cond.audio is None or cond.region_masks is None:
                 return output
             hidden = output[0] if isinstance(output, tuple) else output
-            out = layer(hidden, cond.audio.to(hidden.dtype), cond.region_masks[level], cond.motion_scale)
+            scale = cond.motion_scale if scaled else None
+            out = layer(hidden, cond.audio.to(hidden.dtype), cond.region_masks[level], scale)
             if self.config.unconditional_audio == "drop":
                 keep = cond.keep_rows(out.shape[0], out.dtype, "audio")
                 if keep is not None:
@@ -626,6 +637,8 @@ class ReferenceRecorder:
                 modules[parent].register_forward_pre_hook(self._size_hook(name))
         self._expected_tokens = len(blocks)
         self._grad = False
+        self.block_names = blocks
+        self.stop_early = True
         for target, source in sources.items():
             if source not in modules:
                 raise ValueError(f"the ReferenceNet has no layer {source} for the backbone's {target}")
@@ -639,7 +652,7 @@ class ReferenceRecorder:
         return hook
 
     def _check_complete(self) -> None:
-        if self._grad:
+        if self._grad or not self.stop_early:
             return
         if len(self._tokens) == self._expected_tokens and len(self._features) == len(self._feature_sources):
             raise _ReferenceComplete

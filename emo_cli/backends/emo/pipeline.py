@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,8 @@ class EmoPipeline:
         config = model.backbone.config
         self.recorder_sources = motion_sources(model.backbone.unet, config.motion_features,
                                                config.plain_block_temporal)  # fmt: skip
+        if config.get("hallo_eval_mode"):  # Hallo's eval-mode branch joins motion frames in the mid block only
+            self.recorder_sources = {k: v for k, v in self.recorder_sources.items() if k.startswith("mid_block.")}
         self.recorder = ReferenceRecorder(model.reference_unet, self.recorder_sources)
         param = next(model.backbone.parameters())
         self.device, self.dtype = param.device, param.dtype
@@ -322,8 +324,8 @@ class EmoPipeline:
         if trace is not None:
             trace.update(imageproj_out_cond=cond, imageproj_out_uncond=uncond, face_locator_out=face,
                          ref_image_latents=latent)  # fmt: skip
-        return HalloPortrait(latent=latent, context=torch.cat([uncond, cond]), face=face, masks=levels,
-                             height=height, width=width)  # fmt: skip
+        return HalloPortrait(pixels=pixels, latent=latent, context=torch.cat([uncond, cond]), face=face,
+                             masks=levels, height=height, width=width)  # fmt: skip
 
     @torch.no_grad()
     def hallo_clip(
@@ -339,6 +341,7 @@ class EmoPipeline:
         eta: float = 0.0,
         initial_latents: torch.Tensor | None = None,
         trace: dict | None = None,
+        naive: bool = False,
     ) -> HalloClip:
         """One clip of Hallo / Hallo2 weights, as Hallo's own FaceAnimatePipeline computes it.
 
@@ -355,6 +358,8 @@ class EmoPipeline:
             initial_latents: (1, c, f, h, w) to use instead of the noise drawn (parity checks;
                 the noise is still drawn, so the generator's state is the same after it).
             trace: a dict that receives the stages' tensors (parity checks).
+            naive: do the per-clip work Hallo's code does (benchmarks): the ReferenceNet over every
+                row to its end, the portrait VAE-encoded again. Same result up to rounding.
 
         Returns:
             `HalloClip`: the f decoded frames (f, H, W, 3) float32 in [0, 1] and `motion`, what
@@ -380,7 +385,7 @@ class EmoPipeline:
         face = torch.cat([torch.zeros_like(portrait.face), portrait.face]) if cfg else portrait.face
         keep = torch.tensor([False, True] if cfg else [True], device=self.device)
 
-        reference, motion_bank = self.hallo_banks(portrait, motion, context, frames, trace)
+        reference, motion_bank = self.hallo_banks(portrait, motion, context, frames, trace, naive=naive)
         conditions = Conditions(
             reference=reference, motion=motion_bank, audio=audio, keep=keep, frames=frames, context=context,
             region_masks=portrait.masks, motion_scale=tuple(float(v) for v in motion_scale),
@@ -415,30 +420,65 @@ class EmoPipeline:
         return HalloClip(frames=video, motion=video[video.shape[0] - n :].copy())
 
     def hallo_banks(self, portrait: HalloPortrait, motion, context: torch.Tensor, frames: int,
-                    trace: dict | None = None) -> tuple[dict, dict]:  # fmt: skip
-        """ONE ReferenceNet pass over [reference, motion frames] per CFG sample.
+                    trace: dict | None = None, naive: bool = False) -> tuple[dict, dict]:  # fmt: skip
+        """The ReferenceNet's bank over [reference, motion frames] per CFG sample, as Hallo builds it.
 
         Returns the reference tokens per backbone row (samples * frames rows) and the motion
         features per sample, as Hallo's reference attention hands them to its denoising UNet.
+        Rows holding the portrait itself are the same in every clip: they are computed once per
+        job and context, and kept in `portrait` (for the first clip, whose motion frames are the
+        portrait, that is every row). `naive` runs every row every clip, as Hallo does (benchmarks).
         """
         config = self.backbone.config
         n = self.motion_frames
         samples = context.shape[0]
+        group = 1 + n
+        first = motion is None and config.first_clip_motion == "reference"
         if motion is None:
             motion_latents = self.first_motion(portrait.latent, n)
+        elif naive:  # Hallo encodes the portrait again with the motion frames
+            pixels = torch.cat([portrait.pixels.to(self.device), _frames_to_pixels(motion).to(self.device)])
+            motion_latents = self.encode_pixels(pixels)[1:]
         else:
-            motion_pixels = _frames_to_pixels(motion).to(self.device)
-            motion_latents = self.encode_pixels(motion_pixels)
-        group = torch.cat([portrait.latent, motion_latents.to(portrait.latent.dtype)])  # (1 + n, c, h, w)
-        batch = group.repeat(samples, 1, 1, 1)
-        rows = torch.arange(batch.shape[0], device=self.device)
+            motion_latents = self.encode_pixels(_frames_to_pixels(motion).to(self.device))
+        rows = torch.arange(samples * group)
+        # Which of portrait.context (0: unconditional, 1: conditional) each batch row meets.
+        ids = torch.tensor([0, 1] if samples == 2 else [1])
         if config.reference_context == "cfg_tiled":
-            ref_context = context[rows % samples]  # Hallo: the batch r, m.., r, m.. meets u, c, u, c, ...
+            row_context = ids[rows % samples]  # Hallo: the batch r, m.., r, m.. meets u, c, u, c, ...
         elif config.reference_context == "per_sample":
-            ref_context = context[rows // (1 + n)]
+            row_context = ids[rows // group]
         else:
-            ref_context = self.backbone.empty_context(batch.shape[0], self.dtype, self.device)
-        tokens, features = self.recorder.record(batch, ref_context)
+            row_context = torch.full_like(rows, -1)  # one zero token
+        portrait_row = (rows % group == 0) | first
+        if naive or config.motion_features != "reference_tokens":
+            portrait_row = torch.zeros_like(portrait_row)
+        missing = sorted({int(c) for c in row_context[portrait_row]} - set(portrait.bank))
+        if missing:
+            latents = portrait.latent.expand(len(missing), -1, -1, -1)
+            tokens, _ = self.recorder.record(latents, self._reference_context(portrait, torch.tensor(missing)))
+            for i, key in enumerate(missing):
+                portrait.bank[key] = {name: t[i : i + 1] for name, t in tokens.items()}
+        others = (~portrait_row).nonzero().flatten()
+        features: dict = {}
+        if len(others):
+            latents = torch.cat([portrait.latent, motion_latents.to(portrait.latent.dtype)]).repeat(samples, 1, 1, 1)
+            self.recorder.stop_early = not naive
+            try:
+                computed, features = self.recorder.record(latents[others.to(self.device)],
+                                                          self._reference_context(portrait, row_context[others]))  # fmt: skip
+            finally:
+                self.recorder.stop_early = True
+        tokens = {}
+        for name in self.recorder.block_names:
+            parts = []
+            for row in range(len(rows)):
+                if portrait_row[row]:
+                    parts.append(portrait.bank[int(row_context[row])][name])
+                else:
+                    index = int((others == row).nonzero()[0])
+                    parts.append(computed[name][index : index + 1])
+            tokens[name] = torch.cat(parts)
         if trace is not None:
             trace.update({f"ref_bank.{name}": t for name, t in tokens.items()})
         if config.reference_bank_dtype is not None:
@@ -462,6 +502,12 @@ class EmoPipeline:
                     motion_bank[target] = feats.view(samples, 1 + n, *feats.shape[1:])[:, 1:]
         return reference, motion_bank
 
+    def _reference_context(self, portrait: HalloPortrait, ids: torch.Tensor) -> torch.Tensor:
+        """ReferenceNet contexts for batch rows: portrait.context[id], or one zero token where id < 0."""
+        if bool((ids < 0).any()):
+            return self.backbone.empty_context(len(ids), self.dtype, self.device)
+        return portrait.context[ids.to(portrait.context.device)]
+
     @torch.no_grad()
     def decode_unit(self, latents: torch.Tensor, slice_frames: int = 1, trace: dict | None = None) -> np.ndarray:
         """(f, c, h, w) latents -> (f, H, W, 3) float32 in [0, 1] (Hallo decodes one frame at a time)."""
@@ -480,12 +526,15 @@ class EmoPipeline:
 class HalloPortrait:
     """The per-job inputs of a Hallo render (see `EmoPipeline.prepare_hallo`)."""
 
+    pixels: torch.Tensor  # (1, 3, H, W) the portrait in [-1, 1]
     latent: torch.Tensor  # (1, c, h, w) the portrait's VAE latent
     context: torch.Tensor  # (2, tokens, dim): identity tokens of a zero embedding, of the portrait
     face: torch.Tensor  # (1, C, h, w) face locator features
     masks: list  # per level: (full, face, lip), each (1, h_L * w_L)
     height: int
     width: int
+    # context id (0 unconditional, 1 conditional, -1 none) -> the ReferenceNet bank of the portrait row
+    bank: dict = field(default_factory=dict)
 
 
 @dataclass
