@@ -1,4 +1,4 @@
-"""Tiny ONNX stand-ins for the models of Hallo's download, built with onnx.helper.
+"""Tiny ONNX stand-ins for the models of Hallo's download, built with onnx's graph-building API.
 
 They have the real models' input and output layouts (a SCRFD detector with keypoints, an
 ArcFace recogniser with a 112x112 input, an MDX-Net separator on (batch, 4, 3072, 256)
@@ -103,12 +103,16 @@ def write_recognizer(path: Path, weight: np.ndarray, mxnet_names: bool = False) 
     return _save(graph, path)
 
 
-def write_separator(path: Path, gain: float = 0.5) -> Path:
-    """An 'MDX-Net' whose vocal spectrogram is `gain` x the mix's: input and output (b, 4, 3072, 256)."""
+def write_separator(path: Path, gain: float = 0.5, squash: bool = False) -> Path:
+    """An 'MDX-Net' whose vocal spectrogram is `gain` x the mix's (`squash`: tanh of that, so the
+    overlap-add of segments is not a plain sum): input and output (b, 4, 3072, 256)."""
     from onnx import TensorProto, helper, numpy_helper
 
+    nodes = [helper.make_node("Mul", ["input", "gain"], ["scaled" if squash else "output"])]
+    if squash:
+        nodes.append(helper.make_node("Tanh", ["scaled"], ["output"]))
     graph = helper.make_graph(
-        [helper.make_node("Mul", ["input", "gain"], ["output"])], "mdx_standin",
+        nodes, "mdx_standin",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 4, 3072, 256])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 4, 3072, 256])],
         [numpy_helper.from_array(np.array([gain], np.float32), "gain")],

@@ -265,3 +265,59 @@ def test_without_the_separator_the_audio_is_used_as_is_and_a_line_says_so(tmp_pa
     write_separator(tmp_path / "audio_separator" / "Kim_Vocal_2.onnx", gain=0.5)
     separated = prepare_audio(audio, 16000, tmp_path)
     assert np.abs(separated[800:-800]).max() < 0.6 * np.abs(audio).max()
+
+
+def reference_demix(mix: np.ndarray, session) -> np.ndarray:
+    """python-audio-separator's MDX demix as its code reads (whole track in memory), for (2, n)
+    audio at 44.1 kHz: pad, 25%-overlapping Hann-weighted segments, trim, compensate."""
+    import torch
+
+    n_fft, hop, dim_f, trim = 7680, 1024, 3072, 3840
+    chunk = hop * 255
+    gen = chunk - 2 * trim
+    pad = gen + trim - mix.shape[-1] % gen
+    mixture = np.concatenate([np.zeros((2, trim), np.float32), mix, np.zeros((2, pad), np.float32)], 1)
+    step = int(0.75 * chunk)
+    result = np.zeros((1, 2, mixture.shape[-1]), np.float32)
+    divider = np.zeros((1, 2, mixture.shape[-1]), np.float32)
+    window_fft = torch.hann_window(n_fft, periodic=True)
+    for i in range(0, mixture.shape[-1], step):
+        end = min(i + chunk, mixture.shape[-1])
+        window = np.tile(np.hanning(end - i)[None, None], (1, 2, 1))
+        part = np.concatenate([mixture[:, i:end], np.zeros((2, i + chunk - end), np.float32)], -1)
+        x = torch.tensor(part[None])
+        spec = torch.view_as_real(
+            torch.stft(x.reshape(-1, chunk), n_fft, hop, window=window_fft, center=True, return_complex=True)
+        )
+        spec = spec.permute(0, 3, 1, 2).reshape(1, 2, 2, n_fft // 2 + 1, -1).reshape(1, 4, n_fft // 2 + 1, -1)
+        spec = spec[:, :, :dim_f].clone()
+        spec[:, :, :3] *= 0
+        pred = torch.tensor(session.run(None, {"input": spec.numpy()})[0])
+        full = torch.cat([pred, torch.zeros(1, 4, n_fft // 2 + 1 - dim_f, pred.shape[-1])], -2)
+        full = full.reshape(1, 2, 2, n_fft // 2 + 1, -1).reshape(-1, 2, n_fft // 2 + 1, full.shape[-1])
+        full = full.permute(0, 2, 3, 1)
+        wave = torch.istft(full[..., 0] + full[..., 1] * 1.0j, n_fft, hop, window=window_fft, center=True)
+        tar = wave.reshape(1, 2, -1).numpy()
+        tar[..., : end - i] *= window
+        divider[..., i:end] += window
+        result[..., i:end] += tar[..., : end - i]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        waves = (result / divider)[:, :, trim:-trim]
+    return np.concatenate(waves, axis=-1)[:, : mix.shape[-1]] * 1.009
+
+
+@pytest.mark.slow
+def test_streamed_separation_equals_the_whole_track_mdx_demix(tmp_path):
+    import onnxruntime
+
+    from emo_cli.backends.emo.separation import VocalSeparator, _blocks, _resampled
+
+    path = write_separator(tmp_path / "Kim_Vocal_2.onnx", gain=2.0, squash=True)
+    audio = voice(13.0, 0.5) + np.random.default_rng(0).normal(0, 0.05, 13 * 16000).astype(np.float32)
+    ours = VocalSeparator(path).separate(audio, 16000, block_seconds=3.0)
+
+    mix = np.concatenate(list(_resampled(_blocks(audio, 16000), 16000, 44100)))
+    stem = reference_demix(np.stack([mix, mix]).astype(np.float32), onnxruntime.InferenceSession(str(path)))
+    expected = np.concatenate(list(_resampled(_blocks(stem.mean(axis=0), 44100), 44100, 16000)))[: len(audio)]
+    assert np.abs(expected).max() > 0.05
+    np.testing.assert_allclose(ours, expected, atol=2e-5)
