@@ -545,6 +545,11 @@ def export_run(run: Path | str, out: Path | str, overwrite: bool = False) -> dic
     if not weights.is_dir() or read_index(weights)["content_sha256"] != record["weights_sha256"]:
         raise RunError(f"{run_file}: the start weights {weights} are gone or changed since training began "
                        f"(content_sha256 {record['weights_sha256'][:12]}...); export needs them unchanged")  # fmt: skip
+    from emo_cli.training.index import load_index
+
+    if load_index(Path(record["data"]))["fingerprint"] != record["data_fingerprint"]:
+        raise RunError(f"{run_file}: the dataset {record['data']} changed since training began (its fingerprint "
+                       "differs); export calibrates the head speed from it, so it needs the same dataset")  # fmt: skip
     settings = dict(record["config"])
     config = TrainConfig(**{**settings, "drop": Drop(**settings["drop"]), "device": "cpu",
                             "gradient_checkpointing": False})  # fmt: skip
