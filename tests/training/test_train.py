@@ -261,3 +261,23 @@ def test_ema_and_min_snr_weighting(setup):
     assert any(not torch.equal(p, s) for p, s in zip(params, shadow, strict=True))  # EMA lags the weights
     state = weighted.state()
     assert state["ema"] is not None and len(state["ema"]["shadow_params"]) == len(params)
+
+
+def test_a_run_is_resumed_only_with_the_same_settings(setup, tmp_path):
+    from emo_cli.training.train import train
+
+    data, weights = setup
+    run = tmp_path / "run"
+    one = TrainConfig(clip_frames=4, steps=1, checkpoint_every=1)
+    summary = train("stage3", config=one, data=data, weights=weights, out=run)
+    assert summary["checkpoint"].endswith("step-000001")
+    with pytest.raises(RunError, match="pass --resume"):
+        train("stage3", config=one, data=data, weights=weights, out=run)
+    with pytest.raises(RunError, match="config_sha256 differs"):
+        train("stage3", config=TrainConfig(clip_frames=4, steps=2, seed=5), data=data, weights=weights, out=run,
+              resume=True)  # fmt: skip
+    with pytest.raises(RunError, match="stage differs"):
+        train("stage2", config=one, data=data, weights=weights, out=run, resume=True)
+    done = train("stage3", config=one, data=data, weights=weights, out=run, resume=True)  # nothing left to do
+    assert done["resumed_from"] == 1
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
