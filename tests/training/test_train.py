@@ -281,3 +281,10 @@ def test_a_run_is_resumed_only_with_the_same_settings(setup, tmp_path):
     done = train("stage3", config=one, data=data, weights=weights, out=run, resume=True)  # nothing left to do
     assert done["resumed_from"] == 1
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_batch_of_two_trains(setup):
+    data, weights = setup
+    trainer = build_trainer("stage2", TrainConfig(clip_frames=4, batch_size=2, seed=4), data, weights)
+    row = trainer.train_step(1)
+    assert 0 < row["loss"] < float("inf") and row["grad_norm"] > 0

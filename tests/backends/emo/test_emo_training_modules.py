@@ -147,3 +147,21 @@ def test_reference_and_audio_keep_masks_are_independent(trainable):
     with torch.no_grad():
         dropped = trainable.backbone(sample(), 500, joint)
     assert torch.equal(dropped, predict(0, 0, False, False))
+
+
+def test_banks_are_per_sample_a_batch_of_two_equals_each_sample_alone(trainable):
+    """Batch > 1 (training): each sample reads its own reference, motion frames, audio and speed."""
+    single = [inputs(trainable, ref_seed=s, audio_seed=s, speeds=torch.full((1, trainable.motion_frames + FRAMES),
+                                                                           0.02 * (s + 1))) for s in (0, 3)]  # fmt: skip
+    x = torch.randn((2, 4, FRAMES, 8, 8), generator=torch.Generator().manual_seed(0))
+    joined = Conditions(
+        reference={k: torch.cat([c.reference[k] for c in single]) for k in single[0].reference},
+        motion={k: torch.stack([c.motion[k] for c in single]) for k in single[0].motion},
+        audio=torch.cat([c.audio for c in single]), speed=torch.cat([c.speed for c in single]), frames=FRAMES,
+    )  # fmt: skip
+    with torch.no_grad():
+        both = trainable.backbone(x, 500, joined)
+        alone = [trainable.backbone(x[i : i + 1], 500, single[i]) for i in range(2)]
+    assert not torch.allclose(alone[0], alone[1], atol=1e-3)
+    for i in range(2):
+        assert torch.allclose(both[i : i + 1], alone[i], atol=1e-5)
