@@ -62,6 +62,7 @@ HALLO_SCHEDULER: dict[str, Any] = {
     "timestep_spacing": "trailing",
 }
 HALLO_CLIP_FRAMES = 16  # default.yaml data.n_sample_frames
+HALLO2_MOTION_PATCH_DROP = 0.25  # Hallo2's configs/inference/long.yaml: use_mask true, mask_rate 0.25
 HALLO_MOTION_FRAMES = 2  # default.yaml data.n_motion_frames
 TEMPORAL_NORM_GROUPS = 32  # Hallo's TemporalTransformer3DModel never passes its group count
 
@@ -406,7 +407,9 @@ def read_hallo_config(path: str | Path) -> dict[str, Any]:
     if not isinstance(doc, dict) or not isinstance(doc.get("unet_additional_kwargs"), dict):
         raise WeightsError(f"--hallo-config {path}: no unet_additional_kwargs mapping (is it Hallo's inference config?)")
     data = doc.get("data") or {}
+    drop = float(doc["mask_rate"]) if doc.get("use_mask") else None  # Hallo2's patch-drop
     return {
+        "motion_patch_drop": drop,
         "unet_additional_kwargs": doc["unet_additional_kwargs"],
         "noise_scheduler_kwargs": doc.get("noise_scheduler_kwargs") or {},
         "clip_frames": int(data.get("n_sample_frames", HALLO_CLIP_FRAMES)),
@@ -433,6 +436,8 @@ def import_hallo(pretrained_dir: str | Path, out: str | Path, variant: str = "ha
                 "clip_frames": HALLO_CLIP_FRAMES, "motion_frames": HALLO_MOTION_FRAMES}  # fmt: skip
     if hallo_config is not None:
         settings = read_hallo_config(hallo_config)
+    elif variant == "hallo2":
+        settings["motion_patch_drop"] = HALLO2_MOTION_PATCH_DROP
     try:
         unet2d = json.loads(paths["unet_config"].read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -457,7 +462,8 @@ def import_hallo(pretrained_dir: str | Path, out: str | Path, variant: str = "ha
     wav_config = Wav2Vec2Config.from_pretrained(paths["wav2vec"])
     small = small_module_configs(net, audio_layers=int(wav_config.num_hidden_layers))
     kwargs = dict(HALLO_UNET_KWARGS, **settings["unet_additional_kwargs"])
-    modules = build_modules(unet2d, kwargs, small, {"motion_frames": settings["motion_frames"]})
+    modules = build_modules(unet2d, kwargs, small, {"motion_frames": settings["motion_frames"],
+                                                    "motion_patch_drop": settings.get("motion_patch_drop")})
     problems += load_hallo_state(modules, net)
     if problems:
         raise WeightsError(f"{paths['net']} does not fit Hallo's model ({len(problems)} problems):\n  "

@@ -358,6 +358,9 @@ class EmoBackbone(ModelMixin, ConfigMixin):
         reference_bank_dtype: the reference bank is rounded to this dtype (Hallo: float16).
         speed_attention_mode: how the temporal modules read the speed tokens (see `SPEED_ATTENTION`;
             "per_frame" keeps the first weights' behaviour, training writes "frame_axis").
+        motion_patch_drop: Hallo2's long-video inference: this fraction of the motion frames'
+            pixels outside the face region (random per clip, the same for every motion frame) is
+            set to 0 before they are VAE-encoded; None = off (Hallo).
         hallo_eval_mode: compute what Hallo's UNet computes in eval mode (not what its inference
             runs): motion frames and motion_scale reach only the mid block. With
             plain_block_temporal, it reproduces Hallo's eval-mode variant; off by default.
@@ -389,6 +392,7 @@ class EmoBackbone(ModelMixin, ConfigMixin):
         reference_rows: str = "per_sample",
         reference_bank_dtype: str | None = None,
         speed_attention_mode: str = "per_frame",
+        motion_patch_drop: float | None = None,
         hallo_eval_mode: bool = False,
     ) -> None:
         super().__init__()
@@ -411,6 +415,8 @@ class EmoBackbone(ModelMixin, ConfigMixin):
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if motion_frames < 0:
             raise ValueError(f"motion_frames must be >= 0, got {motion_frames}")
+        if motion_patch_drop is not None and not 0 <= motion_patch_drop < 1:
+            raise ValueError(f"motion_patch_drop must be in [0, 1), got {motion_patch_drop}")
         self.unet = UNetMotionModel.from_config(unet_config or {})
         self.audio_attention = nn.ModuleDict()
         self.speed_attention = nn.ModuleDict()

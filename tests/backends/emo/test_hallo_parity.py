@@ -147,3 +147,36 @@ def test_v_prediction_zero_snr_scheduler_is_needed(reference):
 
 def failures_names(results) -> set[str]:
     return {r.name for r in results if not r.ok}
+
+
+def test_hallo2_patch_drop_keeps_the_face_and_drops_a_quarter_elsewhere():
+    from emo_cli.backends.emo.pipeline import drop_motion_patches
+
+    pixels = torch.rand(2, 3, 64, 64) * 2 - 1 + 2  # no pixel is 0 before the drop
+    face = torch.zeros(3, 64, 64)
+    face[:, 16:48, 20:44] = 1
+    out = drop_motion_patches(pixels, face, 0.25, torch.Generator().manual_seed(3))
+    inside = face.bool()[None].expand_as(pixels)
+    assert torch.equal(out[inside], pixels[inside])
+    dropped = out[~inside] == 0
+    assert 0.2 < dropped.float().mean() < 0.3
+    assert torch.equal(out[0] == 0, out[1] == 0)  # one mask for every motion frame
+    again = drop_motion_patches(pixels, face, 0.25, torch.Generator().manual_seed(3))
+    assert torch.equal(out, again)
+
+
+def test_hallo2_patch_drop_changes_the_first_clip_deterministically(reference):
+    import numpy as np
+
+    inputs = reference.tensors("inputs")
+    masks = {k: [inputs[f"{k}_mask_{level}"] for level in range(4)] for k in ("full", "face", "lip")}
+    clips = []
+    for drop in (None, 0.25, 0.25):
+        pipeline = build_pipeline(reference, {"motion_patch_drop": drop})
+        portrait = pipeline.prepare_hallo(image=inputs["source_image_pixels"],
+                                          face_region=inputs["source_image_face_region"],
+                                          identity=inputs["source_image_face_emb"], masks=masks)  # fmt: skip
+        clips.append(pipeline.hallo_clip(portrait, inputs["audio_emb_windowed"], None,
+                                         generator=torch.Generator().manual_seed(5), steps=2).frames)  # fmt: skip
+    assert np.array_equal(clips[1], clips[2])
+    assert np.abs(clips[0] - clips[1]).max() > 1e-3
