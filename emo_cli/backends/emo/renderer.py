@@ -4,14 +4,13 @@ The chunk state is exactly what the next clip needs, as arrays: the motion frame
 last n latent frames of the previous clip; Hallo: its last n decoded frames, float32 in [0, 1],
 which Hallo re-encodes with the VAE), the index of the next clip, and the decoded frames of the
 current clip that the previous chunk did not emit (when chunk and clip boundaries differ).
-Each clip's noise (and Hallo2's motion-frame pixel drop) comes from a generator seeded by
-(seed, clip index), so no RNG state is saved, and a resumed render computes exactly what an
-uninterrupted one does.
+Each clip's noise (and Hallo2's motion-frame pixel drop, which the pipeline draws from the same
+generator) comes from a generator seeded by (seed, clip index), so no RNG state is saved, and a
+resumed render computes exactly what an uninterrupted one does.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,6 @@ from emo_cli.errors import InputError, RenderError
 AUDIO_WINDOW = 2  # m: each frame sees the audio of +-2 frames (EMO)
 FACE_MARGIN = 0.25  # the face box grown by a quarter each side: room for the head to move
 EMO_CLIP_FRAMES = 12  # f of the paper, for weights whose index does not say
-HALLO2_DROP_RATE = 0.25  # Hallo2 (configs/inference/long.yaml mask_rate): share of motion pixels dropped
 
 
 def weights_clip_frames(pipeline: EmoPipeline) -> int:
@@ -143,12 +141,6 @@ class EmoRenderer(JobRenderer):
     def render_chunk(self, start: int, count: int, state: State) -> ChunkOutput:
         return _render_chunk(self, start, count, state)
 
-def drop_seed(seed: int, clip: int) -> int:
-    """The seed of Hallo2's motion-frame pixel drop for clip `clip` (apart from its noise's)."""
-    digest = hashlib.sha256(f"emo-hallo2-drop:{seed}:{clip}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
 def to_uint8(frames: np.ndarray) -> np.ndarray:
     """Frames in [0, 1] -> uint8 as Hallo writes its video (x 255, clipped, truncated)."""
     return np.clip(np.asarray(frames) * 255, 0, 255).astype(np.uint8)
@@ -156,7 +148,8 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
 
 class HalloRenderer(JobRenderer):
     """A job on Hallo / Hallo2 weights (`emo weights import-hallo`): Hallo's preprocessing once,
-    then `EmoPipeline.hallo_clip` clip after clip, each fed the last n decoded frames of the last."""
+    then `EmoPipeline.hallo_clip` clip after clip, each fed the last n decoded frames of the last
+    (Hallo2's pixel drop on them is a config value of the weights, applied by the pipeline)."""
 
     def __init__(self, pipeline: EmoPipeline, job: JobInput, options: dict[str, Any]) -> None:
         from emo_cli.backends.emo import preprocess
@@ -190,10 +183,6 @@ class HalloRenderer(JobRenderer):
             image=prepared.image, face_region=regions.face_region, identity=prepared.identity,
             masks={"full": regions.full_masks, "face": regions.face_masks, "lip": regions.lip_masks},
         )  # fmt: skip
-        # Hallo2 drops motion-frame pixels outside the face; the first clip's stand-ins (the
-        # portrait itself) included.
-        self.keep_face = regions.face_region[0] > 0
-        self.first_motion = np.repeat((prepared.image.astype(np.float32) / 255.0)[None], self.motion_frames, 0)
         audio = preprocess.prepare_audio(job.audio, job.sample_rate, root)
         self.audio = HalloAudio(
             preprocess.hallo_audio_encoder(pipeline.model), audio, sample_rate=job.sample_rate, fps=job.fps,
@@ -209,22 +198,11 @@ class HalloRenderer(JobRenderer):
         empty = np.zeros((0, self.height, self.width, 3), dtype=np.uint8)
         return {"frame": 0, "clip": 0, "motion": None, "pending": empty}
 
-    def patch_drop(self, motion: np.ndarray, clip: int) -> np.ndarray:
-        """Hallo2's motion-frame augmentation: a quarter of the pixels outside the face set to
-        mid-grey (0 in Hallo's [-1, 1] pixels), one random pattern for all n frames of a clip."""
-        generator = torch.Generator("cpu").manual_seed(drop_seed(self.job.seed, clip))
-        keep = (torch.rand(self.height, self.width, generator=generator) > HALLO2_DROP_RATE).numpy()
-        keep |= self.keep_face
-        return np.where(keep[None, :, :, None], motion, np.float32(0.5)).astype(np.float32)
-
     def render_clip(self, clip: int, motion: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Clip `clip`: its frames inside the audio (uint8) and the next clip's motion frames."""
         start = clip * self.clip_frames
-        feed = motion
-        if self.variant == "hallo2":
-            feed = self.patch_drop(self.first_motion if motion is None else np.asarray(motion, np.float32), clip)
         out = self.pipeline.hallo_clip(
-            self.portrait, self.audio.window(start, self.clip_frames, AUDIO_WINDOW), feed,
+            self.portrait, self.audio.window(start, self.clip_frames, AUDIO_WINDOW), motion,
             generator=torch.Generator("cpu").manual_seed(clip_seed(self.job.seed, clip)),
             motion_scale=self.motion_scale, steps=int(self.options["steps"]),
             guidance_scale=float(self.options["guidance_scale"]),

@@ -52,9 +52,12 @@ def write_hallo_download(root: Path, variant: str = "hallo", separator: bool = T
     return root
 
 
-def write_hallo_config(path: Path, clip_frames: int = 16, motion_frames: int = 2) -> Path:
+def write_hallo_config(
+    path: Path, variant: str = "hallo", clip_frames: int = 16, motion_frames: int = 2
+) -> Path:
     """Hallo's inference YAML with the reference's tiny motion/audio module sizes (the importer's
-    defaults are Hallo's real ones) and Hallo's clip and motion lengths."""
+    defaults are Hallo's real ones), Hallo's clip and motion lengths and, for Hallo2, its
+    long-video pixel drop (configs/inference/long.yaml: use_mask, mask_rate 0.25)."""
     import yaml
 
     configs = reference_configs()
@@ -63,6 +66,8 @@ def write_hallo_config(path: Path, clip_frames: int = 16, motion_frames: int = 2
         "noise_scheduler_kwargs": configs["scheduler"],
         "data": {"n_sample_frames": clip_frames, "n_motion_frames": motion_frames},
     }
+    if variant == "hallo2":
+        doc.update(use_mask=True, mask_rate=0.25)
     path.write_text(yaml.safe_dump(doc))
     return path
 
@@ -73,5 +78,7 @@ def make_hallo_weights(folder: Path, variant: str = "hallo") -> Path:
 
     download = write_hallo_download(folder / "pretrained_models", variant)
     out = folder / f"{variant}-weights"
-    import_hallo(download, out, variant=variant, hallo_config=write_hallo_config(folder / "inference.yaml"))
+    import_hallo(
+        download, out, variant=variant, hallo_config=write_hallo_config(folder / "inference.yaml", variant)
+    )
     return out

@@ -52,7 +52,7 @@ def job_input(voice: Path, weights: Path, **options) -> JobInput:
     return JobInput(
         job_id="test", portrait_path=PORTRAIT, audio=audio, sample_rate=16000, fps=FPS,
         num_frames=int(np.ceil(len(audio) / 16000 * FPS)), seed=7, resolution=64,
-        options=EmoBackend.resolve_options({"weights": str(weights), "steps": 2, **options}),
+        options=EmoBackend.resolve_options({"weights": str(weights), "steps": 1, **options}),
     )  # fmt: skip
 
 
@@ -103,22 +103,15 @@ def test_hallo_weights_render_clips_of_16_and_resume_from_the_decoded_motion_fra
 
 
 @pytest.mark.slow
-def test_hallo2_drops_motion_pixels_outside_the_face_seeded_per_clip(hallo2_weights, voice):
+def test_hallo2_weights_drop_motion_pixels_seeded_per_clip(hallo_weights, hallo2_weights, voice):
     renderer = EmoBackend().start_job(job_input(voice, hallo2_weights))
-    assert renderer.variant == "hallo2"
-    motion = np.full((2, 64, 64, 3), 0.9, np.float32)
-    dropped = renderer.patch_drop(motion, clip=1)
-    assert np.array_equal(dropped, renderer.patch_drop(motion, clip=1))
-    assert not np.array_equal(dropped, renderer.patch_drop(motion, clip=2))
-    face, outside = renderer.keep_face, ~renderer.keep_face
-    assert np.all(dropped[:, face] == 0.9)
-    grey = dropped[0, outside, 0] == 0.5
-    assert 0.15 < grey.mean() < 0.35  # a quarter of the pixels outside the face
-    assert np.array_equal(dropped[0] == 0.5, dropped[1] == 0.5)  # one pattern for both frames
-
+    assert renderer.variant == "hallo2" and renderer.pipeline.backbone.config.motion_patch_drop == 0.25
     whole, _ = render_in_chunks(renderer, [23])
     again, states = render_in_chunks(EmoBackend().start_job(job_input(voice, hallo2_weights)), [10, 13])
-    assert np.array_equal(whole, again)
+    assert np.array_equal(whole, again)  # the drop comes from the clip's seeded generator
+    # The same network weights imported as Hallo: only the pixel drop on the motion frames differs.
+    hallo = render_in_chunks(EmoBackend().start_job(job_input(voice, hallo_weights)), [10])[0]
+    assert not np.array_equal(hallo, whole[:10])
 
 
 def test_options_that_do_not_fit_the_weights_are_named(hallo_weights, voice):
@@ -142,7 +135,7 @@ defaults:
   resolution: 64
   seed: 3
   chunk_frames: 10
-  emo: {{weights: {weights}, steps: 2}}
+  emo: {{weights: {weights}, steps: 1}}
 portraits: {{astro: astronaut.jpg}}
 audio: {{voice: voice.wav}}
 jobs:
@@ -212,7 +205,7 @@ def test_hallo_options_are_checked_by_emo_validate(tmp_path):
     write_wav(tmp_path / "voice.wav", 0.3)
     manifest.write_text(
         MANIFEST.replace(
-            "{weights: {weights}, steps: 2}", "{weights: w, lip_weight: -1, audio_features: often}"
+            "{weights: {weights}, steps: 1}", "{weights: w, lip_weight: -1, audio_features: often}"
         )
         .replace("{{", "{")
         .replace("}}", "}")
