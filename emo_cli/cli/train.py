@@ -63,6 +63,30 @@ class TrainView:
             say(f"  sample {escape(event['path'])}", highlight=False)
 
 
+def plain_log(console: Console):
+    """Training events as plain lines (output to a file or pipe): the start, each checkpoint and sample."""
+    last: dict[str, Any] = {}
+
+    def log(event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "step":
+            last.update(event)
+            return
+        if kind == "train_started":
+            line = (f"{event['stage']}: {event['trainable']:,} of {event['parameters']:,} parameters trained on "
+                    f"{event['device']}, steps {event['start'] + 1}..{event['steps']}")  # fmt: skip
+        elif kind == "checkpoint":
+            line = (f"step {event['step']}: loss {last.get('loss', float('nan')):.4f}, "
+                    f"{last.get('steps_per_s', 0.0):.2f} steps/s, checkpoint {event['path']}")  # fmt: skip
+        elif kind == "sample":
+            line = f"step {event['step']}: sample {event['path']}"
+        else:
+            return
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    return log
+
+
 def _json_lines(event: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(event) + "\n")
     sys.stdout.flush()
@@ -77,7 +101,7 @@ def _run(stage: str, config: Path | None, data: Path, weights: Path, out: Path, 
     try:
         if as_json or not console.is_terminal:
             summary = train(stage, config=settings, data=data, weights=weights, out=out, resume=resume,
-                            events=_json_lines if as_json else None)  # fmt: skip
+                            events=_json_lines if as_json else plain_log(console))  # fmt: skip
         else:
             with TrainView(console) as view:
                 summary = train(stage, config=settings, data=data, weights=weights, out=out, resume=resume,

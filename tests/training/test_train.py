@@ -288,3 +288,17 @@ def test_a_batch_of_two_trains(setup):
     trainer = build_trainer("stage2", TrainConfig(clip_frames=4, batch_size=2, seed=4), data, weights)
     row = trainer.train_step(1)
     assert 0 < row["loss"] < float("inf") and row["grad_norm"] > 0
+
+
+def test_the_command_reports_progress_in_plain_lines_when_piped(setup, tmp_path):
+    data, weights = setup
+    config = tmp_path / "train.yaml"
+    config.write_text("steps: 2\ncheckpoint_every: 1\nclip_frames: 4\n")
+    result = run_emo("train", "stage3", "--config", str(config), "--data", str(data), "--weights", str(weights),
+                     "--out", str(tmp_path / "run"), timeout=DEADLINE_S, **SUBPROCESS_ENV)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("stage3: ") and "steps 1..2" in lines[0]
+    assert [line.split(":")[0] for line in lines[1:3]] == ["step 1", "step 2"]
+    assert "checkpoint" in lines[2] and "steps/s" in lines[2]
+    assert "stage3 done: 2 steps" in result.stdout
