@@ -11,6 +11,7 @@ from emo_cli.cli import (  # noqa: F401
     report,
     schema,
     status,
+    train,
     validate,
     verify,
     version,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -49,6 +50,12 @@ REFERENCE_CONTEXTS = ("empty", "per_sample", "cfg_tiled")  # Hallo: batch rows m
 UNCONDITIONAL_CONTEXTS = ("zero_tokens", "projected_zeros")  # Hallo: the projection of a zero embedding
 REFERENCE_ROWS = ("per_sample", "alternating")  # Hallo: frame j of a sample reads row j mod samples
 BANK_DTYPES = (None, "float16")  # Hallo: the reference bank is rounded to float16
+# "per_frame": each frame's temporal tokens attend to that frame's own speed tokens (the first
+# weights; with one token the softmax is 1 and the query/key weights never matter);
+# "frame_axis": every frame attends to the speed tokens of all frames of its window (the paper's
+# cross-attention along the frame axis of the temporal layers; what training writes).
+SPEED_ATTENTION = ("per_frame", "frame_axis")
+SPEED_UNITS = ("rad/frame", "degrees/frame")  # rad/frame: the uncalibrated first buckets
 
 
 def attention(attn: Attention, hidden_states: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
@@ -75,6 +82,9 @@ class Conditions:
 
     `keep` marks the conditional samples: the unconditional half of a classifier-free-guidance
     batch sees no reference, no audio and no face locator (motion frames and speed stay).
+    Training drops the reference and the audio independently: `keep_reference` / `keep_audio`,
+    when set, replace `keep` for that path with the same semantics (the face locator's features
+    are zeroed by the caller, as inference does).
     """
 
     # block -> (1 | samples | samples * frames, hw, c): one reference row for all, per sample, per row
@@ -84,17 +94,22 @@ class Conditions:
     audio: torch.Tensor | None = None  # (samples * frames, tokens, dim)
     speed: torch.Tensor | None = None  # (samples, n + frames, tokens, dim)
     keep: torch.Tensor | None = None  # (samples,) bool
+    keep_reference: torch.Tensor | None = None  # (samples,) bool, overrides `keep` for the reference
+    keep_audio: torch.Tensor | None = None  # (samples,) bool, overrides `keep` for the audio
     frames: int = 1
     context: torch.Tensor | None = None  # (samples, tokens, dim): the cross-attention context
     # per level L (0 = full latent size): (full, face, lip) masks, each (1 | rows, h_L * w_L)
     region_masks: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
     motion_scale: tuple[float, float, float] | None = None  # weights of the full/face/lip audio
 
-    def keep_rows(self, rows: int, dtype: torch.dtype) -> torch.Tensor | None:
-        if self.keep is None:
+    def keep_rows(self, rows: int, dtype: torch.dtype, path: str | None = None) -> torch.Tensor | None:
+        """(rows, 1, 1) keep weights of `path` ("reference", "audio" or None for `keep`)."""
+        keep = getattr(self, f"keep_{path}") if path else None
+        keep = self.keep if keep is None else keep
+        if keep is None:
             return None
-        per_sample = rows // self.keep.shape[0]
-        return self.keep.repeat_interleave(per_sample).to(dtype).view(rows, 1, 1)
+        per_sample = rows // keep.shape[0]
+        return keep.repeat_interleave(per_sample).to(dtype).view(rows, 1, 1)
 
 
 class ReferenceReadProcessor:
@@ -119,7 +134,7 @@ class ReferenceReadProcessor:
             ref = ref.expand(rows, -1, -1)
         elif ref.shape[0] != rows:  # one row per sample: the same for each of its frames
             ref = ref.repeat_interleave(rows // ref.shape[0], dim=0)
-        keep = self.conditions.keep_rows(rows, hidden_states.dtype)
+        keep = self.conditions.keep_rows(rows, hidden_states.dtype, "reference")
         if keep is None or bool(keep.all()):
             return attention(attn, hidden_states, torch.cat([hidden_states, ref], dim=1))
         keep = keep.view(-1).bool()
@@ -341,12 +356,18 @@ class EmoBackbone(ModelMixin, ConfigMixin):
         reference_rows: which sample's reference a frame reads ("alternating": frame row p reads
             sample p mod samples, Hallo's tiling of its bank).
         reference_bank_dtype: the reference bank is rounded to this dtype (Hallo: float16).
+        speed_attention_mode: how the temporal modules read the speed tokens (see `SPEED_ATTENTION`;
+            "per_frame" keeps the first weights' behaviour, training writes "frame_axis").
         motion_patch_drop: Hallo2's long-video inference: this fraction of the motion frames'
             pixels outside the face region (random per clip, the same for every motion frame) is
             set to 0 before they are VAE-encoded; None = off (Hallo).
         hallo_eval_mode: compute what Hallo's UNet computes in eval mode (not what its inference
             runs): motion frames and motion_scale reach only the mid block. With
             plain_block_temporal, it reproduces Hallo's eval-mode variant; off by default.
+
+    While autograd records (training), the conditions of a call stay on the module until the
+    next call or `release_conditions()`: gradient checkpointing re-runs blocks during backward,
+    and their hooks must read the same conditions then.
     """
 
     @register_to_config
@@ -370,6 +391,7 @@ class EmoBackbone(ModelMixin, ConfigMixin):
         reference_context: str = "empty",
         reference_rows: str = "per_sample",
         reference_bank_dtype: str | None = None,
+        speed_attention_mode: str = "per_frame",
         motion_patch_drop: float | None = None,
         hallo_eval_mode: bool = False,
     ) -> None:
@@ -386,6 +408,7 @@ class EmoBackbone(ModelMixin, ConfigMixin):
             "unconditional_context": (unconditional_context, UNCONDITIONAL_CONTEXTS),
             "reference_rows": (reference_rows, REFERENCE_ROWS),
             "reference_bank_dtype": (reference_bank_dtype, BANK_DTYPES),
+            "speed_attention_mode": (speed_attention_mode, SPEED_ATTENTION),
         }
         for name, (value, allowed) in choices.items():
             if value not in allowed:
@@ -454,7 +477,7 @@ class EmoBackbone(ModelMixin, ConfigMixin):
         def hook(module, args, output):
             if self.conditions.audio is None:
                 return output
-            keep = self.conditions.keep_rows(output.shape[0], output.dtype)
+            keep = self.conditions.keep_rows(output.shape[0], output.dtype, "audio")
             return layer(output, self.conditions.audio, keep)
 
         return hook
@@ -471,7 +494,7 @@ class EmoBackbone(ModelMixin, ConfigMixin):
             scale = cond.motion_scale if scaled else None
             out = layer(hidden, cond.audio.to(hidden.dtype), cond.region_masks[level], scale)
             if self.config.unconditional_audio == "drop":
-                keep = cond.keep_rows(out.shape[0], out.dtype)
+                keep = cond.keep_rows(out.shape[0], out.dtype, "audio")
                 if keep is not None:
                     out = torch.where(keep.bool().view(-1, 1, 1, 1), out, hidden)
             return (out, *output[1:]) if isinstance(output, tuple) else out
@@ -488,6 +511,12 @@ class EmoBackbone(ModelMixin, ConfigMixin):
             samples, frames = speed.shape[0], speed.shape[1]
             rows, _, channels = output.shape
             hw = rows // samples
+            if self.config.speed_attention_mode == "frame_axis":
+                # Every frame of every position queries the speed tokens of all the window's
+                # frames: the queries of one sample share its keys, so (samples, hw * frames, c)
+                # is the same attention without repeating the keys over positions.
+                x = layer(output.reshape(samples, hw * frames, channels), speed.flatten(1, 2))
+                return x.view(rows, frames, channels)
             x = (
                 output.view(samples, hw, frames, channels)
                 .transpose(1, 2)
@@ -558,21 +587,32 @@ class EmoBackbone(ModelMixin, ConfigMixin):
             context = conditions.context.to(sample.dtype).repeat_interleave(frames, dim=0)
         else:
             context = self.empty_context(samples * frames, sample.dtype, sample.device)
-        for name in ("reference", "motion", "audio", "speed", "keep", "region_masks", "motion_scale"):
+        for name in CONDITION_FIELDS:
             setattr(self.conditions, name, getattr(conditions, name))
         self.conditions.frames = frames
         self._face_features = face
         try:
             return self.unet(sample, timestep, encoder_hidden_states=context, return_dict=False)[0]
         finally:
-            self.conditions.reference, self.conditions.motion = {}, {}
-            self.conditions.audio = self.conditions.speed = self.conditions.keep = None
-            self.conditions.region_masks = self.conditions.motion_scale = None
-            self._face_features = None
+            # Kept while autograd records: backward may re-run checkpointed blocks (class docstring).
+            if not torch.is_grad_enabled():
+                self.release_conditions()
+
+    def release_conditions(self) -> None:
+        """Drop the conditions of the last call (their tensors are freed with them)."""
+        self.conditions.reference, self.conditions.motion = {}, {}
+        for name in CONDITION_FIELDS:
+            if name not in ("reference", "motion"):
+                setattr(self.conditions, name, None)
+        self._face_features = None
 
     def empty_context(self, rows: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """What fills SD's text cross-attention slot: one zero token per row (EMO has no text)."""
         return torch.zeros(rows, 1, self.unet.config.cross_attention_dim, dtype=dtype, device=device)
+
+
+CONDITION_FIELDS = ("reference", "motion", "audio", "speed", "keep", "keep_reference", "keep_audio",
+                    "region_masks", "motion_scale")  # fmt: skip
 
 
 class _ReferenceComplete(Exception):
@@ -602,6 +642,7 @@ class ReferenceRecorder:
             if parent in modules:
                 modules[parent].register_forward_pre_hook(self._size_hook(name))
         self._expected_tokens = len(blocks)
+        self._grad = False
         self.block_names = blocks
         self.stop_early = True
         for target, source in sources.items():
@@ -617,7 +658,9 @@ class ReferenceRecorder:
         return hook
 
     def _check_complete(self) -> None:
-        if self.stop_early and len(self._tokens) == self._expected_tokens and len(self._features) == len(self._feature_sources):
+        if self._grad or not self.stop_early:
+            return
+        if len(self._tokens) == self._expected_tokens and len(self._features) == len(self._feature_sources):
             raise _ReferenceComplete
 
     def _feature_hook(self, target: str):
@@ -627,16 +670,24 @@ class ReferenceRecorder:
 
         return hook
 
-    @torch.no_grad()
-    def record(self, latents: torch.Tensor, context: torch.Tensor) -> tuple[dict, dict]:
-        """(tokens per transformer block, features per motion target), every row of `latents`."""
+    def record(self, latents: torch.Tensor, context: torch.Tensor, grad: bool = False) -> tuple[dict, dict]:
+        """(tokens per transformer block, features per motion target), every row of `latents`.
+
+        With `grad` (training the ReferenceNet) autograd records the pass, and the pass runs to
+        the end: stopping early would raise again when checkpointing re-runs the last block in
+        backward.
+        """
         self._tokens.clear()
         self._features.clear()
         timestep = torch.zeros((), dtype=torch.long, device=latents.device)
+        self._grad = grad
         try:
-            self.unet(latents, timestep, encoder_hidden_states=context, return_dict=False)
+            with torch.set_grad_enabled(grad):
+                self.unet(latents, timestep, encoder_hidden_states=context, return_dict=False)
         except _ReferenceComplete:
             pass
+        finally:
+            self._grad = False
         tokens, features = dict(self._tokens), dict(self._features)
         self._tokens.clear()
         self._features.clear()
@@ -735,13 +786,23 @@ class SpeedEncoder(ModelMixin, ConfigMixin):
 
     Each frame's speed w becomes d bucket activations tanh((w - c_d) / r_d * 3); a window of
     +-m frames of those goes through an MLP.
+
+    Calibrated weights (written by training) hold the dataset's buckets in degrees per frame
+    (`unit`) and its speed percentiles, so a render's `head_motion` in [0, 1] asks for the
+    speed at that quantile of the footage (`speed_for_head_motion`). Uncalibrated weights keep
+    the first guess: `head_motion * max_speed` rad/frame.
     """
 
     @register_to_config
     def __init__(self, centers: tuple[float, ...] | None = None, radii: tuple[float, ...] | None = None,
                  window: int = 2, hidden_dim: int = 512, tokens: int = 1, context_dim: int = 768,
-                 max_speed: float = 0.08) -> None:  # fmt: skip
+                 max_speed: float = 0.08, unit: str = "rad/frame",
+                 percentiles: tuple[float, ...] | None = None) -> None:  # fmt: skip
         super().__init__()
+        if unit not in SPEED_UNITS:
+            raise ValueError(f"unit must be one of {SPEED_UNITS}, got {unit!r}")
+        if percentiles is not None and (len(percentiles) < 2 or list(percentiles) != sorted(percentiles)):
+            raise ValueError("percentiles must be at least two speeds in ascending order")
         if centers is None or radii is None:
             centers, radii = default_speed_buckets(9, max_speed)
             self.register_to_config(centers=centers, radii=radii)
@@ -753,6 +814,28 @@ class SpeedEncoder(ModelMixin, ConfigMixin):
             nn.Linear((2 * window + 1) * len(centers), hidden_dim), nn.SiLU(),
             nn.Linear(hidden_dim, tokens * context_dim),
         )  # fmt: skip
+
+    def speed_for_head_motion(self, head_motion: float) -> float:
+        """The constant speed a render's `head_motion` (0 = stillest, 1 = liveliest) asks for."""
+        h = min(1.0, max(0.0, float(head_motion)))
+        table = self.config.percentiles
+        if table is None:
+            return h * float(self.config.max_speed)
+        return float(np.interp(h * (len(table) - 1), np.arange(len(table)), np.asarray(table, dtype=np.float64)))
+
+    def calibrate(self, table: dict) -> None:
+        """Take a dataset's speed table (`emo dataset prepare`'s index "speed"): buckets and percentiles."""
+        buckets = table["buckets"]
+        if len(buckets["centers"]) != len(self.config.centers):
+            raise ValueError(f"the dataset has {len(buckets['centers'])} speed buckets, the speed encoder "
+                             f"{len(self.config.centers)}")  # fmt: skip
+        centers, radii = [float(c) for c in buckets["centers"]], [float(r) for r in buckets["radii"]]
+        self.register_to_config(centers=centers, radii=radii, unit=table["unit"],
+                                percentiles=[float(p) for p in table["percentiles"]],
+                                max_speed=float(table["percentiles"][-1]))  # fmt: skip
+        device = self.bucket_centers.device
+        self.bucket_centers = torch.tensor(centers, dtype=torch.float32, device=device)
+        self.bucket_radii = torch.tensor(radii, dtype=torch.float32, device=device)
 
     def buckets(self, speeds: torch.Tensor) -> torch.Tensor:
         """(samples, frames) speeds -> (samples, frames, d) bucket activations."""

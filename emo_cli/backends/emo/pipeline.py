@@ -434,45 +434,76 @@ class EmoPipeline:
         portrait, that is every row). `naive` runs every row every clip, as Hallo does (benchmarks).
         """
         config = self.backbone.config
-        n = self.motion_frames
         samples = context.shape[0]
-        group = 1 + n
+        motion_latents, first = self._motion_latents(portrait, motion, naive, generator)
+        tokens, features = self._bank_rows(portrait, motion_latents, samples, first, naive)
+        if trace is not None:
+            trace.update({f"ref_bank.{name}": t for name, t in tokens.items()})
+        if config.reference_bank_dtype is not None:
+            bank_dtype = DTYPES[config.reference_bank_dtype]
+            tokens = {name: t.to(bank_dtype).to(t.dtype) for name, t in tokens.items()}
+        group = 1 + self.motion_frames
+        frame_rows = torch.arange(samples * frames, device=self.device)
+        if config.reference_rows == "alternating":  # Hallo tiles its bank over the CFG batch
+            sample_of_row = frame_rows % samples
+        else:
+            sample_of_row = frame_rows // frames
+        reference = {name: t[sample_of_row * group] for name, t in tokens.items()}
+        motion_bank = {}
+        for target, source in (self.recorder_sources.items() if self.motion_frames else ()):
+            if source in tokens:  # the bank's tokens (samples * group, hw, c) as (samples, n, c, h, w)
+                h, w = self.recorder.sizes[source]
+                per_sample = tokens[source].view(samples, group, h * w, -1)[:, 1:]
+                motion_bank[target] = per_sample.transpose(-1, -2).reshape(samples, group - 1, -1, h, w)
+            else:  # a layer's output (samples * group, c, h, w)
+                feats = features[target]
+                motion_bank[target] = feats.view(samples, group, *feats.shape[1:])[:, 1:]
+        return reference, motion_bank
+
+    def _motion_latents(self, portrait: HalloPortrait, motion, naive: bool,
+                        generator: torch.Generator | None) -> tuple[torch.Tensor, bool]:  # fmt: skip
+        """The motion frames' latents, and whether they are the portrait's own latent (first clip)."""
+        config = self.backbone.config
+        n = self.motion_frames
         first = motion is None and config.first_clip_motion == "reference"
         drop = config.get("motion_patch_drop")
         if motion is None and not (first and drop):
-            motion_latents = self.first_motion(portrait.latent, n)
+            return self.first_motion(portrait.latent, n), first
+        if motion is None:  # Hallo2 drops patches of the portrait standing in for the motion frames too
+            pixels = portrait.pixels.to(self.device).expand(n, -1, -1, -1)
         else:
-            if motion is None:  # Hallo2 drops patches of the portrait standing in for the motion frames too
-                pixels = portrait.pixels.to(self.device).expand(n, -1, -1, -1)
-            else:
-                pixels = _frames_to_pixels(motion).to(self.device)
-            if drop:
-                pixels = drop_motion_patches(pixels, portrait.face_region.to(self.device), drop, generator)
-                first = False
-            if naive:  # Hallo encodes the portrait again with the motion frames
-                motion_latents = self.encode_pixels(torch.cat([portrait.pixels.to(self.device), pixels]))[1:]
-            else:
-                motion_latents = self.encode_pixels(pixels)
+            pixels = _frames_to_pixels(motion).to(self.device)
+        if drop:
+            pixels = drop_motion_patches(pixels, portrait.face_region.to(self.device), drop, generator)
+        if naive:  # Hallo encodes the portrait again with the motion frames
+            return self.encode_pixels(torch.cat([portrait.pixels.to(self.device), pixels]))[1:], False
+        return self.encode_pixels(pixels), False
+
+    def _bank_rows(self, portrait: HalloPortrait, motion_latents: torch.Tensor, samples: int, first: bool,
+                   naive: bool) -> tuple[dict, dict]:  # fmt: skip
+        """ReferenceNet tokens of the batch [portrait, motion frames] x samples, in Hallo's row order,
+        the portrait's rows from the job's cache; and the motion rows' layer outputs (if any are read)."""
+        config = self.backbone.config
+        group = 1 + self.motion_frames
         rows = torch.arange(samples * group)
-        # Which of portrait.context (0: unconditional, 1: conditional) each batch row meets.
-        ids = torch.tensor([0, 1] if samples == 2 else [1])
+        ids = torch.tensor([0, 1] if samples == 2 else [1])  # which of portrait.context (0 uncond, 1 cond)
         if config.reference_context == "cfg_tiled":
             row_context = ids[rows % samples]  # Hallo: the batch r, m.., r, m.. meets u, c, u, c, ...
         elif config.reference_context == "per_sample":
             row_context = ids[rows // group]
         else:
             row_context = torch.full_like(rows, -1)  # one zero token
-        portrait_row = (rows % group == 0) | first
+        cached = (rows % group == 0) | first
         if naive or config.motion_features != "reference_tokens":
-            portrait_row = torch.zeros_like(portrait_row)
-        missing = sorted({int(c) for c in row_context[portrait_row]} - set(portrait.bank))
+            cached = torch.zeros_like(cached)
+        missing = sorted({int(c) for c in row_context[cached]} - set(portrait.bank))
         if missing:
             latents = portrait.latent.expand(len(missing), -1, -1, -1)
             tokens, _ = self.recorder.record(latents, self._reference_context(portrait, torch.tensor(missing)))
             for i, key in enumerate(missing):
                 portrait.bank[key] = {name: t[i : i + 1] for name, t in tokens.items()}
-        others = (~portrait_row).nonzero().flatten()
-        features: dict = {}
+        others = (~cached).nonzero().flatten()
+        computed, features = {}, {}
         if len(others):
             latents = torch.cat([portrait.latent, motion_latents.to(portrait.latent.dtype)]).repeat(samples, 1, 1, 1)
             self.recorder.stop_early = not naive
@@ -481,38 +512,14 @@ class EmoPipeline:
                                                           self._reference_context(portrait, row_context[others]))  # fmt: skip
             finally:
                 self.recorder.stop_early = True
+        position = {int(row): i for i, row in enumerate(others)}
         tokens = {}
         for name in self.recorder.block_names:
-            parts = []
-            for row in range(len(rows)):
-                if portrait_row[row]:
-                    parts.append(portrait.bank[int(row_context[row])][name])
-                else:
-                    index = int((others == row).nonzero()[0])
-                    parts.append(computed[name][index : index + 1])
-            tokens[name] = torch.cat(parts)
-        if trace is not None:
-            trace.update({f"ref_bank.{name}": t for name, t in tokens.items()})
-        if config.reference_bank_dtype is not None:
-            bank_dtype = DTYPES[config.reference_bank_dtype]
-            tokens = {name: t.to(bank_dtype).to(t.dtype) for name, t in tokens.items()}
-        frame_rows = torch.arange(samples * frames, device=self.device)
-        if config.reference_rows == "alternating":
-            sample_of_row = frame_rows % samples
-        else:
-            sample_of_row = frame_rows // frames
-        reference = {name: t[sample_of_row * (1 + n)] for name, t in tokens.items()}
-        motion_bank = {}
-        if n:
-            for target, source in self.recorder_sources.items():
-                if source in tokens:  # the bank's tokens (samples * (1 + n), hw, c)
-                    h, w = self.recorder.sizes[source]
-                    per_sample = tokens[source].view(samples, 1 + n, h * w, -1)[:, 1:]
-                    motion_bank[target] = per_sample.transpose(-1, -2).reshape(samples, n, -1, h, w)
-                else:  # a layer's output (samples * (1 + n), c, h, w)
-                    feats = features[target]
-                    motion_bank[target] = feats.view(samples, 1 + n, *feats.shape[1:])[:, 1:]
-        return reference, motion_bank
+            tokens[name] = torch.cat([
+                portrait.bank[int(row_context[row])][name] if cached[row] else computed[name][position[row]][None]
+                for row in range(len(rows))
+            ])  # fmt: skip
+        return tokens, features
 
     def _reference_context(self, portrait: HalloPortrait, ids: torch.Tensor) -> torch.Tensor:
         """ReferenceNet contexts for batch rows: portrait.context[id], or one zero token where id < 0."""

@@ -95,8 +95,8 @@ class EmoRenderer(JobRenderer):
             raise InputError(
                 f"settings.resolution {job.resolution} is not a multiple of {pipeline.vae_scale}"
             )
-        max_speed = float(pipeline.model.speed_encoder.config.max_speed)
-        self.speed = float(options["head_motion"]) * max_speed
+        # Calibrated weights map head_motion to a quantile of their footage's head speed.
+        self.speed = pipeline.model.speed_encoder.speed_for_head_motion(float(options["head_motion"]))
         image, mask = prepare_portrait(job.portrait_path, job.resolution)
         self.reference = pipeline.encode_reference(image)
         self.face = pipeline.face_features(mask)

@@ -306,7 +306,6 @@ def reference_demix(mix: np.ndarray, session) -> np.ndarray:
     return np.concatenate(waves, axis=-1)[:, : mix.shape[-1]] * 1.009
 
 
-@pytest.mark.slow
 def test_streamed_separation_equals_the_whole_track_mdx_demix(tmp_path):
     import onnxruntime
 
