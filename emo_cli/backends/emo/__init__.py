@@ -18,6 +18,7 @@ from emo_cli.errors import BackendError, EmoError
 
 # What the denoising network's config says when it does not say (EMO's n; UNetMotionModel's own).
 DEFAULT_MOTION_FRAMES = 4
+EMO_CLIP_FRAMES = 12  # f of the paper, for weights whose index does not say
 DEFAULT_TEMPORAL_LENGTH = 32
 
 
@@ -99,11 +100,16 @@ class EmoBackend(Backend):
     def check_options(cls, options: Mapping[str, Any]) -> list[OptionProblem]:
         """clip_frames and motion_frames against each other and against how many frames the
         weights' temporal modules see (`motion_max_seq_length`), as the renderer needs them."""
+        from emo_cli.backends.emo.weights import read_index
+
         try:
-            config = backbone_config(resolve_weights_dir(options.get("weights")))
+            root = resolve_weights_dir(options.get("weights"))
+            config = backbone_config(root)
+            index = read_index(root)
         except EmoError:
-            config = {}
-        clip = int(options["clip_frames"])
+            config, index = {}, {}
+        chosen_clip = options.get("clip_frames")
+        clip = int(index.get("clip_frames") or EMO_CLIP_FRAMES if chosen_clip is None else chosen_clip)
         chosen = options.get("motion_frames")
         motion = int(config.get("motion_frames", DEFAULT_MOTION_FRAMES) if chosen is None else chosen)
         unet = config.get("unet_config") if isinstance(config.get("unet_config"), dict) else {}

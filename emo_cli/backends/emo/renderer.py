@@ -17,13 +17,13 @@ import numpy as np
 import torch
 
 from emo_cli.backends.base import ChunkOutput, JobInput, JobRenderer, State
+from emo_cli.backends.emo import EMO_CLIP_FRAMES
 from emo_cli.backends.emo.audio import AudioFeatures
 from emo_cli.backends.emo.pipeline import EmoPipeline, clip_seed
 from emo_cli.errors import InputError, RenderError
 
 AUDIO_WINDOW = 2  # m: each frame sees the audio of +-2 frames (EMO)
 FACE_MARGIN = 0.25  # the face box grown by a quarter each side: room for the head to move
-EMO_CLIP_FRAMES = 12  # f of the paper, for weights whose index does not say
 
 
 def weights_clip_frames(pipeline: EmoPipeline) -> int:
