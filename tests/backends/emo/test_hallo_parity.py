@@ -165,6 +165,7 @@ def test_hallo2_patch_drop_keeps_the_face_and_drops_a_quarter_elsewhere():
     assert torch.equal(out, again)
 
 
+@pytest.mark.slow
 def test_hallo2_patch_drop_changes_the_first_clip_deterministically(reference):
     import numpy as np
 
