@@ -29,6 +29,7 @@ from emo_cli.execution.jobs import render_job
 from emo_cli.execution.lease import JobLease, read_lease
 from emo_cli.execution.results import EventSink, JobFailed, JobResult, JobStatus
 from emo_cli.execution.scheduling import DONE, FAILED, HELD, JobOutcome, PoolEvent
+from emo_cli.execution.worker import shared_work
 from emo_cli.planning.job import Job
 
 # Without --address, Ray starts a one-machine cluster: keep it on the loopback, no dashboard.
@@ -152,7 +153,7 @@ class LocalPoolExecutor(Executor):
         from emo_cli.execution.pool import run_pool
 
         needs = {job.id: backend_needs(job) for job in jobs}
-        summary = run_pool(jobs, job_function(resume), self.pool_devices(list(needs.values())),
+        summary = run_pool(shared_work(jobs), job_function(resume), self.pool_devices(list(needs.values())),
                            retries=self.retries, on_event=PoolEvents(jobs, emit), needs=needs)  # fmt: skip
         if summary.interrupted:
             raise KeyboardInterrupt
@@ -180,7 +181,7 @@ class RayExecutor(Executor):
             by_need.setdefault(backend_needs(job), []).append(job)
         outcomes: dict[str, JobOutcome] = {}
         for need, group in by_need.items():
-            summary = run_on_ray(group, job_function(resume), address=self.address,
+            summary = run_on_ray(shared_work(group), job_function(resume), address=self.address,
                                  num_gpus=1.0 if need == "gpu" else 0.0, retries=self.retries,
                                  on_event=PoolEvents(group, emit),
                                  init_kwargs=LOCAL_RAY if self.address is None else None)  # fmt: skip
@@ -228,7 +229,10 @@ class PoolEvents:
 
 
 def from_outcome(job: Job, outcome: JobOutcome) -> JobResult:
-    """A worker's outcome as the job's result."""
+    """A worker's outcome as the job's result (a `SharedWork` returns one result per job)."""
+    if outcome.status == DONE and isinstance(outcome.value, tuple):
+        mine = [r for r in outcome.value if isinstance(r, JobResult) and r.output == job.output]
+        outcome = dataclasses.replace(outcome, value=mine[0] if mine else None)
     if outcome.status == DONE and isinstance(outcome.value, JobResult):
         return dataclasses.replace(outcome.value, device=outcome.device)
     if outcome.status == DONE:  # the result did not come back (it would not pickle)

@@ -26,7 +26,7 @@ from emo_cli.media.mux import AudioEncoder
 from emo_cli.planning.job import Job
 from emo_cli.provenance.identity import SigningIdentity, resolve_identity
 from emo_cli.provenance.record import ProvenanceRecord, c2pa_supports
-from emo_cli.provenance.tags import C2PA_OFF, C2PA_UNSUPPORTED
+from emo_cli.provenance.tags import C2PA_OFF, C2PA_UNSUPPORTED, sidecar_path
 
 __all__ = ["AUDIO_NAME", "is_finished", "render_job"]
 
@@ -35,11 +35,23 @@ def _ignore(event: dict) -> None:
     pass
 
 
-def is_finished(job: Job, journal: Journal | None) -> bool:
-    """The job's output is published and is the very file the journal recorded."""
-    if journal is None or journal.job_id != job.id or journal.output != str(job.output):
+def is_finished(job: Job, journal: Journal | None, signer: str | None = None) -> bool:
+    """The job's output and its sidecar are published and are the very files the journal
+    recorded for this output (signed by `signer`, a fingerprint or "off", when given).
+
+    Jobs with identical content share a journal, so each output is looked up by its path: one
+    job's output being done says nothing of another's. A deleted or edited sidecar makes the
+    job unfinished, so the next render writes it again.
+    """
+    if journal is None or journal.job_id != job.id:
         return False
-    return file_matches(job.output, journal.output_sha256)
+    published = journal.outputs.get(str(job.output))
+    if published is None or published.sidecar_sha256 is None:
+        return False
+    if signer is not None and published.signer != signer:
+        return False
+    return file_matches(job.output, published.sha256) and file_matches(sidecar_path(job.output),
+                                                                       published.sidecar_sha256)
 
 
 def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, resume: bool = True,
@@ -88,8 +100,8 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
         raise
 
     record = ProvenanceRecord.for_job(job, signer, c2pa_note=c2pa_note)
-    journal.output_sha256 = publish(job, work, record, len(ranges), fmt)
-    journal.output, journal.signer = str(job.output), record.signer_fingerprint
+    digest, sidecar_digest = publish(job, work, record, len(ranges), fmt)
+    journal.record_output(str(job.output), digest, record.signer_fingerprint, sidecar_digest)
     work.save_journal(journal)
     seconds = time.monotonic() - began
     emit({"event": "job_done", **base, "frames": job.num_frames, "chunks_rendered": len(todo),
@@ -119,7 +131,7 @@ def _resume_check(job: Job, work: WorkDir, resume: bool, signer: SigningIdentity
     work.remove_stale_temporaries()
     journal = work.load_journal()
     expected = signer.fingerprint if signer is not None else C2PA_OFF
-    if is_finished(job, journal) and journal is not None and journal.signer == expected:
+    if is_finished(job, journal, expected):
         return None
     return work.fresh_journal(job)
 

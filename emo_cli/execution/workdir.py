@@ -87,16 +87,35 @@ class ChunkRecord:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class PublishedOutput:
+    """One output published from this work dir: what its file and its sidecar hashed to, and
+    how it was signed. Jobs with identical content share a work dir and each publish their own."""
+
+    sha256: str
+    signer: str | None  # certificate sha256, or "off"
+    sidecar_sha256: str | None  # None in journals written before sidecars were recorded
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
 @dataclass
 class Journal:
     job_id: str
     num_frames: int
     chunk_frames: int
     chunks: dict[int, ChunkRecord] = field(default_factory=dict)
-    output: str | None = None  # final output path once published
+    output: str | None = None  # the output published last
     output_sha256: str | None = None
     signer: str | None = None  # how the output was signed: certificate sha256, or "off"
     audio_sha256: str | None = None  # the job's audio encoded for the mux, once done
+    outputs: dict[str, PublishedOutput] = field(default_factory=dict)  # every published output, by path
+
+    def record_output(self, output: str, sha256: str, signer: str | None, sidecar_sha256: str) -> None:
+        """`output` was published (its sidecar too): remember it beside the others."""
+        self.output, self.output_sha256, self.signer = output, sha256, signer
+        self.outputs[output] = PublishedOutput(sha256, signer, sidecar_sha256)
 
     @classmethod
     def path_for(cls, work_dir: Path) -> Path:
@@ -106,21 +125,44 @@ class Journal:
     def load(cls, work_dir: Path) -> Journal | None:
         """The journal in `work_dir`, or None if absent or unreadable (then the job restarts)."""
         try:
-            doc = json.loads(cls.path_for(work_dir).read_text())
-            if doc.get("format") != FORMAT:
-                return None
-            return cls(
-                job_id=doc["job_id"],
-                num_frames=doc["num_frames"],
-                chunk_frames=doc["chunk_frames"],
-                chunks={int(k): ChunkRecord(**v) for k, v in doc["chunks"].items()},
-                output=doc.get("output"),
-                output_sha256=doc.get("output_sha256"),
-                signer=doc.get("signer"),
-                audio_sha256=doc.get("audio_sha256"),
-            )
-        except (OSError, ValueError, KeyError, TypeError):
+            return cls.from_document(json.loads(cls.path_for(work_dir).read_text()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
+
+    @classmethod
+    def from_document(cls, doc: Any) -> Journal | None:
+        """The journal `doc` describes; None when it is not a journal of this format.
+
+        Raises:
+            ValueError, KeyError, TypeError, AttributeError: a field of the wrong shape.
+        """
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            return None
+        outputs = {str(k): PublishedOutput(**v) for k, v in (doc.get("outputs") or {}).items()}
+        output, output_sha256 = doc.get("output"), doc.get("output_sha256")
+        if not outputs and isinstance(output, str) and isinstance(output_sha256, str):
+            # A journal from before `outputs`: its one output, with no sidecar on record.
+            outputs[output] = PublishedOutput(output_sha256, doc.get("signer"), None)
+        journal = cls(
+            job_id=doc["job_id"],
+            num_frames=doc["num_frames"],
+            chunk_frames=doc["chunk_frames"],
+            chunks={int(k): ChunkRecord(**v) for k, v in doc["chunks"].items()},
+            output=output,
+            output_sha256=output_sha256,
+            signer=doc.get("signer"),
+            audio_sha256=doc.get("audio_sha256"),
+            outputs=outputs,
+        )
+        if not (isinstance(journal.job_id, str) and isinstance(journal.num_frames, int)
+                and isinstance(journal.chunk_frames, int)):  # fmt: skip
+            raise TypeError("journal fields of the wrong type")
+        for index, record in journal.chunks.items():
+            if record.index != index or not all(
+                isinstance(v, str) for v in (record.segment, record.segment_sha256, record.state, record.state_sha256)
+            ):
+                raise TypeError(f"chunk record {index} of the wrong shape")
+        return journal
 
     def save(self, work_dir: Path) -> None:
         doc = {
@@ -133,6 +175,7 @@ class Journal:
             "output_sha256": self.output_sha256,
             "signer": self.signer,
             "audio_sha256": self.audio_sha256,
+            "outputs": {path: published.to_dict() for path, published in sorted(self.outputs.items())},
         }
         atomic_write_text(self.path_for(work_dir), json.dumps(doc, indent=1, sort_keys=True))
 
@@ -168,7 +211,9 @@ class WorkDir:
     def fresh_journal(self, job: Job) -> Journal:
         """The journal to resume `job` from: the one on disk if it is this job's, else an empty one.
 
-        What the journal says about a finished output is cleared: the caller publishes again.
+        What the journal says about `job`'s output is cleared: the caller publishes it again.
+        Outputs of other jobs with the same content stay on record (their files are checked
+        against it before they count as done).
         """
         journal = self.load_journal()
         if (
@@ -178,6 +223,7 @@ class WorkDir:
         ):
             journal = Journal(job_id=job.id, num_frames=job.num_frames, chunk_frames=job.settings.chunk_frames)
         journal.output = journal.output_sha256 = journal.signer = None
+        journal.outputs.pop(str(job.output), None)
         return journal
 
     # -- the chunk store --
@@ -266,5 +312,5 @@ def read_progress(job: Job) -> JobProgress:
     if journal is None or journal.job_id != job.id:
         return JobProgress(0, total, False)
     done = sum(1 for rec in journal.chunks.values() if (job.work_dir / rec.segment).exists())
-    complete = bool(journal.output) and job.output.exists() and done == total
+    complete = str(job.output) in journal.outputs and job.output.exists() and done == total
     return JobProgress(min(done, total), total, complete)
