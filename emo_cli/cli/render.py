@@ -84,6 +84,8 @@ class ProgressView:
             )
         elif kind == "job_held":
             self.progress.console.print(f"  {escape(event['job'])}: waiting, {escape(event['holder'])} renders it")
+        elif kind == "state_repaired":
+            self.progress.console.print(f"  [yellow]{escape(event['job'])}: {escape(event['message'])}")
 
 
 class PlainLog:
@@ -105,6 +107,8 @@ class PlainLog:
         elif kind == "job_retrying":
             self.console.print(f"retrying {event['job']}: the worker on {event['device']} died ({event['cause']})",
                                markup=False, highlight=False)  # fmt: skip
+        elif kind == "state_repaired":
+            self.console.print(f"repaired {event['job']}: {event['message']}", markup=False, highlight=False)
 
 
 def json_lines(event: dict[str, Any]) -> None:

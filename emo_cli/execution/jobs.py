@@ -75,6 +75,9 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
     signer, c2pa_note = _signing(job, fmt)
     credentials = signer.describe() if signer is not None else C2PA_UNSUPPORTED if c2pa_note else C2PA_OFF
 
+    damage = work.repair_journal()
+    if damage is not None:
+        emit({"event": "state_repaired", **base, "message": damage})
     journal = _resume_check(job, work, resume, signer)
     if journal is None:
         emit({"event": "job_skipped", **base, "reason": "already done", "frames": job.num_frames})

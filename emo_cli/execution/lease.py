@@ -37,8 +37,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import secrets
+import shutil
 import socket
 import threading
 import time
@@ -75,8 +77,9 @@ class LeaseInfo:
 
     @classmethod
     def from_json(cls, text: str) -> LeaseInfo:
+        """Raises ValueError (or KeyError, TypeError, AttributeError) for anything but a lease."""
         doc = json.loads(text)
-        return cls(
+        info = cls(
             host=str(doc["host"]),
             pid=int(doc["pid"]),
             token=str(doc["token"]),
@@ -85,6 +88,9 @@ class LeaseInfo:
             pid_namespace=str(doc.get("pid_namespace", "")),
             released=bool(doc.get("released", False)),
         )
+        if not (math.isfinite(info.started) and math.isfinite(info.heartbeat)):
+            raise ValueError("a lease time that is not a number")
+        return info
 
 
 def lease_file(work_dir: Path | str, generation: int) -> Path:
@@ -113,15 +119,23 @@ def read_current(work_dir: Path | str, now: float | None = None) -> tuple[int, L
             return 0, None
         path = lease_file(work_dir, generation)
         try:
-            text = path.read_text()
-            mtime = path.stat().st_mtime
+            mtime = path.lstat().st_mtime
+            data: bytes | None = path.read_bytes()
         except FileNotFoundError:  # a newer claimant cleaned it up: look again
             continue
+        except OSError:  # a folder or something else unreadable under a lease's name
+            data = None
+        beat = mtime if now is None else min(mtime, now)
+        unreadable = LeaseInfo(host="?", pid=0, token="unreadable", started=mtime, heartbeat=beat)
         try:
-            return generation, LeaseInfo.from_json(text)
-        except (ValueError, KeyError, TypeError):
-            beat = mtime if now is None else min(mtime, now)
-            return generation, LeaseInfo(host="?", pid=0, token="unreadable", started=mtime, heartbeat=beat)
+            info = LeaseInfo.from_json(data.decode("utf-8")) if data is not None else unreadable
+        except (ValueError, KeyError, TypeError, AttributeError):  # UnicodeDecodeError is a ValueError
+            return generation, unreadable
+        if now is not None and info.heartbeat > now + DEFAULT_TIMEOUT_S:
+            # A heartbeat from the future (a hand edit, a clock far ahead) would hold the job
+            # forever: judge the lease by when its file was last written instead.
+            info = dataclasses.replace(info, heartbeat=beat)
+        return generation, info
 
 
 def read_lease(work_dir: Path | str) -> LeaseInfo | None:
@@ -295,10 +309,14 @@ def claim_next(work_dir: Path | str, seen_generation: int, info: LeaseInfo) -> b
     tmp = work_dir / lease_temporary_name(info.token)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        os.write(fd, info.to_json().encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        try:
+            os.write(fd, info.to_json().encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:  # a full disk: leave no temporary behind
+        tmp.unlink(missing_ok=True)
+        raise
     try:
         try:
             os.link(tmp, target)
@@ -317,6 +335,9 @@ def claim_next(work_dir: Path | str, seen_generation: int, info: LeaseInfo) -> b
         for name in os.listdir(work_dir):
             match = LEASE_FILE.fullmatch(name)
             if match and int(match.group(1)) <= seen_generation:
-                with contextlib.suppress(FileNotFoundError):
-                    (work_dir / name).unlink()
+                old = work_dir / name
+                if old.is_dir() and not old.is_symlink():
+                    shutil.rmtree(old, ignore_errors=True)
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                    old.unlink()
     return won

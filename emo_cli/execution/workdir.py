@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ CHUNKS_DIRNAME = "chunks"
 AUDIO_STEM = "audio"  # + the output format's audio suffix: audio.m4a
 UNSIGNED_STEM = "unsigned"  # + the output's suffix: unsigned.mp4
 CONCAT_LIST_NAME = "segments.ffconcat"
-LEASE_FILE = re.compile(r"lease\.(\d{8})\.json")
+LEASE_FILE = re.compile(r"lease\.(\d{8,})\.json")  # 8 digits, more once the numbers pass 99999999
 AUDIO_NAME = AUDIO_STEM + ".m4a"  # the MP4 output's audio (kept for callers that name it)
 UNSIGNED_NAME = UNSIGNED_STEM + ".mp4"
 
@@ -123,46 +124,81 @@ class Journal:
 
     @classmethod
     def load(cls, work_dir: Path) -> Journal | None:
-        """The journal in `work_dir`, or None if absent or unreadable (then the job restarts)."""
-        try:
-            return cls.from_document(json.loads(cls.path_for(work_dir).read_text()))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return None
+        """The journal in `work_dir`, or None if absent or damaged (then the job restarts)."""
+        return cls.read(work_dir)[0]
 
     @classmethod
-    def from_document(cls, doc: Any) -> Journal | None:
-        """The journal `doc` describes; None when it is not a journal of this format.
+    def read(cls, work_dir: Path) -> tuple[Journal | None, str | None]:
+        """(journal, damage): the journal in `work_dir` (None if absent or unusable) and what
+        is wrong with the file, if anything. Chunk and output records of the wrong shape are
+        dropped one by one, so the chunks the others list are still verified and kept."""
+        path = cls.path_for(work_dir)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None, None
+        except IsADirectoryError:
+            return None, "is a folder, not a file"
+        except OSError as exc:
+            return None, f"cannot be read ({exc.strerror or exc})"
+        try:
+            doc = json.loads(raw.decode("utf-8"))
+        except ValueError:
+            return None, "is not valid JSON"
+        if not isinstance(doc, dict):
+            return None, f"is a JSON {type(doc).__name__}, not a journal"
+        if doc.get("format") != FORMAT:
+            return None, f"has format {doc.get('format')!r}, not {FORMAT}"
+        try:
+            return cls.from_document(doc)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None, "has fields of the wrong shape"
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> tuple[Journal, str | None]:
+        """The journal `doc` describes, and which of its records were dropped as damaged.
 
         Raises:
-            ValueError, KeyError, TypeError, AttributeError: a field of the wrong shape.
+            ValueError, KeyError, TypeError, AttributeError: a top-level field of the wrong shape.
         """
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-            return None
-        outputs = {str(k): PublishedOutput(**v) for k, v in (doc.get("outputs") or {}).items()}
-        output, output_sha256 = doc.get("output"), doc.get("output_sha256")
-        if not outputs and isinstance(output, str) and isinstance(output_sha256, str):
+        job_id, num_frames, chunk_frames = doc["job_id"], doc["num_frames"], doc["chunk_frames"]
+        if not (isinstance(job_id, str) and type(num_frames) is int and type(chunk_frames) is int):
+            raise TypeError("job_id, num_frames or chunk_frames of the wrong type")
+        chunks: dict[int, ChunkRecord] = {}
+        dropped = 0
+        for key, value in dict(doc.get("chunks") or {}).items():
+            record = _chunk_record(key, value)
+            if record is None:
+                dropped += 1
+            else:
+                chunks[record.index] = record
+        outputs: dict[str, PublishedOutput] = {}
+        for key, value in dict(doc.get("outputs") or {}).items():
+            published = _published_output(value)
+            if published is None:
+                dropped += 1
+            else:
+                outputs[str(key)] = published
+        output, output_sha256, signer = doc.get("output"), doc.get("output_sha256"), doc.get("signer")
+        if not all(v is None or isinstance(v, str) for v in (output, output_sha256, signer)):
+            output = output_sha256 = signer = None
+            dropped += 1
+        if not outputs and output is not None and output_sha256 is not None and "outputs" not in doc:
             # A journal from before `outputs`: its one output, with no sidecar on record.
-            outputs[output] = PublishedOutput(output_sha256, doc.get("signer"), None)
+            outputs[output] = PublishedOutput(output_sha256, signer, None)
+        audio_sha256 = doc.get("audio_sha256")
         journal = cls(
-            job_id=doc["job_id"],
-            num_frames=doc["num_frames"],
-            chunk_frames=doc["chunk_frames"],
-            chunks={int(k): ChunkRecord(**v) for k, v in doc["chunks"].items()},
+            job_id=job_id,
+            num_frames=num_frames,
+            chunk_frames=chunk_frames,
+            chunks=chunks,
             output=output,
             output_sha256=output_sha256,
-            signer=doc.get("signer"),
-            audio_sha256=doc.get("audio_sha256"),
+            signer=signer,
+            audio_sha256=audio_sha256 if isinstance(audio_sha256, str) else None,
             outputs=outputs,
         )
-        if not (isinstance(journal.job_id, str) and isinstance(journal.num_frames, int)
-                and isinstance(journal.chunk_frames, int)):  # fmt: skip
-            raise TypeError("journal fields of the wrong type")
-        for index, record in journal.chunks.items():
-            if record.index != index or not all(
-                isinstance(v, str) for v in (record.segment, record.segment_sha256, record.state, record.state_sha256)
-            ):
-                raise TypeError(f"chunk record {index} of the wrong shape")
-        return journal
+        return journal, (f"had {dropped} damaged record{'s' if dropped != 1 else ''}, dropped" if dropped else None)
 
     def save(self, work_dir: Path) -> None:
         doc = {
@@ -178,6 +214,29 @@ class Journal:
             "outputs": {path: published.to_dict() for path, published in sorted(self.outputs.items())},
         }
         atomic_write_text(self.path_for(work_dir), json.dumps(doc, indent=1, sort_keys=True))
+
+
+def _chunk_record(key: Any, value: Any) -> ChunkRecord | None:
+    """A journal's chunk record, or None if it is of the wrong shape."""
+    try:
+        record = ChunkRecord(**value)
+    except TypeError:
+        return None
+    names = (record.segment, record.segment_sha256, record.state, record.state_sha256)
+    numbers = (record.index, record.start, record.count)
+    if not (all(isinstance(v, str) for v in names) and all(type(v) is int for v in numbers)):
+        return None
+    return record if str(record.index) == str(key) else None
+
+
+def _published_output(value: Any) -> PublishedOutput | None:
+    try:
+        published = PublishedOutput(**value)
+    except TypeError:
+        return None
+    fields = (published.sha256, published.signer, published.sidecar_sha256)
+    ok = isinstance(published.sha256, str) and all(v is None or isinstance(v, str) for v in fields)
+    return published if ok else None
 
 
 class WorkDir:
@@ -204,6 +263,29 @@ class WorkDir:
 
     def load_journal(self) -> Journal | None:
         return Journal.load(self.path)
+
+    def repair_journal(self) -> str | None:
+        """Check the journal; if it is damaged, say how (once, for the caller to report) and
+        put it right: an unusable file (or folder) is removed so a fresh journal replaces it,
+        a journal with damaged records is rewritten without them. None when it was sound."""
+        chunks = self.path / CHUNKS_DIRNAME
+        if os.path.lexists(chunks) and not (chunks.is_dir() and not chunks.is_symlink()):
+            chunks.unlink()
+            if self.load_journal() is not None:
+                return f"{chunks} was not a folder; removed (the journal's chunks are rendered again)"
+        journal, damage = Journal.read(self.path)
+        if damage is None:
+            return None
+        path = Journal.path_for(self.path)
+        if journal is not None:
+            self.save_journal(journal)
+        elif path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        if journal is not None:
+            return f"{path} {damage}; the chunks it still lists are verified by their hash and kept"
+        return f"{path} {damage}; replaced by a fresh journal (its chunks are rendered again)"
 
     def save_journal(self, journal: Journal) -> None:
         journal.save(self.path)
