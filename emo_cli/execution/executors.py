@@ -25,7 +25,7 @@ from emo_cli.backends.base import Backend
 from emo_cli.backends.registry import get_backend_class
 from emo_cli.errors import EmoError, UsageError
 from emo_cli.execution.devices import Device, parse_devices
-from emo_cli.execution.jobs import render_job
+from emo_cli.execution.jobs import is_finished, render_job
 from emo_cli.execution.lease import JobLease, read_lease
 from emo_cli.execution.results import EventSink, JobFailed, JobResult, JobStatus
 from emo_cli.execution.scheduling import DONE, FAILED, HELD, JobOutcome, PoolEvent
@@ -107,7 +107,10 @@ class InlineExecutor(Executor):
 
     def _run_one(self, job: Job, backend: Backend | EmoError, *, resume: bool, emit: EventSink) -> JobResult:
         began = time.monotonic()
-        lease = JobLease.acquire(job.work_dir)
+        try:
+            lease = JobLease.claim(job.work_dir)
+        except EmoError as exc:
+            return unclaimable(job, str(exc), emit)
         if lease is None:
             info = read_lease(job.work_dir)
             holder = info.holder if info is not None else "another process"
@@ -157,7 +160,7 @@ class LocalPoolExecutor(Executor):
                            retries=self.retries, on_event=PoolEvents(jobs, emit), needs=needs)  # fmt: skip
         if summary.interrupted:
             raise KeyboardInterrupt
-        return [from_outcome(job, summary.outcomes[job.id]) for job in jobs]
+        return [settle(job, summary.outcomes[job.id], emit) for job in jobs]
 
 
 @register_executor
@@ -188,7 +191,7 @@ class RayExecutor(Executor):
             if summary.interrupted:
                 raise KeyboardInterrupt
             outcomes.update(summary.outcomes)
-        return [from_outcome(job, outcomes[job.id]) for job in jobs]
+        return [settle(job, outcomes[job.id], emit) for job in jobs]
 
 
 def job_function(resume: bool) -> str:
@@ -226,6 +229,27 @@ class PoolEvents:
         out.update(data)
         out.update(worker=event.worker, device=event.device)
         self.emit(out)
+
+
+def unclaimable(job: Job, error: str, emit: EventSink) -> JobResult:
+    """The result of a job whose lease could not be written (a full or read-only disk): skipped
+    if its output and sidecar are already the files its journal recorded, else failed."""
+    from emo_cli.execution.workdir import Journal
+
+    if is_finished(job, Journal.load(job.work_dir)):
+        emit({"event": "job_skipped", "job_id": job.id, "job": job.name, "output": str(job.output),
+              "reason": "already done", "frames": job.num_frames})  # fmt: skip
+        return job_result(job, "skipped")
+    emit({"event": "job_failed", "job_id": job.id, "job": job.name, "output": str(job.output), "error": error,
+          "error_type": "StorageError"})  # fmt: skip
+    return job_result(job, "failed", error=f"job {job.name}: {error}")
+
+
+def settle(job: Job, outcome: JobOutcome, emit: EventSink) -> JobResult:
+    """`from_outcome`, except for a job whose lease could not be written (see `unclaimable`)."""
+    if outcome.at_claim:
+        return unclaimable(job, outcome.message, emit)
+    return from_outcome(job, outcome)
 
 
 def from_outcome(job: Job, outcome: JobOutcome) -> JobResult:

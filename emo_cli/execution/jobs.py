@@ -15,10 +15,11 @@ import time
 from collections.abc import Sequence
 
 from emo_cli.backends.base import Backend
+from emo_cli.errors import StorageError
 from emo_cli.execution.checkpoints import pause_point
 from emo_cli.execution.chunkloop import ChunkHook, ChunkLoop, chunk_done_event
 from emo_cli.execution.publish import publish
-from emo_cli.execution.results import EventSink, JobResult, failing_as
+from emo_cli.execution.results import EventSink, JobFailed, JobResult, failing_as
 from emo_cli.execution.workdir import AUDIO_NAME, Journal, WorkDir
 from emo_cli.fsutil import file_matches, sha256_file
 from emo_cli.media.formats import OutputFormat, format_for
@@ -63,9 +64,17 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
     `after_chunk` hooks are called with each `CommittedChunk` once it is on disk and journaled.
 
     Raises:
-        JobFailed: an expected failure (unusable input, backend or ffmpeg error), naming the
-            job and the manifest field or file at fault.
+        JobFailed: an expected failure (unusable input, backend or ffmpeg error, a storage
+            fault such as a full disk), naming the job and the manifest field or file at fault.
     """
+    try:
+        return _render_job(job, backend, events=events, resume=resume, after_chunk=after_chunk)
+    except OSError as exc:  # the file system refused a write: say which file and what to do
+        raise JobFailed(job, f"{job.field}, files under {job.output_dir}", StorageError.from_os_error(exc)) from exc
+
+
+def _render_job(job: Job, backend: Backend, *, events: EventSink | None, resume: bool,
+                after_chunk: Sequence[ChunkHook]) -> JobResult:  # fmt: skip
     emit = events or _ignore
     began = time.monotonic()
     with failing_as(job, f"{job.field}, output"):

@@ -47,7 +47,9 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+from emo_cli.errors import StorageError, describe_os_error
 from emo_cli.execution.workdir import LEASE_FILE, lease_name, lease_temporary_name
 from emo_cli.fsutil import atomic_write_text
 
@@ -202,6 +204,15 @@ class JobLease:
         self._released = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def claim(cls, work_dir: Path | str, **options: Any) -> JobLease | None:
+        """`acquire`, with a file system that refuses the lease (full, read-only) reported as a
+        `StorageError` naming the file and what to do."""
+        try:
+            return cls.acquire(work_dir, **options)
+        except OSError as exc:
+            raise StorageError(f"cannot claim the job's lease: {describe_os_error(exc)}") from exc
 
     @classmethod
     def acquire(

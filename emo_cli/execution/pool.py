@@ -263,7 +263,7 @@ class _Pool:
         return need is None or need == worker.device.kind or need not in self.kinds
 
     def _claim(self, job: Schedulable) -> str | None:
-        lease = JobLease.acquire(job.work_dir, host=self.host, pid=os.getpid(), timeout_s=self.lease_timeout_s)
+        lease = JobLease.claim(job.work_dir, host=self.host, pid=os.getpid(), timeout_s=self.lease_timeout_s)
         if lease is None:
             info = read_lease(job.work_dir)
             return info.holder if info is not None else "another process"

@@ -124,7 +124,10 @@ class RenderActor:
 
     def render(self, job: Schedulable) -> tuple[Any, ...]:
         """Claim the job's lease, call the job function, give the lease back."""
-        lease = JobLease.acquire(job.work_dir, host=self.host, pid=os.getpid(), timeout_s=self.lease_timeout_s)
+        try:
+            lease = JobLease.claim(job.work_dir, host=self.host, pid=os.getpid(), timeout_s=self.lease_timeout_s)
+        except EmoError as exc:  # the lease cannot be written (a full or read-only disk)
+            return (FAILED, str(exc), None, 0.0, self.label)
         if lease is None:
             info = read_lease(job.work_dir)
             return (HELD, info.holder if info is not None else "another process")

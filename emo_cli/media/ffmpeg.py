@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from emo_cli.errors import EmoError, MediaError
+from emo_cli.errors import EmoError, MediaError, StorageError
 from emo_cli.fsutil import AtomicFile
 
 STDERR_TAIL_CHARS = 2000
@@ -61,8 +61,16 @@ def stderr_tail(stderr: bytes | str) -> str:
 def ffmpeg_failure(
     what: str, file: Path | str, stderr: bytes | str, *, error: type[EmoError] = MediaError
 ) -> EmoError:
-    """The error to raise when ffmpeg failed on `file` while doing `what`."""
-    return error(f"cannot {what} {file}: ffmpeg says: {stderr_tail(stderr)}")
+    """The error to raise when ffmpeg failed on `file` while doing `what` (with what to do about
+    a full or read-only disk, which ffmpeg reports in its own words)."""
+    tail = stderr_tail(stderr)
+    if "No space left on device" in tail or "Disk quota exceeded" in tail:
+        return StorageError(f"cannot {what} {file}: the disk is full; free space on it and run the same command "
+                            f"again (finished chunks are kept). ffmpeg says: {tail}")  # fmt: skip
+    if "Read-only file system" in tail:
+        return StorageError(f"cannot {what} {file}: the file system is read-only; render to a writable "
+                            f"output_dir. ffmpeg says: {tail}")  # fmt: skip
+    return error(f"cannot {what} {file}: ffmpeg says: {tail}")
 
 
 def run_ffmpeg(
