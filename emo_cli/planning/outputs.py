@@ -29,29 +29,97 @@ LONGEST_SIBLING_EXTRA = len(".") + len(".provenance.json") + len(".12345678.tmp"
 DEFAULT_NAME_MAX = 255
 
 
-def output_problems(output: Path, output_dir: Path, inputs: Mapping[Path, str]) -> list[str]:
-    """What is wrong with writing `output` (absolute, lexically under `output_dir`), given the
-    manifest's `inputs` (resolved path -> the field that names it)."""
-    relative = output.relative_to(output_dir)
-    if relative.parts and relative.parts[0].casefold() == WORK_DIRNAME.casefold():
-        return [f"output {relative.as_posix()!r} lies in the work dir {WORK_DIRNAME}/, which emo-cli manages "
-                "(it deletes what it does not know there); choose a path outside it"]  # fmt: skip
-    real_dir = _resolve(output_dir)
-    real = _resolve(output)
-    if not _is_within(real, real_dir):
-        return [f"output {relative.as_posix()!r} resolves to {real} through a symlink, outside output_dir "
-                f"{real_dir}; remove the link or choose another path"]  # fmt: skip
-    if _is_within(real, real_dir / WORK_DIRNAME):
-        return [f"output {relative.as_posix()!r} resolves into the work dir {WORK_DIRNAME}/ through a symlink; "
-                "choose a path outside it"]  # fmt: skip
-    problems = _not_a_folder(output, output_dir)
-    if problems:
-        return problems
-    field = inputs.get(real) or _same_file(real, inputs)
-    if field is not None:
-        return [f"output {relative.as_posix()!r} is the input {field} ({real}); rendering would overwrite it: "
-                "choose another output or output_dir"]  # fmt: skip
-    return _name_lengths(output, output_dir)
+class OutputChecks:
+    """The checks above for the outputs of one plan: output_dir, its folders and the inputs' files
+    are looked at once each, however many jobs there are."""
+
+    def __init__(self, output_dir: Path, inputs: Mapping[Path, str]) -> None:
+        self.output_dir = output_dir
+        self.real_dir = _resolve(output_dir)
+        self.inputs = inputs
+        self._inodes: dict[tuple[int, int], str] | None = None
+        self._folders: dict[Path, tuple[Path, list[str]]] = {}  # folder -> (resolved, problems)
+        self._name_max: int | None = None
+
+    def problems(self, output: Path) -> list[str]:
+        """What is wrong with writing `output` (absolute, lexically under output_dir)."""
+        relative = output.relative_to(self.output_dir)
+        shown = relative.as_posix()
+        if relative.parts and relative.parts[0].casefold() == WORK_DIRNAME.casefold():
+            return [f"output {shown!r} lies in the work dir {WORK_DIRNAME}/, which emo-cli manages "
+                    "(it deletes what it does not know there); choose a path outside it"]  # fmt: skip
+        real_parent, problems = self._folder(output.parent)
+        real = real_parent / output.name
+        exists = os.path.lexists(output)
+        if exists and output.is_symlink():
+            real = _resolve(output)
+        if not _is_within(real, self.real_dir):
+            return [f"output {shown!r} resolves to {real} through a symlink, outside output_dir "
+                    f"{self.real_dir}; remove the link or choose another path"]  # fmt: skip
+        if _is_within(real, self.real_dir / WORK_DIRNAME):
+            return [f"output {shown!r} resolves into the work dir {WORK_DIRNAME}/ through a symlink; "
+                    "choose a path outside it"]  # fmt: skip
+        if problems:
+            return problems
+        if exists and output.is_dir():
+            return [f"output {output} is a folder; an output must be a file (remove the folder or choose "
+                    "another name)"]  # fmt: skip
+        field = self.inputs.get(real) or (self._same_file(real) if exists else None)
+        if field is not None:
+            return [f"output {shown!r} is the input {field} ({real}); rendering would overwrite it: "
+                    "choose another output or output_dir"]  # fmt: skip
+        return self._name_lengths(relative)
+
+    def _folder(self, folder: Path) -> tuple[Path, list[str]]:
+        """`folder` (output_dir or below it) resolved, and what stops it from holding files."""
+        if folder not in self._folders:
+            if folder == self.output_dir:
+                problems = _not_a_folder(folder, "output_dir")
+                for parent in folder.parents:
+                    if not problems and os.path.lexists(parent) and not parent.is_dir():
+                        problems = [f"output_dir {folder} lies below {parent}, which is a file, not a folder"]
+                self._folders[folder] = (self.real_dir, problems)
+            else:
+                real_parent, problems = self._folder(folder.parent)
+                real = _resolve(folder) if os.path.islink(folder) else real_parent / folder.name
+                self._folders[folder] = (real, problems or _not_a_folder(folder, "the output's folder"))
+        return self._folders[folder]
+
+    def _same_file(self, path: Path) -> str | None:
+        """The field of the input that is `path` on disk (a hard link, another spelling)."""
+        if self._inodes is None:
+            self._inodes = {}
+            for candidate, field in self.inputs.items():
+                try:
+                    info = os.stat(candidate)
+                except OSError:
+                    continue
+                self._inodes.setdefault((info.st_dev, info.st_ino), field)
+        try:
+            mine = os.stat(path)
+        except OSError:
+            return None
+        return self._inodes.get((mine.st_dev, mine.st_ino))
+
+    def _name_lengths(self, relative: Path) -> list[str]:
+        if self._name_max is None:
+            existing = self.output_dir
+            while not existing.exists() and existing != existing.parent:
+                existing = existing.parent
+            try:
+                self._name_max = os.pathconf(existing, "PC_NAME_MAX")
+            except (OSError, ValueError):
+                self._name_max = DEFAULT_NAME_MAX
+        name_max = self._name_max
+        parts = relative.parts
+        for index, part in enumerate(parts):
+            extra = LONGEST_SIBLING_EXTRA if index == len(parts) - 1 else 0
+            size = len(os.fsencode(part))
+            if size + extra > name_max:
+                return [f"output name {part!r} is {size} bytes; the file system takes names of at most "
+                        f"{name_max - extra} bytes here ({name_max} less room for the sidecar's temporary); "
+                        "shorten it"]  # fmt: skip
+        return []
 
 
 def _resolve(path: Path) -> Path:
@@ -62,55 +130,13 @@ def _resolve(path: Path) -> Path:
 
 
 def _is_within(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
+    inner, outer = str(path), str(folder)
+    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
 
 
-def _same_file(path: Path, inputs: Mapping[Path, str]) -> str | None:
-    """The field of the input that is `path` on disk (a hard link, another spelling)."""
-    try:
-        mine = os.stat(path)
-    except OSError:
-        return None
-    for candidate, field in inputs.items():
-        try:
-            other = os.stat(candidate)
-        except OSError:
-            continue
-        if (other.st_dev, other.st_ino) == (mine.st_dev, mine.st_ino):
-            return field
-    return None
-
-
-def _not_a_folder(output: Path, output_dir: Path) -> list[str]:
-    """output_dir or a folder of the output being something else than a folder, or the output a folder."""
-    if output.is_dir():
-        return [f"output {output} is a folder; an output must be a file (remove the folder or choose another name)"]
-    for folder in [output_dir, *(output_dir / p for p in reversed(output.relative_to(output_dir).parents[:-1]))]:
-        if os.path.lexists(folder) and not folder.is_dir():
-            what = "output_dir" if folder == output_dir else "the output's folder"
-            if not folder.exists():
-                return [f"{what} {folder} is a symlink to {os.readlink(folder)}, which does not exist"]
-            return [f"{what} {folder} is a file, not a folder; move it away or choose another path"]
-    for parent in output_dir.parents:
-        if os.path.lexists(parent) and not parent.is_dir():
-            return [f"output_dir {output_dir} lies below {parent}, which is a file, not a folder"]
-    return []
-
-
-def _name_lengths(output: Path, output_dir: Path) -> list[str]:
-    existing = output_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    try:
-        name_max = os.pathconf(existing, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        name_max = DEFAULT_NAME_MAX
-    parts = output.relative_to(output_dir).parts
-    for index, part in enumerate(parts):
-        extra = LONGEST_SIBLING_EXTRA if index == len(parts) - 1 else 0
-        size = len(os.fsencode(part)) + extra
-        if size > name_max:
-            room = name_max - extra
-            return [f"output name {part!r} is {len(os.fsencode(part))} bytes; the file system takes names of "
-                    f"at most {room} bytes here ({name_max} less room for the sidecar's temporary); shorten it"]  # fmt: skip
+def _not_a_folder(folder: Path, what: str) -> list[str]:
+    if os.path.lexists(folder) and not folder.is_dir():
+        if not folder.exists():
+            return [f"{what} {folder} is a symlink to {os.readlink(folder)}, which does not exist"]
+        return [f"{what} {folder} is a file, not a folder; move it away or choose another path"]
     return []

@@ -17,7 +17,7 @@ from emo_cli.media.formats import format_for
 from emo_cli.media.probe import audio_duration
 from emo_cli.planning.fingerprint import job_id
 from emo_cli.planning.job import Job, Plan, Settings, Source
-from emo_cli.planning.outputs import output_problems
+from emo_cli.planning.outputs import OutputChecks
 
 
 def make_plan(manifest: Manifest) -> Plan:
@@ -35,7 +35,7 @@ def make_plan(manifest: Manifest) -> Plan:
     jobs: list[Job] = []
     problems: list[Problem] = []
     first_by_output: dict[Path, Job] = {}
-    inputs = _inputs(manifest)
+    outputs = OutputChecks(output_dir, _inputs(manifest))
     for spec in manifest.jobs:
         name = str(spec.settings["backend"])
         cls = get_backend_class(name)
@@ -78,7 +78,7 @@ def make_plan(manifest: Manifest) -> Plan:
             weights_identity=weights,
             signing=manifest.signing,
         )
-        placement = output_problems(job.output, output_dir, inputs)
+        placement = outputs.problems(job.output)
         if placement:
             where = spec.output_where or spec.where
             own = where[: len(spec.where)] == spec.where and spec.field == format_path(spec.where)
