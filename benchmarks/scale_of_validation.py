@@ -64,15 +64,15 @@ def main() -> int:
     for jobs in (int(n) for n in args.jobs.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             path = build(Path(tmp), jobs)
-            first = timed(lambda: validate_manifest(path))
+            first = timed(lambda path=path: validate_manifest(path))
             problems = validate_manifest(path)
             if problems:
                 print(f"unexpected problems: {problems[:3]}")
                 return 1
             steps = {
-                "validate": lambda: validate_manifest(path),
-                "plan": lambda: plan_manifest(path),
-                "status": lambda: plan_status(plan_manifest(path)),
+                "validate": lambda path=path: validate_manifest(path),
+                "plan": lambda path=path: plan_manifest(path),
+                "status": lambda path=path: plan_status(plan_manifest(path)),
             }
             medians = {name: statistics.median(timed(step) for _ in range(args.repeat)) for name, step in steps.items()}
             print(f"{jobs:>7} {first:>16.2f}s {medians['validate']:>8.2f}s {medians['plan']:>8.2f}s "

@@ -72,6 +72,15 @@ class MediaError(EmoError):
     """ffmpeg (or PyAV) failed to decode, encode or mux; the message carries its stderr."""
 
 
+class ProcessKilled(MediaError):
+    """A child process (ffmpeg) was killed by a signal (the kernel's out-of-memory killer, an
+    operator): not the input's fault, so a pool retries the job like one whose worker died."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
 class RenderError(EmoError):
     """The render of a job failed for a reason that is not the input's fault."""
 

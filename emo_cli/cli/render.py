@@ -193,6 +193,10 @@ def render(
     ] = None,
 ) -> None:
     """Render a manifest's jobs; an interrupted render resumes where it stopped."""
+    from emo_cli.execution.interrupts import exit_code as interrupt_exit_code
+    from emo_cli.execution.interrupts import stop_on_sigterm
+
+    stop_on_sigterm()  # from here on SIGTERM stops the render like Ctrl-C (exit 143, Ctrl-C 130)
     from emo_cli.api import render_manifest
     from emo_cli.execution.executors import make_executor
 
@@ -215,7 +219,7 @@ def render(
             highlight=False,
             soft_wrap=True,
         )
-        raise typer.Exit(INTERRUPTED_EXIT) from None
+        raise typer.Exit(interrupt_exit_code()) from None
     if not as_json:
         console.print(summary_table(summary))
         note = credentials_note(summary)

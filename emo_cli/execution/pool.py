@@ -41,8 +41,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from emo_cli.errors import EmoError, RenderError, UsageError
+from emo_cli.errors import EmoError, ProcessKilled, RenderError, UsageError
 from emo_cli.execution.devices import Device
+from emo_cli.execution.interrupts import stop
 from emo_cli.execution.lease import DEFAULT_TIMEOUT_S, JobLease, read_lease
 from emo_cli.execution.scheduling import (
     DONE,
@@ -114,7 +115,7 @@ def run_pool(
     # treat it like Ctrl-C, so workers stop and leases are given back before the SIGKILL.
     if threading.current_thread() is not threading.main_thread():
         return pool.run()
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         return pool.run()
     finally:
@@ -169,6 +170,9 @@ def _worker_loop(device: Device, run_job: str, conn: Connection, parent_pid: int
         try:
             value = function(job, device, JobEvents(send, job.id))
         except EmoError as exc:
+            if isinstance(getattr(exc, "cause", exc), ProcessKilled):  # as if this worker had died
+                send(("killed", job.id, str(getattr(exc, "cause", exc))))
+                continue
             send(("failed", job.id, str(exc), None, time.monotonic() - start))
         except Exception as exc:  # a bug in the job function: keep its traceback
             message = f"{type(exc).__name__}: {exc}"
@@ -321,6 +325,10 @@ class _Pool:
         elif kind == "failed":
             _, job_id, text, trace, seconds = message
             self._finish(worker, JobOutcome(job_id, FAILED, text, seconds=seconds, traceback=trace))
+        elif kind == "killed":  # a child of the worker was killed (out of memory?): retry like a death
+            job, worker.job = worker.job, None
+            if job is not None and not self.scheduler.worker_died(job, message[2], worker.id, worker.device.name):
+                self._release(job.id)
 
     def _finish(self, worker: _Worker, outcome: JobOutcome) -> None:
         worker.job = None
