@@ -26,7 +26,7 @@ from emo_cli.backends.registry import get_backend_class
 from emo_cli.errors import EmoError, UsageError
 from emo_cli.execution.devices import Device, parse_devices
 from emo_cli.execution.jobs import is_finished, render_job
-from emo_cli.execution.lease import JobLease, read_lease
+from emo_cli.execution.lease import JobLease, LeaseLost, read_lease, rendering_under
 from emo_cli.execution.results import EventSink, JobFailed, JobResult, JobStatus
 from emo_cli.execution.scheduling import DONE, FAILED, HELD, JobOutcome, PoolEvent
 from emo_cli.execution.worker import shared_work
@@ -119,8 +119,15 @@ class InlineExecutor(Executor):
         try:
             if isinstance(backend, EmoError):
                 raise JobFailed(job, f"{job.field}, settings.backend", backend)
-            return render_job(job, backend, events=emit, resume=resume)
+            with rendering_under(job.work_dir, lease.info.token):
+                return render_job(job, backend, events=emit, resume=resume)
+        except LeaseLost as exc:  # stalled past the timeout: another render took the job over
+            emit({"event": "job_held", "job_id": job.id, "job": job.name, "holder": exc.holder})
+            return job_result(job, "held", error=f"job {job.name}: {exc}")
         except JobFailed as exc:
+            if isinstance(exc.cause, LeaseLost):
+                emit({"event": "job_held", "job_id": job.id, "job": job.name, "holder": exc.cause.holder})
+                return job_result(job, "held", error=f"job {job.name}: {exc.cause}")
             emit({"event": "job_failed", "job_id": job.id, "job": job.name, "output": str(job.output),
                   "error": str(exc), "error_type": type(exc.cause).__name__})  # fmt: skip
             return job_result(job, "failed", seconds=time.monotonic() - began, error=str(exc))

@@ -18,6 +18,7 @@ from emo_cli.backends.base import Backend
 from emo_cli.errors import StorageError
 from emo_cli.execution.checkpoints import pause_point
 from emo_cli.execution.chunkloop import ChunkHook, ChunkLoop, chunk_done_event
+from emo_cli.execution.lease import LeaseLost, check_still_held
 from emo_cli.execution.publish import publish
 from emo_cli.execution.results import EventSink, JobFailed, JobResult, failing_as
 from emo_cli.execution.workdir import AUDIO_NAME, Journal, WorkDir
@@ -69,6 +70,8 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
     """
     try:
         return _render_job(job, backend, events=events, resume=resume, after_chunk=after_chunk)
+    except LeaseLost as exc:  # stalled past the lease timeout, taken over: stopped, touched nothing
+        raise JobFailed(job, f"{job.field}, lease", exc) from exc
     except OSError as exc:  # the file system refused a write: say which file and what to do
         raise JobFailed(job, f"{job.field}, files under {job.output_dir}", StorageError.from_os_error(exc)) from exc
 
@@ -79,7 +82,7 @@ def _render_job(job: Job, backend: Backend, *, events: EventSink | None, resume:
     began = time.monotonic()
     with failing_as(job, f"{job.field}, output"):
         fmt = format_for(job.output)
-    work, ranges = WorkDir(job.work_dir, fmt), job.chunks()
+    work, ranges = WorkDir(job.work_dir, fmt, guard=lambda: check_still_held(job.work_dir)), job.chunks()
     base = {"job_id": job.id, "job": job.name, "output": str(job.output)}
     signer, c2pa_note = _signing(job, fmt)
     credentials = signer.describe() if signer is not None else C2PA_UNSUPPORTED if c2pa_note else C2PA_OFF

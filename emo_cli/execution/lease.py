@@ -44,12 +44,12 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from emo_cli.errors import StorageError, describe_os_error
+from emo_cli.errors import RenderError, StorageError, describe_os_error
 from emo_cli.execution.workdir import LEASE_FILE, lease_name, lease_temporary_name
 from emo_cli.fsutil import atomic_write_text
 
@@ -307,6 +307,50 @@ class JobLease:
                     return
             except OSError:  # a transient NFS error: try again at the next beat
                 continue
+
+
+# The claim this process renders each job under: work dir -> token. Set by whoever claimed the
+# lease for the render (the pool for its workers, the inline executor, a Ray actor).
+_rendering_under: dict[Path, str] = {}
+
+
+@contextlib.contextmanager
+def rendering_under(work_dir: Path | str, token: str) -> Iterator[None]:
+    """While the block runs, `check_still_held(work_dir)` requires the lease with `token`."""
+    key = Path(work_dir)
+    _rendering_under[key] = token
+    try:
+        yield
+    finally:
+        _rendering_under.pop(key, None)
+
+
+def check_still_held(work_dir: Path | str) -> None:
+    """Before writing the journal or publishing: stop if another process took the job over.
+
+    A holder stalled past the timeout (SIGSTOP, a suspended VM) finds a newer lease when it
+    wakes: it must not touch the files of the render that took over. Without a claim on record
+    (a direct `render_job` call) there is nothing to check.
+
+    Raises:
+        LeaseLost: the current lease is not the one this process renders under.
+    """
+    token = _rendering_under.get(Path(work_dir))
+    if token is None:
+        return
+    _, info = read_current(work_dir)
+    if info is None or info.token != token or info.released:
+        holder = info.holder if info is not None and not info.released else "another process"
+        raise LeaseLost(f"this render stalled for longer than the lease timeout and {holder} took the job over "
+                        f"(lease in {work_dir}); it stopped without touching that render's files", holder)  # fmt: skip
+
+
+class LeaseLost(RenderError):
+    """The job's lease was taken over while this process was stalled."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 def claim_next(work_dir: Path | str, seen_generation: int, info: LeaseInfo) -> bool:

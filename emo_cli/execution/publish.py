@@ -34,6 +34,7 @@ def publish(
         pause_point("mux:running")
 
     with failing_as(job, f"{job.field}, mux into {job.output}"):
+        work.guard()
         concat = work.write_concat_list(chunks)
         metadata = record.container_metadata()
         if record.signer is None:
@@ -43,6 +44,7 @@ def publish(
             mux(concat, work.audio, work.unsigned, metadata=metadata, audio_encoded=True, fmt=fmt,
                 while_running=running)  # fmt: skip
             pause_point("sign")
+            work.guard()
             remove_stale_temporaries(job.output)
             sign_video(work.unsigned, job.output, record.c2pa_manifest(fmt.mime), record.signer,
                        before_rename=lambda: pause_point("sign:written"))  # fmt: skip

@@ -24,7 +24,7 @@ from typing import Any
 
 from emo_cli.errors import BackendError, EmoError, UsageError
 from emo_cli.execution.devices import Device
-from emo_cli.execution.lease import DEFAULT_TIMEOUT_S, JobLease, read_lease
+from emo_cli.execution.lease import DEFAULT_TIMEOUT_S, JobLease, read_lease, rendering_under
 from emo_cli.execution.scheduling import (
     DONE,
     FAILED,
@@ -136,7 +136,8 @@ class RenderActor:
             events.emit("started", pid=os.getpid())
             start = time.monotonic()
             try:
-                value = self.function(job, self.device, events)
+                with rendering_under(job.work_dir, lease.info.token):
+                    value = self.function(job, self.device, events)
             except EmoError as exc:
                 return (FAILED, str(exc), None, time.monotonic() - start, self.label)
             except Exception as exc:

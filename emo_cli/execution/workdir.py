@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,8 +247,11 @@ class WorkDir:
     in its audio suffix (".mp4" and ".m4a" for MP4).
     """
 
-    def __init__(self, path: Path, fmt: OutputFormat = MP4) -> None:
+    def __init__(self, path: Path, fmt: OutputFormat = MP4, guard: Callable[[], None] | None = None) -> None:
         self.path = path
+        # Called before every journal write and publish: raises when this process may no
+        # longer write here (its lease was taken over).
+        self.guard = guard or (lambda: None)
         self.segment_suffix = fmt.suffix
         self.audio = path / (AUDIO_STEM + fmt.audio_suffix)
         self.unsigned = path / (UNSIGNED_STEM + fmt.suffix)
@@ -288,6 +292,7 @@ class WorkDir:
         return f"{path} {damage}; replaced by a fresh journal (its chunks are rendered again)"
 
     def save_journal(self, journal: Journal) -> None:
+        self.guard()
         journal.save(self.path)
 
     def fresh_journal(self, job: Job) -> Journal:
