@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -181,6 +182,11 @@ def render(
         str | None,
         typer.Option("--shard", help="Render only shard INDEX/COUNT of the jobs (by job id), e.g. 0/4."),
     ] = None,
+    confine: Annotated[
+        Path | None,
+        typer.Option("--confine", help="Render a manifest from others: inputs must be inside its folder, it and "
+                     "output_dir inside DIR, no signing: section (as EMO_CONFINE=DIR; see the README's trust model)."),
+    ] = None,
     executor: Annotated[
         str,
         typer.Option(
@@ -197,6 +203,8 @@ def render(
     from emo_cli.execution.interrupts import stop_on_sigterm
 
     stop_on_sigterm()  # from here on SIGTERM stops the render like Ctrl-C (exit 143, Ctrl-C 130)
+    if confine is not None:
+        os.environ["EMO_CONFINE"] = str(confine)  # read by load_manifest (and inherited by workers)
     from emo_cli.api import render_manifest
     from emo_cli.execution.executors import make_executor
 
