@@ -176,3 +176,18 @@ def test_the_cli_reports_a_journal_that_is_a_folder_and_renders(tmp_path, voice)
     events: list[dict] = []
     assert render(make_plan(job.output_dir, [job]), events=events.append).exit_code == 0
     assert [json.dumps(e) for e in events if e["event"] == "state_repaired"]
+
+
+def test_signing_out_of_space_says_so_instead_of_blaming_the_certificate(tmp_path, voice, monkeypatch):
+    import c2pa
+
+    def full(self, *args, **kwargs):
+        raise c2pa.C2paError("Io: No space left on device (os error 28)")  # how the SDK reports a failed write
+
+    monkeypatch.setattr(c2pa.Builder, "sign", full)
+    job = make_job(tmp_path / "out", audio=voice)
+    (result,) = render(make_plan(job.output_dir, [job])).results
+    assert result.status == "failed"
+    assert f"cannot write the signed {job.output}: the disk that holds it is full" in result.error, result.error
+    assert "certificate" not in result.error
+    assert stale_files(job.output_dir) == [] and not job.output.exists()
