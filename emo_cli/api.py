@@ -99,6 +99,9 @@ def render_manifest(
     executor: str | Executor = "inline",
 ) -> RunSummary:
     """`plan_manifest(path)` (raising ManifestError with every problem), then `render` it."""
+    from emo_cli.execution.checkpoints import pause_point
+
+    pause_point("plan")
     return render(plan_manifest(path), resume=resume, events=events, only=only, shard=shard, executor=executor)
 
 

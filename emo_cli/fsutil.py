@@ -61,6 +61,10 @@ class AtomicFile:
                 os.fsync(fh.fileno())
             os.replace(self.tmp, self.final)
             _fsync_dir(self.final.parent)
+        except OSError as exc:
+            if exc.filename is None:
+                exc.filename = str(self.final)
+            raise
         finally:
             self.discard()
 
@@ -78,6 +82,11 @@ def atomic_path(final: Path | str, suffix: str | None = None) -> Iterator[Path]:
     file = AtomicFile(final, suffix)
     try:
         yield file.tmp
+    except OSError as exc:
+        file.discard()
+        if exc.filename is None:  # a write on an open file (a full disk): name the file
+            exc.filename = str(final)
+        raise
     except BaseException:
         file.discard()
         raise

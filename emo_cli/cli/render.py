@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -84,6 +85,8 @@ class ProgressView:
             )
         elif kind == "job_held":
             self.progress.console.print(f"  {escape(event['job'])}: waiting, {escape(event['holder'])} renders it")
+        elif kind == "state_repaired":
+            self.progress.console.print(f"  [yellow]{escape(event['job'])}: {escape(event['message'])}")
 
 
 class PlainLog:
@@ -105,6 +108,8 @@ class PlainLog:
         elif kind == "job_retrying":
             self.console.print(f"retrying {event['job']}: the worker on {event['device']} died ({event['cause']})",
                                markup=False, highlight=False)  # fmt: skip
+        elif kind == "state_repaired":
+            self.console.print(f"repaired {event['job']}: {event['message']}", markup=False, highlight=False)
 
 
 def json_lines(event: dict[str, Any]) -> None:
@@ -177,6 +182,11 @@ def render(
         str | None,
         typer.Option("--shard", help="Render only shard INDEX/COUNT of the jobs (by job id), e.g. 0/4."),
     ] = None,
+    confine: Annotated[
+        Path | None,
+        typer.Option("--confine", help="Render a manifest from others: inputs must be inside its folder, it and "
+                     "output_dir inside DIR, no signing: section (as EMO_CONFINE=DIR; see the README's trust model)."),
+    ] = None,
     executor: Annotated[
         str,
         typer.Option(
@@ -189,6 +199,12 @@ def render(
     ] = None,
 ) -> None:
     """Render a manifest's jobs; an interrupted render resumes where it stopped."""
+    from emo_cli.execution.interrupts import exit_code as interrupt_exit_code
+    from emo_cli.execution.interrupts import stop_on_sigterm
+
+    stop_on_sigterm()  # from here on SIGTERM stops the render like Ctrl-C (exit 143, Ctrl-C 130)
+    if confine is not None:
+        os.environ["EMO_CONFINE"] = str(confine)  # read by load_manifest (and inherited by workers)
     from emo_cli.api import render_manifest
     from emo_cli.execution.executors import make_executor
 
@@ -211,7 +227,7 @@ def render(
             highlight=False,
             soft_wrap=True,
         )
-        raise typer.Exit(INTERRUPTED_EXIT) from None
+        raise typer.Exit(interrupt_exit_code()) from None
     if not as_json:
         console.print(summary_table(summary))
         note = credentials_note(summary)

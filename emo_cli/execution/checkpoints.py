@@ -7,7 +7,7 @@ without sleeping and hoping. When `EMO_TEST_PAUSE_AT` lists a point (comma-separ
 either kills the process or opens the FIFO for writing to let it go on. Unset, this costs one
 environment lookup.
 
-Points: `render:K` (before chunk K is rendered; chunks before K - 1 are committed, chunk
+Points: `plan` (`api.render_manifest` is about to plan the manifest), `render:K` (before chunk K is rendered; chunks before K - 1 are committed, chunk
 K - 1 is fed to its encoder, which may still be finishing: the loop commits a chunk once half
 of the next one is fed), `encode:K` (half of chunk K's frames are in ffmpeg's pipe; chunks
 before K are committed), `commit:K` (chunk K's segment and state are in place, the journal

@@ -25,10 +25,11 @@ from emo_cli.backends.base import Backend
 from emo_cli.backends.registry import get_backend_class
 from emo_cli.errors import EmoError, UsageError
 from emo_cli.execution.devices import Device, parse_devices
-from emo_cli.execution.jobs import render_job
-from emo_cli.execution.lease import JobLease, read_lease
+from emo_cli.execution.jobs import is_finished, render_job
+from emo_cli.execution.lease import JobLease, LeaseLost, read_lease, rendering_under
 from emo_cli.execution.results import EventSink, JobFailed, JobResult, JobStatus
 from emo_cli.execution.scheduling import DONE, FAILED, HELD, JobOutcome, PoolEvent
+from emo_cli.execution.worker import shared_work
 from emo_cli.planning.job import Job
 
 # Without --address, Ray starts a one-machine cluster: keep it on the loopback, no dashboard.
@@ -106,7 +107,10 @@ class InlineExecutor(Executor):
 
     def _run_one(self, job: Job, backend: Backend | EmoError, *, resume: bool, emit: EventSink) -> JobResult:
         began = time.monotonic()
-        lease = JobLease.acquire(job.work_dir)
+        try:
+            lease = JobLease.claim(job.work_dir)
+        except EmoError as exc:
+            return unclaimable(job, str(exc), emit)
         if lease is None:
             info = read_lease(job.work_dir)
             holder = info.holder if info is not None else "another process"
@@ -115,8 +119,15 @@ class InlineExecutor(Executor):
         try:
             if isinstance(backend, EmoError):
                 raise JobFailed(job, f"{job.field}, settings.backend", backend)
-            return render_job(job, backend, events=emit, resume=resume)
+            with rendering_under(job.work_dir, lease.info.token):
+                return render_job(job, backend, events=emit, resume=resume)
+        except LeaseLost as exc:  # stalled past the timeout: another render took the job over
+            emit({"event": "job_held", "job_id": job.id, "job": job.name, "holder": exc.holder})
+            return job_result(job, "held", error=f"job {job.name}: {exc}")
         except JobFailed as exc:
+            if isinstance(exc.cause, LeaseLost):
+                emit({"event": "job_held", "job_id": job.id, "job": job.name, "holder": exc.cause.holder})
+                return job_result(job, "held", error=f"job {job.name}: {exc.cause}")
             emit({"event": "job_failed", "job_id": job.id, "job": job.name, "output": str(job.output),
                   "error": str(exc), "error_type": type(exc.cause).__name__})  # fmt: skip
             return job_result(job, "failed", seconds=time.monotonic() - began, error=str(exc))
@@ -152,11 +163,11 @@ class LocalPoolExecutor(Executor):
         from emo_cli.execution.pool import run_pool
 
         needs = {job.id: backend_needs(job) for job in jobs}
-        summary = run_pool(jobs, job_function(resume), self.pool_devices(list(needs.values())),
+        summary = run_pool(shared_work(jobs), job_function(resume), self.pool_devices(list(needs.values())),
                            retries=self.retries, on_event=PoolEvents(jobs, emit), needs=needs)  # fmt: skip
         if summary.interrupted:
             raise KeyboardInterrupt
-        return [from_outcome(job, summary.outcomes[job.id]) for job in jobs]
+        return [settle(job, summary.outcomes[job.id], emit) for job in jobs]
 
 
 @register_executor
@@ -180,14 +191,14 @@ class RayExecutor(Executor):
             by_need.setdefault(backend_needs(job), []).append(job)
         outcomes: dict[str, JobOutcome] = {}
         for need, group in by_need.items():
-            summary = run_on_ray(group, job_function(resume), address=self.address,
+            summary = run_on_ray(shared_work(group), job_function(resume), address=self.address,
                                  num_gpus=1.0 if need == "gpu" else 0.0, retries=self.retries,
                                  on_event=PoolEvents(group, emit),
                                  init_kwargs=LOCAL_RAY if self.address is None else None)  # fmt: skip
             if summary.interrupted:
                 raise KeyboardInterrupt
             outcomes.update(summary.outcomes)
-        return [from_outcome(job, outcomes[job.id]) for job in jobs]
+        return [settle(job, outcomes[job.id], emit) for job in jobs]
 
 
 def job_function(resume: bool) -> str:
@@ -227,8 +238,32 @@ class PoolEvents:
         self.emit(out)
 
 
+def unclaimable(job: Job, error: str, emit: EventSink) -> JobResult:
+    """The result of a job whose lease could not be written (a full or read-only disk): skipped
+    if its output and sidecar are already the files its journal recorded, else failed."""
+    from emo_cli.execution.workdir import Journal
+
+    if is_finished(job, Journal.load(job.work_dir)):
+        emit({"event": "job_skipped", "job_id": job.id, "job": job.name, "output": str(job.output),
+              "reason": "already done", "frames": job.num_frames})  # fmt: skip
+        return job_result(job, "skipped")
+    emit({"event": "job_failed", "job_id": job.id, "job": job.name, "output": str(job.output), "error": error,
+          "error_type": "StorageError"})  # fmt: skip
+    return job_result(job, "failed", error=f"job {job.name}: {error}")
+
+
+def settle(job: Job, outcome: JobOutcome, emit: EventSink) -> JobResult:
+    """`from_outcome`, except for a job whose lease could not be written (see `unclaimable`)."""
+    if outcome.at_claim:
+        return unclaimable(job, outcome.message, emit)
+    return from_outcome(job, outcome)
+
+
 def from_outcome(job: Job, outcome: JobOutcome) -> JobResult:
-    """A worker's outcome as the job's result."""
+    """A worker's outcome as the job's result (a `SharedWork` returns one result per job)."""
+    if outcome.status == DONE and isinstance(outcome.value, tuple):
+        mine = [r for r in outcome.value if isinstance(r, JobResult) and r.output == job.output]
+        outcome = dataclasses.replace(outcome, value=mine[0] if mine else None)
     if outcome.status == DONE and isinstance(outcome.value, JobResult):
         return dataclasses.replace(outcome.value, device=outcome.device)
     if outcome.status == DONE:  # the result did not come back (it would not pickle)

@@ -15,10 +15,12 @@ import time
 from collections.abc import Sequence
 
 from emo_cli.backends.base import Backend
+from emo_cli.errors import StorageError
 from emo_cli.execution.checkpoints import pause_point
 from emo_cli.execution.chunkloop import ChunkHook, ChunkLoop, chunk_done_event
+from emo_cli.execution.lease import LeaseLost, check_still_held
 from emo_cli.execution.publish import publish
-from emo_cli.execution.results import EventSink, JobResult, failing_as
+from emo_cli.execution.results import EventSink, JobFailed, JobResult, failing_as
 from emo_cli.execution.workdir import AUDIO_NAME, Journal, WorkDir
 from emo_cli.fsutil import file_matches, sha256_file
 from emo_cli.media.formats import OutputFormat, format_for
@@ -26,7 +28,7 @@ from emo_cli.media.mux import AudioEncoder
 from emo_cli.planning.job import Job
 from emo_cli.provenance.identity import SigningIdentity, resolve_identity
 from emo_cli.provenance.record import ProvenanceRecord, c2pa_supports
-from emo_cli.provenance.tags import C2PA_OFF, C2PA_UNSUPPORTED
+from emo_cli.provenance.tags import C2PA_OFF, C2PA_UNSUPPORTED, sidecar_path
 
 __all__ = ["AUDIO_NAME", "is_finished", "render_job"]
 
@@ -35,11 +37,23 @@ def _ignore(event: dict) -> None:
     pass
 
 
-def is_finished(job: Job, journal: Journal | None) -> bool:
-    """The job's output is published and is the very file the journal recorded."""
-    if journal is None or journal.job_id != job.id or journal.output != str(job.output):
+def is_finished(job: Job, journal: Journal | None, signer: str | None = None) -> bool:
+    """The job's output and its sidecar are published and are the very files the journal
+    recorded for this output (signed by `signer`, a fingerprint or "off", when given).
+
+    Jobs with identical content share a journal, so each output is looked up by its path: one
+    job's output being done says nothing of another's. A deleted or edited sidecar makes the
+    job unfinished, so the next render writes it again.
+    """
+    if journal is None or journal.job_id != job.id:
         return False
-    return file_matches(job.output, journal.output_sha256)
+    published = journal.outputs.get(str(job.output))
+    if published is None or published.sidecar_sha256 is None:
+        return False
+    if signer is not None and published.signer != signer:
+        return False
+    return file_matches(job.output, published.sha256) and file_matches(sidecar_path(job.output),
+                                                                       published.sidecar_sha256)
 
 
 def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, resume: bool = True,
@@ -51,18 +65,31 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
     `after_chunk` hooks are called with each `CommittedChunk` once it is on disk and journaled.
 
     Raises:
-        JobFailed: an expected failure (unusable input, backend or ffmpeg error), naming the
-            job and the manifest field or file at fault.
+        JobFailed: an expected failure (unusable input, backend or ffmpeg error, a storage
+            fault such as a full disk), naming the job and the manifest field or file at fault.
     """
+    try:
+        return _render_job(job, backend, events=events, resume=resume, after_chunk=after_chunk)
+    except LeaseLost as exc:  # stalled past the lease timeout, taken over: stopped, touched nothing
+        raise JobFailed(job, f"{job.field}, lease", exc) from exc
+    except OSError as exc:  # the file system refused a write: say which file and what to do
+        raise JobFailed(job, f"{job.field}, files under {job.output_dir}", StorageError.from_os_error(exc)) from exc
+
+
+def _render_job(job: Job, backend: Backend, *, events: EventSink | None, resume: bool,
+                after_chunk: Sequence[ChunkHook]) -> JobResult:  # fmt: skip
     emit = events or _ignore
     began = time.monotonic()
     with failing_as(job, f"{job.field}, output"):
         fmt = format_for(job.output)
-    work, ranges = WorkDir(job.work_dir, fmt), job.chunks()
+    work, ranges = WorkDir(job.work_dir, fmt, guard=lambda: check_still_held(job.work_dir)), job.chunks()
     base = {"job_id": job.id, "job": job.name, "output": str(job.output)}
     signer, c2pa_note = _signing(job, fmt)
     credentials = signer.describe() if signer is not None else C2PA_UNSUPPORTED if c2pa_note else C2PA_OFF
 
+    damage = work.repair_journal()
+    if damage is not None:
+        emit({"event": "state_repaired", **base, "message": damage})
     journal = _resume_check(job, work, resume, signer)
     if journal is None:
         emit({"event": "job_skipped", **base, "reason": "already done", "frames": job.num_frames})
@@ -88,8 +115,8 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
         raise
 
     record = ProvenanceRecord.for_job(job, signer, c2pa_note=c2pa_note)
-    journal.output_sha256 = publish(job, work, record, len(ranges), fmt)
-    journal.output, journal.signer = str(job.output), record.signer_fingerprint
+    digest, sidecar_digest = publish(job, work, record, len(ranges), fmt)
+    journal.record_output(str(job.output), digest, record.signer_fingerprint, sidecar_digest)
     work.save_journal(journal)
     seconds = time.monotonic() - began
     emit({"event": "job_done", **base, "frames": job.num_frames, "chunks_rendered": len(todo),
@@ -119,7 +146,7 @@ def _resume_check(job: Job, work: WorkDir, resume: bool, signer: SigningIdentity
     work.remove_stale_temporaries()
     journal = work.load_journal()
     expected = signer.fingerprint if signer is not None else C2PA_OFF
-    if is_finished(job, journal) and journal is not None and journal.signer == expected:
+    if is_finished(job, journal, expected):
         return None
     return work.fresh_journal(job)
 

@@ -37,15 +37,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import secrets
+import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+from emo_cli.errors import RenderError, StorageError, describe_os_error
 from emo_cli.execution.workdir import LEASE_FILE, lease_name, lease_temporary_name
 from emo_cli.fsutil import atomic_write_text
 
@@ -75,8 +79,9 @@ class LeaseInfo:
 
     @classmethod
     def from_json(cls, text: str) -> LeaseInfo:
+        """Raises ValueError (or KeyError, TypeError, AttributeError) for anything but a lease."""
         doc = json.loads(text)
-        return cls(
+        info = cls(
             host=str(doc["host"]),
             pid=int(doc["pid"]),
             token=str(doc["token"]),
@@ -85,6 +90,9 @@ class LeaseInfo:
             pid_namespace=str(doc.get("pid_namespace", "")),
             released=bool(doc.get("released", False)),
         )
+        if not (math.isfinite(info.started) and math.isfinite(info.heartbeat)):
+            raise ValueError("a lease time that is not a number")
+        return info
 
 
 def lease_file(work_dir: Path | str, generation: int) -> Path:
@@ -113,15 +121,23 @@ def read_current(work_dir: Path | str, now: float | None = None) -> tuple[int, L
             return 0, None
         path = lease_file(work_dir, generation)
         try:
-            text = path.read_text()
-            mtime = path.stat().st_mtime
+            mtime = path.lstat().st_mtime
+            data: bytes | None = path.read_bytes()
         except FileNotFoundError:  # a newer claimant cleaned it up: look again
             continue
+        except OSError:  # a folder or something else unreadable under a lease's name
+            data = None
+        beat = mtime if now is None else min(mtime, now)
+        unreadable = LeaseInfo(host="?", pid=0, token="unreadable", started=mtime, heartbeat=beat)
         try:
-            return generation, LeaseInfo.from_json(text)
-        except (ValueError, KeyError, TypeError):
-            beat = mtime if now is None else min(mtime, now)
-            return generation, LeaseInfo(host="?", pid=0, token="unreadable", started=mtime, heartbeat=beat)
+            info = LeaseInfo.from_json(data.decode("utf-8")) if data is not None else unreadable
+        except (ValueError, KeyError, TypeError, AttributeError):  # UnicodeDecodeError is a ValueError
+            return generation, unreadable
+        if now is not None and info.heartbeat > now + DEFAULT_TIMEOUT_S:
+            # A heartbeat from the future (a hand edit, a clock far ahead) would hold the job
+            # forever: judge the lease by when its file was last written instead.
+            info = dataclasses.replace(info, heartbeat=beat)
+        return generation, info
 
 
 def read_lease(work_dir: Path | str) -> LeaseInfo | None:
@@ -188,6 +204,15 @@ class JobLease:
         self._released = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def claim(cls, work_dir: Path | str, **options: Any) -> JobLease | None:
+        """`acquire`, with a file system that refuses the lease (full, read-only) reported as a
+        `StorageError` naming the file and what to do."""
+        try:
+            return cls.acquire(work_dir, **options)
+        except OSError as exc:
+            raise StorageError(f"cannot claim the job's lease: {describe_os_error(exc)}") from exc
 
     @classmethod
     def acquire(
@@ -284,6 +309,50 @@ class JobLease:
                 continue
 
 
+# The claim this process renders each job under: work dir -> token. Set by whoever claimed the
+# lease for the render (the pool for its workers, the inline executor, a Ray actor).
+_rendering_under: dict[Path, str] = {}
+
+
+@contextlib.contextmanager
+def rendering_under(work_dir: Path | str, token: str) -> Iterator[None]:
+    """While the block runs, `check_still_held(work_dir)` requires the lease with `token`."""
+    key = Path(work_dir)
+    _rendering_under[key] = token
+    try:
+        yield
+    finally:
+        _rendering_under.pop(key, None)
+
+
+def check_still_held(work_dir: Path | str) -> None:
+    """Before writing the journal or publishing: stop if another process took the job over.
+
+    A holder stalled past the timeout (SIGSTOP, a suspended VM) finds a newer lease when it
+    wakes: it must not touch the files of the render that took over. Without a claim on record
+    (a direct `render_job` call) there is nothing to check.
+
+    Raises:
+        LeaseLost: the current lease is not the one this process renders under.
+    """
+    token = _rendering_under.get(Path(work_dir))
+    if token is None:
+        return
+    _, info = read_current(work_dir)
+    if info is None or info.token != token or info.released:
+        holder = info.holder if info is not None and not info.released else "another process"
+        raise LeaseLost(f"this render stalled for longer than the lease timeout and {holder} took the job over "
+                        f"(lease in {work_dir}); it stopped without touching that render's files", holder)  # fmt: skip
+
+
+class LeaseLost(RenderError):
+    """The job's lease was taken over while this process was stalled."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
 def claim_next(work_dir: Path | str, seen_generation: int, info: LeaseInfo) -> bool:
     """Create lease number `seen_generation + 1` holding `info`; True if this caller made it.
 
@@ -295,10 +364,14 @@ def claim_next(work_dir: Path | str, seen_generation: int, info: LeaseInfo) -> b
     tmp = work_dir / lease_temporary_name(info.token)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        os.write(fd, info.to_json().encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        try:
+            os.write(fd, info.to_json().encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:  # a full disk: leave no temporary behind
+        tmp.unlink(missing_ok=True)
+        raise
     try:
         try:
             os.link(tmp, target)
@@ -317,6 +390,9 @@ def claim_next(work_dir: Path | str, seen_generation: int, info: LeaseInfo) -> b
         for name in os.listdir(work_dir):
             match = LEASE_FILE.fullmatch(name)
             if match and int(match.group(1)) <= seen_generation:
-                with contextlib.suppress(FileNotFoundError):
-                    (work_dir / name).unlink()
+                old = work_dir / name
+                if old.is_dir() and not old.is_symlink():
+                    shutil.rmtree(old, ignore_errors=True)
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                    old.unlink()
     return won

@@ -41,9 +41,10 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from emo_cli.errors import EmoError, RenderError, UsageError
+from emo_cli.errors import EmoError, ProcessKilled, RenderError, UsageError
 from emo_cli.execution.devices import Device
-from emo_cli.execution.lease import DEFAULT_TIMEOUT_S, JobLease, read_lease
+from emo_cli.execution.interrupts import stop
+from emo_cli.execution.lease import DEFAULT_TIMEOUT_S, JobLease, LeaseLost, read_lease, rendering_under
 from emo_cli.execution.scheduling import (
     DONE,
     FAILED,
@@ -114,7 +115,7 @@ def run_pool(
     # treat it like Ctrl-C, so workers stop and leases are given back before the SIGKILL.
     if threading.current_thread() is not threading.main_thread():
         return pool.run()
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         return pool.run()
     finally:
@@ -160,15 +161,24 @@ def _worker_loop(device: Device, run_job: str, conn: Connection, parent_pid: int
     send(("ready", os.getpid()))
     while True:
         try:
-            job = conn.recv()
+            handed = conn.recv()
         except (EOFError, OSError):
             return
-        if job is None:
+        if handed is None:
             return
+        job, token = handed  # the job and the token of the lease the pool claimed for it
         start = time.monotonic()
         try:
-            value = function(job, device, JobEvents(send, job.id))
+            with rendering_under(job.work_dir, token):
+                value = function(job, device, JobEvents(send, job.id))
         except EmoError as exc:
+            cause = getattr(exc, "cause", exc)
+            if isinstance(cause, ProcessKilled):  # as if this worker had died
+                send(("killed", job.id, str(cause)))
+                continue
+            if isinstance(cause, LeaseLost):  # another render took the job over: it is held
+                send(("lost", job.id, cause.holder))
+                continue
             send(("failed", job.id, str(exc), None, time.monotonic() - start))
         except Exception as exc:  # a bug in the job function: keep its traceback
             message = f"{type(exc).__name__}: {exc}"
@@ -263,7 +273,7 @@ class _Pool:
         return need is None or need == worker.device.kind or need not in self.kinds
 
     def _claim(self, job: Schedulable) -> str | None:
-        lease = JobLease.acquire(job.work_dir, host=self.host, pid=os.getpid(), timeout_s=self.lease_timeout_s)
+        lease = JobLease.claim(job.work_dir, host=self.host, pid=os.getpid(), timeout_s=self.lease_timeout_s)
         if lease is None:
             info = read_lease(job.work_dir)
             return info.holder if info is not None else "another process"
@@ -274,7 +284,7 @@ class _Pool:
         assert worker.conn is not None
         attempt = self.scheduler.hand_out(job)
         worker.job = job
-        worker.conn.send(job)
+        worker.conn.send((job, self.leases[job.id].info.token))
         self.scheduler.emit("started", job.id, worker.id, worker.device.name, attempt=attempt)
 
     def _wait_and_handle(self) -> None:
@@ -321,6 +331,15 @@ class _Pool:
         elif kind == "failed":
             _, job_id, text, trace, seconds = message
             self._finish(worker, JobOutcome(job_id, FAILED, text, seconds=seconds, traceback=trace))
+        elif kind == "lost":  # the lease was taken over while this pool was stalled
+            job, worker.job = worker.job, None
+            if job is not None:
+                self.leases.pop(job.id, None)  # not ours any more: nothing to give back
+                self.scheduler.hold(job, message[2], handed_out=True)
+        elif kind == "killed":  # a child of the worker was killed (out of memory?): retry like a death
+            job, worker.job = worker.job, None
+            if job is not None and not self.scheduler.worker_died(job, message[2], worker.id, worker.device.name):
+                self._release(job.id)
 
     def _finish(self, worker: _Worker, outcome: JobOutcome) -> None:
         worker.job = None

@@ -20,9 +20,11 @@ from emo_cli.provenance.record import ProvenanceRecord
 from emo_cli.provenance.tags import write_sidecar
 
 
-def publish(job: Job, work: WorkDir, record: ProvenanceRecord, chunks: int, fmt: OutputFormat = MP4) -> str:
+def publish(
+    job: Job, work: WorkDir, record: ProvenanceRecord, chunks: int, fmt: OutputFormat = MP4
+) -> tuple[str, str]:
     """Mux chunks 0..`chunks`-1 and the encoded audio into `job.output`, sign it (when the record
-    has a signer), write its sidecar; returns the output's sha256.
+    has a signer), write its sidecar; returns the sha256 of the output and of its sidecar.
 
     Raises:
         JobFailed: ffmpeg or the signer failed (the chunks stay for the next run).
@@ -32,6 +34,7 @@ def publish(job: Job, work: WorkDir, record: ProvenanceRecord, chunks: int, fmt:
         pause_point("mux:running")
 
     with failing_as(job, f"{job.field}, mux into {job.output}"):
+        work.guard()
         concat = work.write_concat_list(chunks)
         metadata = record.container_metadata()
         if record.signer is None:
@@ -41,10 +44,11 @@ def publish(job: Job, work: WorkDir, record: ProvenanceRecord, chunks: int, fmt:
             mux(concat, work.audio, work.unsigned, metadata=metadata, audio_encoded=True, fmt=fmt,
                 while_running=running)  # fmt: skip
             pause_point("sign")
+            work.guard()
             remove_stale_temporaries(job.output)
             sign_video(work.unsigned, job.output, record.c2pa_manifest(fmt.mime), record.signer,
                        before_rename=lambda: pause_point("sign:written"))  # fmt: skip
             work.unsigned.unlink()
         digest = sha256_file(job.output)
-        write_sidecar(job.output, record.sidecar(job.output.name, digest))
-    return digest
+        sidecar = write_sidecar(job.output, record.sidecar(job.output.name, digest))
+    return digest, sha256_file(sidecar)

@@ -24,7 +24,7 @@ from typing import Any
 
 from emo_cli.errors import BackendError, EmoError, UsageError
 from emo_cli.execution.devices import Device
-from emo_cli.execution.lease import DEFAULT_TIMEOUT_S, JobLease, read_lease
+from emo_cli.execution.lease import DEFAULT_TIMEOUT_S, JobLease, read_lease, rendering_under
 from emo_cli.execution.scheduling import (
     DONE,
     FAILED,
@@ -124,7 +124,10 @@ class RenderActor:
 
     def render(self, job: Schedulable) -> tuple[Any, ...]:
         """Claim the job's lease, call the job function, give the lease back."""
-        lease = JobLease.acquire(job.work_dir, host=self.host, pid=os.getpid(), timeout_s=self.lease_timeout_s)
+        try:
+            lease = JobLease.claim(job.work_dir, host=self.host, pid=os.getpid(), timeout_s=self.lease_timeout_s)
+        except EmoError as exc:  # the lease cannot be written (a full or read-only disk)
+            return (FAILED, str(exc), None, 0.0, self.label)
         if lease is None:
             info = read_lease(job.work_dir)
             return (HELD, info.holder if info is not None else "another process")
@@ -133,7 +136,8 @@ class RenderActor:
             events.emit("started", pid=os.getpid())
             start = time.monotonic()
             try:
-                value = self.function(job, self.device, events)
+                with rendering_under(job.work_dir, lease.info.token):
+                    value = self.function(job, self.device, events)
             except EmoError as exc:
                 return (FAILED, str(exc), None, time.monotonic() - start, self.label)
             except Exception as exc:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from emo_cli.errors import UsageError
+from emo_cli.errors import EmoError, UsageError
 from emo_cli.execution.shards import Schedulable, longest_first
 
 DONE = "done"
@@ -61,6 +61,7 @@ class JobOutcome:
     seconds: float = 0.0  # time in the job function, last attempt
     value: Any = None  # what the job function returned
     traceback: str | None = None  # for failures that are bugs, not EmoErrors
+    at_claim: bool = False  # failed before it was handed out: its lease could not be written
 
 
 @dataclass
@@ -159,7 +160,13 @@ class Scheduler:
             if not fits(job):
                 self.pending.append(job)
                 continue
-            holder = claim(job) if claim is not None else None
+            try:
+                holder = claim(job) if claim is not None else None
+            except EmoError as exc:  # the lease cannot be written (a full or read-only disk)
+                # The executor decides whether that is a failure or a job already done, and says so.
+                self.holders.pop(job.id, None)
+                self.summary.outcomes[job.id] = JobOutcome(job.id, FAILED, str(exc), at_claim=True)
+                continue
             if holder is not None:
                 self.hold(job, holder)
                 continue

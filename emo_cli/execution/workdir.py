@@ -25,8 +25,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +51,7 @@ CHUNKS_DIRNAME = "chunks"
 AUDIO_STEM = "audio"  # + the output format's audio suffix: audio.m4a
 UNSIGNED_STEM = "unsigned"  # + the output's suffix: unsigned.mp4
 CONCAT_LIST_NAME = "segments.ffconcat"
-LEASE_FILE = re.compile(r"lease\.(\d{8})\.json")
+LEASE_FILE = re.compile(r"lease\.(\d{8,})\.json")  # 8 digits, more once the numbers pass 99999999
 AUDIO_NAME = AUDIO_STEM + ".m4a"  # the MP4 output's audio (kept for callers that name it)
 UNSIGNED_NAME = UNSIGNED_STEM + ".mp4"
 
@@ -87,16 +89,35 @@ class ChunkRecord:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class PublishedOutput:
+    """One output published from this work dir: what its file and its sidecar hashed to, and
+    how it was signed. Jobs with identical content share a work dir and each publish their own."""
+
+    sha256: str
+    signer: str | None  # certificate sha256, or "off"
+    sidecar_sha256: str | None  # None in journals written before sidecars were recorded
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
 @dataclass
 class Journal:
     job_id: str
     num_frames: int
     chunk_frames: int
     chunks: dict[int, ChunkRecord] = field(default_factory=dict)
-    output: str | None = None  # final output path once published
+    output: str | None = None  # the output published last
     output_sha256: str | None = None
     signer: str | None = None  # how the output was signed: certificate sha256, or "off"
     audio_sha256: str | None = None  # the job's audio encoded for the mux, once done
+    outputs: dict[str, PublishedOutput] = field(default_factory=dict)  # every published output, by path
+
+    def record_output(self, output: str, sha256: str, signer: str | None, sidecar_sha256: str) -> None:
+        """`output` was published (its sidecar too): remember it beside the others."""
+        self.output, self.output_sha256, self.signer = output, sha256, signer
+        self.outputs[output] = PublishedOutput(sha256, signer, sidecar_sha256)
 
     @classmethod
     def path_for(cls, work_dir: Path) -> Path:
@@ -104,23 +125,81 @@ class Journal:
 
     @classmethod
     def load(cls, work_dir: Path) -> Journal | None:
-        """The journal in `work_dir`, or None if absent or unreadable (then the job restarts)."""
+        """The journal in `work_dir`, or None if absent or damaged (then the job restarts)."""
+        return cls.read(work_dir)[0]
+
+    @classmethod
+    def read(cls, work_dir: Path) -> tuple[Journal | None, str | None]:
+        """(journal, damage): the journal in `work_dir` (None if absent or unusable) and what
+        is wrong with the file, if anything. Chunk and output records of the wrong shape are
+        dropped one by one, so the chunks the others list are still verified and kept."""
+        path = cls.path_for(work_dir)
         try:
-            doc = json.loads(cls.path_for(work_dir).read_text())
-            if doc.get("format") != FORMAT:
-                return None
-            return cls(
-                job_id=doc["job_id"],
-                num_frames=doc["num_frames"],
-                chunk_frames=doc["chunk_frames"],
-                chunks={int(k): ChunkRecord(**v) for k, v in doc["chunks"].items()},
-                output=doc.get("output"),
-                output_sha256=doc.get("output_sha256"),
-                signer=doc.get("signer"),
-                audio_sha256=doc.get("audio_sha256"),
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None, None
+        except IsADirectoryError:
+            return None, "is a folder, not a file"
+        except OSError as exc:
+            return None, f"cannot be read ({exc.strerror or exc})"
+        try:
+            doc = json.loads(raw.decode("utf-8"))
+        except ValueError:
+            return None, "is not valid JSON"
+        if not isinstance(doc, dict):
+            return None, f"is a JSON {type(doc).__name__}, not a journal"
+        if doc.get("format") != FORMAT:
+            return None, f"has format {doc.get('format')!r}, not {FORMAT}"
+        try:
+            return cls.from_document(doc)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None, "has fields of the wrong shape"
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> tuple[Journal, str | None]:
+        """The journal `doc` describes, and which of its records were dropped as damaged.
+
+        Raises:
+            ValueError, KeyError, TypeError, AttributeError: a top-level field of the wrong shape.
+        """
+        job_id, num_frames, chunk_frames = doc["job_id"], doc["num_frames"], doc["chunk_frames"]
+        if not (isinstance(job_id, str) and type(num_frames) is int and type(chunk_frames) is int):
+            raise TypeError("job_id, num_frames or chunk_frames of the wrong type")
+        chunks: dict[int, ChunkRecord] = {}
+        dropped = 0
+        for key, value in dict(doc.get("chunks") or {}).items():
+            record = _chunk_record(key, value)
+            if record is None:
+                dropped += 1
+            else:
+                chunks[record.index] = record
+        outputs: dict[str, PublishedOutput] = {}
+        for key, value in dict(doc.get("outputs") or {}).items():
+            published = _published_output(value)
+            if published is None:
+                dropped += 1
+            else:
+                outputs[str(key)] = published
+        output, output_sha256, signer = doc.get("output"), doc.get("output_sha256"), doc.get("signer")
+        if not all(v is None or isinstance(v, str) for v in (output, output_sha256, signer)):
+            output = output_sha256 = signer = None
+            dropped += 1
+        if not outputs and output is not None and output_sha256 is not None and "outputs" not in doc:
+            # A journal from before `outputs`: its one output, with no sidecar on record.
+            outputs[output] = PublishedOutput(output_sha256, signer, None)
+        audio_sha256 = doc.get("audio_sha256")
+        journal = cls(
+            job_id=job_id,
+            num_frames=num_frames,
+            chunk_frames=chunk_frames,
+            chunks=chunks,
+            output=output,
+            output_sha256=output_sha256,
+            signer=signer,
+            audio_sha256=audio_sha256 if isinstance(audio_sha256, str) else None,
+            outputs=outputs,
+        )
+        return journal, (f"had {dropped} damaged record{'s' if dropped != 1 else ''}, dropped" if dropped else None)
 
     def save(self, work_dir: Path) -> None:
         doc = {
@@ -133,8 +212,32 @@ class Journal:
             "output_sha256": self.output_sha256,
             "signer": self.signer,
             "audio_sha256": self.audio_sha256,
+            "outputs": {path: published.to_dict() for path, published in sorted(self.outputs.items())},
         }
         atomic_write_text(self.path_for(work_dir), json.dumps(doc, indent=1, sort_keys=True))
+
+
+def _chunk_record(key: Any, value: Any) -> ChunkRecord | None:
+    """A journal's chunk record, or None if it is of the wrong shape."""
+    try:
+        record = ChunkRecord(**value)
+    except TypeError:
+        return None
+    names = (record.segment, record.segment_sha256, record.state, record.state_sha256)
+    numbers = (record.index, record.start, record.count)
+    if not (all(isinstance(v, str) for v in names) and all(type(v) is int for v in numbers)):
+        return None
+    return record if str(record.index) == str(key) else None
+
+
+def _published_output(value: Any) -> PublishedOutput | None:
+    try:
+        published = PublishedOutput(**value)
+    except TypeError:
+        return None
+    fields = (published.sha256, published.signer, published.sidecar_sha256)
+    ok = isinstance(published.sha256, str) and all(v is None or isinstance(v, str) for v in fields)
+    return published if ok else None
 
 
 class WorkDir:
@@ -144,8 +247,11 @@ class WorkDir:
     in its audio suffix (".mp4" and ".m4a" for MP4).
     """
 
-    def __init__(self, path: Path, fmt: OutputFormat = MP4) -> None:
+    def __init__(self, path: Path, fmt: OutputFormat = MP4, guard: Callable[[], None] | None = None) -> None:
         self.path = path
+        # Called before every journal write and publish: raises when this process may no
+        # longer write here (its lease was taken over).
+        self.guard = guard or (lambda: None)
         self.segment_suffix = fmt.suffix
         self.audio = path / (AUDIO_STEM + fmt.audio_suffix)
         self.unsigned = path / (UNSIGNED_STEM + fmt.suffix)
@@ -162,13 +268,39 @@ class WorkDir:
     def load_journal(self) -> Journal | None:
         return Journal.load(self.path)
 
+    def repair_journal(self) -> str | None:
+        """Check the journal; if it is damaged, say how (once, for the caller to report) and
+        put it right: an unusable file (or folder) is removed so a fresh journal replaces it,
+        a journal with damaged records is rewritten without them. None when it was sound."""
+        chunks = self.path / CHUNKS_DIRNAME
+        if os.path.lexists(chunks) and not (chunks.is_dir() and not chunks.is_symlink()):
+            chunks.unlink()
+            if self.load_journal() is not None:
+                return f"{chunks} was not a folder; removed (the journal's chunks are rendered again)"
+        journal, damage = Journal.read(self.path)
+        if damage is None:
+            return None
+        path = Journal.path_for(self.path)
+        if journal is not None:
+            self.save_journal(journal)
+        elif path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        if journal is not None:
+            return f"{path} {damage}; the chunks it still lists are verified by their hash and kept"
+        return f"{path} {damage}; replaced by a fresh journal (its chunks are rendered again)"
+
     def save_journal(self, journal: Journal) -> None:
+        self.guard()
         journal.save(self.path)
 
     def fresh_journal(self, job: Job) -> Journal:
         """The journal to resume `job` from: the one on disk if it is this job's, else an empty one.
 
-        What the journal says about a finished output is cleared: the caller publishes again.
+        What the journal says about `job`'s output is cleared: the caller publishes it again.
+        Outputs of other jobs with the same content stay on record (their files are checked
+        against it before they count as done).
         """
         journal = self.load_journal()
         if (
@@ -178,6 +310,7 @@ class WorkDir:
         ):
             journal = Journal(job_id=job.id, num_frames=job.num_frames, chunk_frames=job.settings.chunk_frames)
         journal.output = journal.output_sha256 = journal.signer = None
+        journal.outputs.pop(str(job.output), None)
         return journal
 
     # -- the chunk store --
@@ -266,5 +399,5 @@ def read_progress(job: Job) -> JobProgress:
     if journal is None or journal.job_id != job.id:
         return JobProgress(0, total, False)
     done = sum(1 for rec in journal.chunks.values() if (job.work_dir / rec.segment).exists())
-    complete = bool(journal.output) and job.output.exists() and done == total
+    complete = str(job.output) in journal.outputs and job.output.exists() and done == total
     return JobProgress(min(done, total), total, complete)

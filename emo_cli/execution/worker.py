@@ -7,6 +7,9 @@ process through `events.emit`, where they reach the same event sink as a serial 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from emo_cli.backends.base import Backend
@@ -22,6 +25,35 @@ RESUME_JOB = "emo_cli.execution.worker:render_resuming"
 FRESH_JOB = "emo_cli.execution.worker:render_afresh"
 
 _backends: dict[tuple[str, str], Backend] = {}
+
+
+@dataclass(frozen=True)
+class SharedWork:
+    """Jobs with the same content (one id, one work dir) and different outputs, handed to one
+    worker as one unit: the chunks are rendered once, under one lease, and every job's output
+    is published. Content addressing shares the work; it never drops an output."""
+
+    jobs: tuple[Job, ...]
+
+    @property
+    def id(self) -> str:
+        return self.jobs[0].id
+
+    @property
+    def duration(self) -> float:
+        return self.jobs[0].duration
+
+    @property
+    def work_dir(self) -> Path:
+        return self.jobs[0].work_dir
+
+
+def shared_work(jobs: Sequence[Job]) -> list[Job | SharedWork]:
+    """`jobs` with those sharing an id gathered into one `SharedWork` (at the first one's place)."""
+    by_id: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_id.setdefault(job.id, []).append(job)
+    return [group[0] if len(group) == 1 else SharedWork(tuple(group)) for group in by_id.values()]
 
 
 def backend_for(job: Job, device: str | None) -> Backend:
@@ -40,19 +72,35 @@ def torch_device(device: Device) -> str:
     return "cuda:0" if device.kind == "cuda" else "cpu"
 
 
-def render_resuming(job: Job, device: Device, events: Any) -> JobResult:
-    """Render `job`, reusing its verified chunks (the default)."""
+def render_resuming(job: Job | SharedWork, device: Device, events: Any) -> JobResult | tuple[JobResult, ...]:
+    """Render `job` (or every job of a `SharedWork`), reusing its verified chunks (the default)."""
     return _render(job, device, events, resume=True)
 
 
-def render_afresh(job: Job, device: Device, events: Any) -> JobResult:
-    """Render `job` from scratch (`emo render --no-resume`)."""
+def render_afresh(job: Job | SharedWork, device: Device, events: Any) -> JobResult | tuple[JobResult, ...]:
+    """Render `job` from scratch (`emo render --no-resume`); a `SharedWork`'s chunks are
+    dropped once, before its first job, and reused by the others."""
     return _render(job, device, events, resume=False)
 
 
-def _render(job: Job, device: Device, events: Any, *, resume: bool) -> JobResult:
+def _render(work: Job | SharedWork, device: Device, events: Any, *, resume: bool) -> JobResult | tuple[JobResult, ...]:
     def forward(event: dict[str, Any]) -> None:
         data = {key: value for key, value in event.items() if key not in ("event", "job_id")}
         events.emit(event["event"], **data)
 
-    return render_job(job, backend_for(job, torch_device(device)), events=forward, resume=resume)
+    if isinstance(work, Job):
+        return render_job(work, backend_for(work, torch_device(device)), events=forward, resume=resume)
+    backend = backend_for(work.jobs[0], torch_device(device))
+    results: list[JobResult] = []
+    for index, job in enumerate(work.jobs):
+        try:
+            results.append(render_job(job, backend, events=forward, resume=resume or index > 0))
+        except JobFailed as exc:
+            if index == 0:
+                raise  # the shared chunks failed: every job of the work fails with it
+            # One output failed to publish (its folder, its name): the others still count.
+            forward({"event": "job_failed", "job": job.name, "output": str(job.output), "error": str(exc),
+                     "error_type": type(exc.cause).__name__})  # fmt: skip
+            results.append(JobResult(job.id, job.name, job.output, "failed", job.num_frames, len(job.chunks()),
+                                     0, 0.0, error=str(exc)))  # fmt: skip
+    return tuple(results)

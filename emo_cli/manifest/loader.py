@@ -19,6 +19,7 @@ from pathlib import Path
 from emo_cli.backends.registry import DEFAULT_BACKEND, get_backend_class
 from emo_cli.errors import BackendError, InputError, ManifestError, Problem
 from emo_cli.fsutil import NotRegularFileError, open_regular_file
+from emo_cli.manifest.confinement import confinement_problems, confinement_root
 from emo_cli.manifest.document import Document, JsonPath, format_path, parse_document
 from emo_cli.manifest.model import JobSpec, Manifest
 from emo_cli.manifest.schema import effective_schema, schema_issues
@@ -108,6 +109,11 @@ def check_manifest(manifest: Manifest) -> list[Problem]:
         return _sorted(problems)
     problems += _check_jobs_exist(manifest)
     problems += _check_backends(manifest)
+    root = confinement_root()
+    if root is not None:
+        confined = confinement_problems(manifest, root)
+        if confined:  # refused before any input is opened
+            return _sorted(problems + confined)
     problems += _check_sources(manifest)
     problems += _check_outputs(manifest)
     problems += _check_consent(manifest)

@@ -12,13 +12,14 @@ import contextlib
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from emo_cli.errors import EmoError, MediaError
+from emo_cli.errors import EmoError, MediaError, ProcessKilled, StorageError
 from emo_cli.fsutil import AtomicFile
 
 STDERR_TAIL_CHARS = 2000
@@ -59,10 +60,25 @@ def stderr_tail(stderr: bytes | str) -> str:
 
 
 def ffmpeg_failure(
-    what: str, file: Path | str, stderr: bytes | str, *, error: type[EmoError] = MediaError
+    what: str, file: Path | str, stderr: bytes | str, *, error: type[EmoError] = MediaError, returncode: int = 1
 ) -> EmoError:
-    """The error to raise when ffmpeg failed on `file` while doing `what`."""
-    return error(f"cannot {what} {file}: ffmpeg says: {stderr_tail(stderr)}")
+    """The error to raise when ffmpeg failed on `file` while doing `what` (with what to do about
+    a full or read-only disk, which ffmpeg reports in its own words)."""
+    tail = stderr_tail(stderr)
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        hint = " (the system may have run out of memory)" if -returncode == signal.SIGKILL else ""
+        return ProcessKilled(f"cannot {what} {file}: ffmpeg was killed by {name}{hint}", -returncode)
+    if "No space left on device" in tail or "Disk quota exceeded" in tail:
+        return StorageError(f"cannot {what} {file}: the disk is full; free space on it and run the same command "
+                            f"again (finished chunks are kept). ffmpeg says: {tail}")  # fmt: skip
+    if "Read-only file system" in tail:
+        return StorageError(f"cannot {what} {file}: the file system is read-only; render to a writable "
+                            f"output_dir. ffmpeg says: {tail}")  # fmt: skip
+    return error(f"cannot {what} {file}: ffmpeg says: {tail}")
 
 
 def run_ffmpeg(
@@ -78,7 +94,7 @@ def run_ffmpeg(
     except OSError as exc:
         raise error(f"cannot run ffmpeg ({argv[0]}) to {what} {file}: {exc}") from exc
     if proc.returncode != 0:
-        raise ffmpeg_failure(what, file, proc.stderr, error=error)
+        raise ffmpeg_failure(what, file, proc.stderr, error=error, returncode=proc.returncode)
     return proc.stdout
 
 
@@ -155,7 +171,7 @@ class FfmpegProcess:
         returncode = self.proc.wait()
         self._drain.join()
         if returncode != 0:
-            raise ffmpeg_failure(self.what, self.file, bytes(self._stderr), error=self.error)
+            raise ffmpeg_failure(self.what, self.file, bytes(self._stderr), error=self.error, returncode=returncode)
 
     def kill(self) -> None:
         """Stop ffmpeg at once (on an error or Ctrl-C in the caller)."""

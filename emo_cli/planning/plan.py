@@ -17,6 +17,7 @@ from emo_cli.media.formats import format_for
 from emo_cli.media.probe import audio_duration
 from emo_cli.planning.fingerprint import job_id
 from emo_cli.planning.job import Job, Plan, Settings, Source
+from emo_cli.planning.outputs import OutputChecks
 
 
 def make_plan(manifest: Manifest) -> Plan:
@@ -34,6 +35,7 @@ def make_plan(manifest: Manifest) -> Plan:
     jobs: list[Job] = []
     problems: list[Problem] = []
     first_by_output: dict[Path, Job] = {}
+    outputs = OutputChecks(output_dir, _inputs(manifest))
     for spec in manifest.jobs:
         name = str(spec.settings["backend"])
         cls = get_backend_class(name)
@@ -76,6 +78,12 @@ def make_plan(manifest: Manifest) -> Plan:
             weights_identity=weights,
             signing=manifest.signing,
         )
+        placement = outputs.problems(job.output)
+        if placement:
+            where = spec.output_where or spec.where
+            own = where[: len(spec.where)] == spec.where and spec.field == format_path(spec.where)
+            problems += [manifest.problem(where, ("" if own else f"{spec.field}: ") + p) for p in placement]
+            continue
         if job.output in first_by_output:
             other = first_by_output[job.output]
             problems.append(
@@ -89,6 +97,19 @@ def make_plan(manifest: Manifest) -> Plan:
     if problems:
         raise ManifestError(list(dict.fromkeys(problems)))
     return Plan(manifest=manifest.path, output_dir=output_dir, jobs=tuple(jobs), policy=manifest.policy)
+
+
+def _inputs(manifest: Manifest) -> dict[Path, str]:
+    """Every file the manifest reads, resolved, by the field that names it: no output may be one."""
+    inputs = {manifest.path: "the manifest itself"}
+    for sources in (manifest.portraits, manifest.audio):
+        for source in sources.values():
+            inputs.setdefault(source.path, source.field)
+    signing = manifest.signing
+    if signing is not None:
+        inputs.setdefault(signing.key, "signing.key")
+        inputs.setdefault(signing.certs, "signing.certs")
+    return inputs
 
 
 def plan_manifest(path: Path | str) -> Plan:

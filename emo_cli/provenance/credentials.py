@@ -10,6 +10,7 @@ job id, the watermark payload, the settings and the consent reference.
 from __future__ import annotations
 
 import mimetypes
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,11 +66,27 @@ def sign_video(
             if before_rename is not None:
                 before_rename()
     except c2pa.C2paError as exc:
+        if _out_of_space(output, source, exc):
+            raise ProvenanceError(
+                f"cannot write the signed {output}: the disk that holds it is full; free space on it and run "
+                "the same command again (finished chunks are kept)"
+            ) from exc
         raise ProvenanceError(
             f"cannot sign {output} with {identity.describe()}: {exc}; check that the certificate chain "
             "is valid now and that its signing certificate has the digitalSignature key usage and the "
             "emailProtection extended key usage"
         ) from exc
+
+
+def _out_of_space(output: Path, source: Path, exc: Exception) -> bool:
+    """Whether a failed signing ran out of disk (the SDK reports a failed write as its own error)."""
+    text = str(exc).lower()
+    if "no space" in text or "os error 28" in text or "quota" in text:
+        return True
+    try:
+        return shutil.disk_usage(output.parent).free < source.stat().st_size + (1 << 20)
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)

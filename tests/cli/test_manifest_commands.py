@@ -94,7 +94,7 @@ def test_plan_and_status_report_progress_from_journals(fixture_backend, write_ma
         if job is es:
             job.output.parent.mkdir(parents=True, exist_ok=True)
             job.output.write_bytes(b"video")
-            journal.output = str(job.output)
+            journal.record_output(str(job.output), "0" * 64, "off", "0" * 64)
         journal.save(job.work_dir)
 
     result = runner.invoke(app, ["plan", str(path), "--json"])
