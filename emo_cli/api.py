@@ -76,6 +76,7 @@ def render(
     only: Sequence[str] | None = None,
     shard: str | None = None,
     executor: str | Executor = "inline",
+    overwrite: bool = False,
 ) -> RunSummary:
     """Render `plan`'s jobs (or those in `only`, or shard "i/n") on `executor`.
 
@@ -83,10 +84,13 @@ def render(
     per device), "ray", or an executor object with its options, e.g.
     `LocalPoolExecutor(devices="cuda:0,1", retries=2)` from `emo_cli.execution.executors`.
     Expected failures are per job (`RunSummary.failed`); see `emo_cli.execution.render`.
+    A job whose output path holds another job's video raises RenderError before anything
+    renders, unless `overwrite`.
     """
     from emo_cli.execution.runner import render as run
 
-    return run(plan, resume=resume, events=events, only=only, shard=shard, executor=executor)
+    return run(plan, resume=resume, events=events, only=only, shard=shard, executor=executor,
+               overwrite=overwrite)  # fmt: skip
 
 
 def render_manifest(
@@ -97,9 +101,11 @@ def render_manifest(
     only: Sequence[str] | None = None,
     shard: str | None = None,
     executor: str | Executor = "inline",
+    overwrite: bool = False,
 ) -> RunSummary:
     """`plan_manifest(path)` (raising ManifestError with every problem), then `render` it."""
-    return render(plan_manifest(path), resume=resume, events=events, only=only, shard=shard, executor=executor)
+    return render(plan_manifest(path), resume=resume, events=events, only=only, shard=shard, executor=executor,
+                  overwrite=overwrite)  # fmt: skip
 
 
 def report_manifest(path: Path | str, *, output_dir: Path | str | None = None, thresholds=None):

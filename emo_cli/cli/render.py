@@ -187,6 +187,14 @@ def render(
     address: Annotated[
         str | None, typer.Option("--address", help="With --executor ray: the cluster to join (default: local).")
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace outputs that another job made (by default a job whose output path holds another "
+            "job's video is refused, naming both).",
+        ),
+    ] = False,
 ) -> None:
     """Render a manifest's jobs; an interrupted render resumes where it stopped."""
     from emo_cli.api import render_manifest
@@ -194,7 +202,7 @@ def render(
 
     console = Console()
     where = make_executor(executor, devices=devices, retries=retries, address=address)
-    options = dict(resume=resume, only=only, shard=shard, executor=where)
+    options = dict(resume=resume, only=only, shard=shard, executor=where, overwrite=overwrite)
     try:
         if as_json:
             summary = render_manifest(manifest, events=json_lines, **options)

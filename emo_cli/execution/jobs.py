@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import datetime
 
 from emo_cli.backends.base import Backend
 from emo_cli.execution.checkpoints import pause_point
@@ -28,16 +29,21 @@ from emo_cli.provenance.identity import SigningIdentity, resolve_identity
 from emo_cli.provenance.record import ProvenanceRecord, c2pa_supports
 from emo_cli.provenance.tags import C2PA_OFF, C2PA_UNSUPPORTED
 
-__all__ = ["AUDIO_NAME", "is_finished", "render_job"]
+__all__ = ["AUDIO_NAME", "is_finished", "journal_output", "render_job"]
 
 
 def _ignore(event: dict) -> None:
     pass
 
 
+def journal_output(job: Job) -> str:
+    """How the journal records `job.output`: relative to output_dir, so a moved project stays done."""
+    return job.output.relative_to(job.output_dir).as_posix()
+
+
 def is_finished(job: Job, journal: Journal | None) -> bool:
     """The job's output is published and is the very file the journal recorded."""
-    if journal is None or journal.job_id != job.id or journal.output != str(job.output):
+    if journal is None or journal.job_id != job.id or journal.output != journal_output(job):
         return False
     return file_matches(job.output, journal.output_sha256)
 
@@ -87,9 +93,10 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
         audio.abort()  # leaves a finished file in place
         raise
 
-    record = ProvenanceRecord.for_job(job, signer, c2pa_note=c2pa_note)
+    record = ProvenanceRecord.for_job(job, signer, c2pa_note=c2pa_note, created=_created(journal))
+    journal.created = record.created  # a later re-mux of this job repeats it (see `_created`)
     journal.output_sha256 = publish(job, work, record, len(ranges), fmt)
-    journal.output, journal.signer = str(job.output), record.signer_fingerprint
+    journal.output, journal.signer = journal_output(job), record.signer_fingerprint
     work.save_journal(journal)
     seconds = time.monotonic() - began
     emit({"event": "job_done", **base, "frames": job.num_frames, "chunks_rendered": len(todo),
@@ -97,6 +104,22 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
           "credentials_trusted": signer is not None and not signer.is_local})  # fmt: skip
     return JobResult(job.id, job.name, job.output, "done", job.num_frames, len(ranges), len(todo), seconds,
                      credentials=credentials)  # fmt: skip
+
+
+def _created(journal: Journal) -> datetime | None:
+    """The creation time the job's output was first published with, if any.
+
+    Publishing the same job again (output altered or deleted, project moved, signer changed)
+    writes the same container bytes as before: the tags, `creation_time` and sidecar repeat this
+    time. Only a C2PA signature differs between two publishes, since the signer stamps the time
+    of signing into it (and, with a new identity, a new certificate).
+    """
+    if not journal.created:
+        return None
+    try:
+        return datetime.fromisoformat(journal.created.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _signing(job: Job, fmt: OutputFormat) -> tuple[SigningIdentity | None, str | None]:

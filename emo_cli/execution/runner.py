@@ -13,6 +13,7 @@ from pathlib import Path
 
 from emo_cli.errors import UsageError
 from emo_cli.execution.executors import Executor, make_executor
+from emo_cli.execution.ownership import check_output_ownership
 from emo_cli.execution.results import EventSink, RunSummary
 from emo_cli.execution.shards import select_shard
 from emo_cli.planning.job import Job, Plan
@@ -41,6 +42,7 @@ def render(
     only: Sequence[str] | None = None,
     shard: str | None = None,
     executor: str | Executor = "inline",
+    overwrite: bool = False,
 ) -> RunSummary:
     """Render every job of `plan` (or those in `only`, or shard `shard` of them) on `executor`.
 
@@ -50,6 +52,9 @@ def render(
     reused. A job that fails with an `EmoError` is recorded as failed and the others still run.
     Ctrl-C (or SIGTERM in a pool) raises KeyboardInterrupt once the workers have stopped;
     finished chunks stay on disk.
+
+    Before anything renders, a job whose output path holds another job's video is refused
+    (RenderError naming both jobs, every clash at once) unless `overwrite`; see `ownership`.
     """
     runner = make_executor(executor) if isinstance(executor, str) else executor
     emit = events or (lambda event: None)
@@ -57,6 +62,7 @@ def render(
     jobs = select_jobs(plan, only)
     if shard is not None:
         jobs = select_shard(jobs, shard)
+    check_output_ownership(jobs, overwrite=overwrite)
     emit({
         "event": "run_started", "manifest": str(plan.manifest), "output_dir": str(plan.output_dir),
         "jobs": len(jobs), "frames": sum(job.num_frames for job in jobs), "resume": resume,
@@ -75,9 +81,10 @@ def render_manifest(
     only: Sequence[str] | None = None,
     shard: str | None = None,
     executor: str | Executor = "inline",
+    overwrite: bool = False,
 ) -> RunSummary:
     """Load and plan `manifest` (raising ManifestError with every problem), then `render` it."""
     from emo_cli.planning.plan import plan_manifest
 
     return render(plan_manifest(Path(manifest)), resume=resume, events=events, only=only, shard=shard,
-                  executor=executor)  # fmt: skip
+                  executor=executor, overwrite=overwrite)  # fmt: skip

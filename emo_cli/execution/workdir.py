@@ -93,10 +93,11 @@ class Journal:
     num_frames: int
     chunk_frames: int
     chunks: dict[int, ChunkRecord] = field(default_factory=dict)
-    output: str | None = None  # final output path once published
+    output: str | None = None  # final output once published, relative to output_dir ('/'-separated)
     output_sha256: str | None = None
     signer: str | None = None  # how the output was signed: certificate sha256, or "off"
     audio_sha256: str | None = None  # the job's audio encoded for the mux, once done
+    created: str | None = None  # the output's creation time (ISO 8601 UTC), kept so a re-mux repeats it
 
     @classmethod
     def path_for(cls, work_dir: Path) -> Path:
@@ -118,6 +119,7 @@ class Journal:
                 output_sha256=doc.get("output_sha256"),
                 signer=doc.get("signer"),
                 audio_sha256=doc.get("audio_sha256"),
+                created=doc.get("created"),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -133,6 +135,7 @@ class Journal:
             "output_sha256": self.output_sha256,
             "signer": self.signer,
             "audio_sha256": self.audio_sha256,
+            "created": self.created,
         }
         atomic_write_text(self.path_for(work_dir), json.dumps(doc, indent=1, sort_keys=True))
 
@@ -168,7 +171,8 @@ class WorkDir:
     def fresh_journal(self, job: Job) -> Journal:
         """The journal to resume `job` from: the one on disk if it is this job's, else an empty one.
 
-        What the journal says about a finished output is cleared: the caller publishes again.
+        What the journal says about a finished output is cleared (the caller publishes again),
+        except its creation time, so publishing the same job again writes the same bytes.
         """
         journal = self.load_journal()
         if (
