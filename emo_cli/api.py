@@ -46,19 +46,31 @@ def load_manifest(path: Path | str) -> Manifest:
     return load(path)
 
 
-def validate_manifest(path: Path | str) -> list[Problem]:
+def validate_manifest(path: Path | str, *, deep: bool = False) -> list[Problem]:
     """Every problem that would stop `emo render` before it starts; [] if there is none.
 
     Runs the manifest checks and then planning (hashing inputs, job ids, backend option
     constraints, outputs that collide only once ids are known), without rendering or writing.
+    With `deep`, also finds the face in every portrait a job uses (`manifest.faces`: no face,
+    too small, several) once the manifest itself loads.
     """
     from emo_cli.errors import ManifestError
 
     try:
         plan_manifest(path)
+        problems: list[Problem] = []
     except ManifestError as exc:
-        return exc.problems
-    return []
+        problems = list(exc.problems)
+    if deep:
+        from emo_cli.manifest.faces import face_problems
+
+        try:
+            manifest = load_manifest(path)
+        except ManifestError:
+            return problems
+        found = face_problems(manifest)
+        problems = sorted(dict.fromkeys(problems + found), key=lambda p: (p.line or 0, p.col or 0, p.path))
+    return problems
 
 
 def plan_manifest(path: Path | str) -> Plan:
