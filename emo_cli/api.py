@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from emo_cli.planning.job import Plan
 
 __all__ = [
+    "clean_manifests",
     "get_backend_class",
     "load_manifest",
     "plan_manifest",
@@ -132,6 +133,20 @@ def report_manifest(path: Path | str, *, output_dir: Path | str | None = None, t
 
     plan = plan_manifest(path)
     return build_report(path, plan, plan_status(plan), output_dir=output_dir, thresholds=thresholds)
+
+
+def clean_manifests(paths: Sequence[Path | str], *, dry_run: bool = False):
+    """Remove the work dirs under the manifests' output dirs that none of their current jobs
+    uses (never an output, never a work dir whose lease is held); returns the
+    `execution.cleanup.CleanReport`.
+
+    Raises:
+        ManifestError: a manifest is invalid (nothing is removed).
+    """
+    from emo_cli.execution.cleanup import clean_work_dirs
+
+    plans = [plan_manifest(path) for path in paths]
+    return clean_work_dirs(plans, dry_run=dry_run)
 
 
 def get_backend_class(name: str) -> type[Backend]:
