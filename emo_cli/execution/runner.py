@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 from emo_cli.errors import UsageError
 from emo_cli.execution.executors import Executor, make_executor
 from emo_cli.execution.ownership import check_output_ownership
 from emo_cli.execution.results import EventSink, RunSummary
+from emo_cli.execution.run_report import write_run_report
 from emo_cli.execution.shards import select_shard
 from emo_cli.planning.job import Job, Plan
 
@@ -55,10 +57,11 @@ def render(
 
     Before anything renders, a job whose output path holds another job's video is refused
     (RenderError naming both jobs, every clash at once) unless `overwrite`; see `ownership`.
+    At the end, `<output_dir>/run-report.json` records every job's outcome (`run_report`).
     """
     runner = make_executor(executor) if isinstance(executor, str) else executor
     emit = events or (lambda event: None)
-    began = time.monotonic()
+    began, started = time.monotonic(), datetime.now(timezone.utc)
     jobs = select_jobs(plan, only)
     if shard is not None:
         jobs = select_shard(jobs, shard)
@@ -69,7 +72,9 @@ def render(
         "shard": shard, "executor": runner.name, "devices": runner.where(),
     })  # fmt: skip
     summary = RunSummary(tuple(runner.run(jobs, resume=resume, emit=emit)), time.monotonic() - began)
-    emit({"event": "run_done", **summary.to_dict()})
+    report = write_run_report(plan, summary, started=started, finished=datetime.now(timezone.utc),
+                              executor=runner.name, shard=shard)  # fmt: skip
+    emit({"event": "run_done", **summary.to_dict(), "run_report": str(report)})
     return summary
 
 
