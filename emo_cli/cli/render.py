@@ -166,12 +166,13 @@ def render(
         str,
         typer.Option(
             "--devices",
+            envvar="EMO_DEVICES",
             help="Local workers: auto (every visible GPU, plus one CPU worker for CPU-backend jobs; else CPU "
             "workers), cuda, cuda:0,1,3, cpu or cpu:N.",
         ),
     ] = "auto",
     retries: Annotated[
-        int, typer.Option("--retries", min=0, help="Retries of a job whose worker process died.")
+        int, typer.Option("--retries", min=0, envvar="EMO_RETRIES", help="Retries of a job whose worker process died.")
     ] = 2,
     shard: Annotated[
         str | None,
@@ -181,11 +182,12 @@ def render(
         str,
         typer.Option(
             "--executor",
+            envvar="EMO_EXECUTOR",
             help="local (worker processes on this machine), ray, or inline (this process, one job at a time).",
         ),
     ] = "local",
     address: Annotated[
-        str | None, typer.Option("--address", help="With --executor ray: the cluster to join (default: local).")
+        str | None, typer.Option("--address", envvar="EMO_RAY_ADDRESS", help="With --executor ray: the cluster to join (default: local).")
     ] = None,
     overwrite: Annotated[
         bool,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 from factories import PORTRAIT, run_emo, write_wav
@@ -66,3 +67,28 @@ def test_clean_removes_only_unused_work_dirs_and_says_how_much(tmp_path):
     status = json.loads(run_emo("status", "--json", str(manifest), timeout=60).stdout)
     assert status[0]["state"] == "done"
     lease.release()
+
+
+def test_every_environment_variable_the_code_reads_is_in_the_readme():
+    from factories import REPO
+
+    source = "\n".join(p.read_text() for p in (REPO / "emo_cli").rglob("*.py"))
+    read = set(re.findall(r"[\"'](EMO_[A-Z0-9_]+)[\"']", source))  # constants and envvar= names
+    read |= set(re.findall(r"(?:environ(?:\.get)?[\[(]|getenv\()\s*[\"']([A-Z][A-Z0-9_]+)[\"']", source))
+    assert {"EMO_DEVICES", "FFMPEG_BINARY", "EMO_USE_SYSTEM_FFMPEG", "EMO_DEBUG"} <= read
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Environment variables", 1)[1].split("\n## ", 1)[0]
+    assert sorted(name for name in read if f"`{name}`" not in section) == []
+
+
+def test_render_options_read_their_environment_variables(tmp_path):
+    shutil.copy(PORTRAIT, tmp_path / "astronaut.jpg")
+    write_wav(tmp_path / "voice.wav", 0.3)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(MANIFEST % 0)
+    proc = run_emo("render", "--json", str(manifest), timeout=60, EMO_EXECUTOR="inline", EMO_DEVICES="cpu")
+    assert proc.returncode == 0, proc.stderr
+    started = json.loads(proc.stdout.splitlines()[0])
+    assert started["event"] == "run_started" and started["executor"] == "inline"
+    bad = run_emo("render", str(manifest), timeout=60, EMO_EXECUTOR="nosuch")
+    assert bad.returncode == 2 and "nosuch" in bad.stderr
