@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import threading
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -67,6 +71,9 @@ class ProgressView:
                 f"  {escape(event['job'])}{where}", total=event["frames"], completed=event["frames_reused"]
             )
             self.progress.advance(self.overall, event["frames_reused"])
+            note = resume_note(event)
+            if note:
+                self.progress.console.print(f"  {escape(note)}", highlight=False)
         elif kind == "chunk_done":
             self.progress.update(self.jobs[event["job_id"]], completed=event["frames_done"])
             self.progress.advance(self.overall, event["count"])
@@ -83,33 +90,144 @@ class ProgressView:
                 f"({escape(event['cause'])}); retrying from its last chunk"
             )
         elif kind == "job_held":
-            self.progress.console.print(f"  {escape(event['job'])}: waiting, {escape(event['holder'])} renders it")
+            self.progress.console.print(
+                f"  {escape(event['job'])}: waiting, {escape(event['holder'])} renders it"
+            )
+
+
+EVENT_SCHEMA = 1  # the version of the JSON events' shape (`--json`, `--log-file`)
+HEARTBEAT_S = 30.0
+
+
+def resume_note(event: dict[str, Any]) -> str | None:
+    """`resuming anna/fr: 3/5 chunks reused` for a job_started event that reuses chunks."""
+    if not event.get("chunks_reused"):
+        return None
+    return f"resuming {event['job']}: {event['chunks_reused']}/{event['chunks']} chunks reused"
 
 
 class PlainLog:
-    """One line per finished, skipped or failed job, for logs that are not a terminal."""
+    """One whole line per event, for logs that are not a terminal (CI, `| tee`): never wrapped,
+    paths whole. Each running job also gets a heartbeat line every `heartbeat_s` seconds (frames
+    done, frames per second rendered in this run), so a long job never looks stuck.
 
-    def __init__(self, console: Console) -> None:
-        self.console = console
+    `quiet` keeps only failures; `verbose` adds a line per chunk.
+    """
+
+    def __init__(self, console: Console, *, heartbeat_s: float = HEARTBEAT_S, quiet: bool = False,
+                 verbose: bool = False, clock=time.monotonic) -> None:  # fmt: skip
+        self.console, self.heartbeat_s, self.quiet, self.verbose = console, heartbeat_s, quiet, verbose
+        self.clock = clock
+        self.running: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> PlainLog:
+        if self.heartbeat_s > 0 and not self.quiet:
+            self._thread = threading.Thread(target=self._beat, name="emo-heartbeat", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            self.heartbeat()
+
+    def line(self, text: str) -> None:
+        with self._lock:
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def heartbeat(self) -> None:
+        """One line per running job: frames done of all, and this run's rendering rate."""
+        now = self.clock()
+        with self._lock:
+            jobs = list(self.running.values())
+        for job in jobs:
+            rendered, seconds = job["frames_done"] - job["frames_reused"], now - job["began"]
+            rate = f", {rendered / seconds:.1f} frames/s" if rendered and seconds > 0 else ""
+            where = f" on {job['device']}" if job.get("device") else ""
+            self.line(f"running  {job['job']}{where}: {job['frames_done']}/{job['frames']} frames{rate}")
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event["event"]
-        if kind == "job_done":
-            self.console.print(f"done     {event['job']} -> {event['output']} ({event['seconds']:.1f} s)",
-                               markup=False, highlight=False)  # fmt: skip
+        if kind == "job_started":
+            with self._lock:
+                self.running[event["job_id"]] = {
+                    "job": event["job"], "device": event.get("device"), "frames": event["frames"],
+                    "frames_done": event["frames_reused"], "frames_reused": event["frames_reused"],
+                    "began": self.clock(),
+                }  # fmt: skip
+            note = resume_note(event)
+            if not self.quiet:
+                self.line(
+                    note or f"started  {event['job']}: {event['frames']} frames in {event['chunks']} chunks"
+                )
+        elif kind == "chunk_done":
+            with self._lock:
+                if event["job_id"] in self.running:
+                    self.running[event["job_id"]]["frames_done"] = event["frames_done"]
+            if self.verbose:
+                self.line(f"chunk    {event['job']}: {event['chunk'] + 1}/{event['chunks']}, "
+                          f"{event['frames_done']}/{event['frames']} frames")  # fmt: skip
+        elif kind in ("job_done", "job_failed", "job_skipped", "job_held", "job_interrupted"):
+            with self._lock:
+                self.running.pop(event.get("job_id", ""), None)
+        if kind == "job_failed":
+            self.line(f"failed   {event['error']}")
+        elif self.quiet:
+            return
+        elif kind == "job_done":
+            self.line(f"done     {event['job']} -> {event['output']} ({event['seconds']:.1f} s)")
         elif kind == "job_skipped":
-            self.console.print(f"skipped  {event['job']}: already done ({event['output']})", markup=False,
-                               highlight=False)  # fmt: skip
-        elif kind == "job_failed":
-            self.console.print(f"failed   {event['error']}", markup=False, highlight=False)
+            self.line(f"skipped  {event['job']}: already done ({event['output']})")
         elif kind == "job_retrying":
-            self.console.print(f"retrying {event['job']}: the worker on {event['device']} died ({event['cause']})",
-                               markup=False, highlight=False)  # fmt: skip
+            self.line(f"retrying {event['job']}: the worker on {event['device']} died ({event['cause']})")
+        elif kind == "job_held":
+            self.line(f"waiting  {event['job']}: {event['holder']} renders it (its lease is held)")
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 3)
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(item) for item in value]
+    return value
+
+
+def stamped(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as written to JSON: schema version and ISO 8601 UTC time first, floats rounded
+    to milliseconds' precision."""
+    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {"schema": EVENT_SCHEMA, "time": now, **_rounded(event)}
 
 
 def json_lines(event: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.write(json.dumps(stamped(event)) + "\n")
     sys.stdout.flush()
+
+
+class LogFile:
+    """Every event as a JSON line (as `--json` prints them) appended to a file, beside the display."""
+
+    def __init__(self, path: Path, display) -> None:
+        self.path, self.display = path, display
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.stream = path.open("a", encoding="utf-8")
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        self.stream.write(json.dumps(stamped(event)) + "\n")
+        self.stream.flush()
+        self.display(event)
+
+    def close(self) -> None:
+        self.stream.close()
 
 
 def summary_table(summary: Any) -> Table:
@@ -172,7 +290,10 @@ def render(
         ),
     ] = "auto",
     retries: Annotated[
-        int, typer.Option("--retries", min=0, envvar="EMO_RETRIES", help="Retries of a job whose worker process died.")
+        int,
+        typer.Option(
+            "--retries", min=0, envvar="EMO_RETRIES", help="Retries of a job whose worker process died."
+        ),
     ] = 2,
     shard: Annotated[
         str | None,
@@ -187,8 +308,38 @@ def render(
         ),
     ] = "local",
     address: Annotated[
-        str | None, typer.Option("--address", envvar="EMO_RAY_ADDRESS", help="With --executor ray: the cluster to join (default: local).")
+        str | None,
+        typer.Option(
+            "--address",
+            envvar="EMO_RAY_ADDRESS",
+            help="With --executor ray: the cluster to join (default: local).",
+        ),
     ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only failures and the final counts (no progress).")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also print a line per finished chunk (plain output).")
+    ] = False,
+    log_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-file",
+            envvar="EMO_LOG_FILE",
+            dir_okay=False,
+            help="Append every event as a JSON line (as --json prints them) to this file.",
+        ),
+    ] = None,  # fmt: skip
+    heartbeat: Annotated[
+        float,
+        typer.Option(
+            "--heartbeat",
+            min=0,
+            envvar="EMO_HEARTBEAT",
+            help="Plain (non-terminal) output: a progress line per running job every this many "
+            "seconds; 0: none.",
+        ),
+    ] = HEARTBEAT_S,  # fmt: skip
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -205,29 +356,49 @@ def render(
     console = Console()
     where = make_executor(executor, devices=devices, retries=retries, address=address)
     options = dict(resume=resume, only=only, shard=shard, executor=where, overwrite=overwrite)
-    try:
+    if quiet and verbose:
+        raise typer.BadParameter("--quiet and --verbose contradict each other", param_hint="--quiet")
+    with contextlib.ExitStack() as stack:
         if as_json:
-            summary = render_manifest(manifest, events=json_lines, **options)
-        elif console.is_terminal:
-            with ProgressView(console) as view:
-                summary = render_manifest(manifest, events=view, **options)
+            display: Any = json_lines
+        elif console.is_terminal and not quiet:
+            display = stack.enter_context(ProgressView(console))
         else:
-            summary = render_manifest(manifest, events=PlainLog(console), **options)
-    except KeyboardInterrupt:
-        if as_json:
-            json_lines({"event": "interrupted"})
-        Console(stderr=True).print(
-            f"interrupted: finished chunks are kept; run `emo render {escape(str(manifest))}` again to resume.",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(INTERRUPTED_EXIT) from None
-    if not as_json:
-        console.print(summary_table(summary))
+            display = stack.enter_context(
+                PlainLog(console, heartbeat_s=heartbeat, quiet=quiet, verbose=verbose)
+            )
+        if log_file is not None:
+            display = LogFile(log_file, display)
+            stack.callback(display.close)
+        try:
+            summary = render_manifest(manifest, events=display, **options)
+        except KeyboardInterrupt:
+            if as_json:
+                json_lines({"event": "interrupted"})
+            Console(stderr=True).print(
+                f"interrupted: finished chunks are kept; run `emo render {escape(str(manifest))}` again to resume.",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(INTERRUPTED_EXIT) from None
+    if as_json:
+        raise typer.Exit(summary.exit_code)
+    if quiet:
+        counts = summary.to_dict()
+        console.print(", ".join(f"{counts[k]} {k}" for k in ("done", "skipped", "failed", "held") if counts[k])
+                      or "no jobs", markup=False, highlight=False, soft_wrap=True)  # fmt: skip
+    else:
+        table = summary_table(summary)
+        if not console.is_terminal:  # a log: rows whole, never wrapped
+            console.width = max(
+                console.width, console.measure(table, options=console.options.update_width(100_000)).maximum
+            )
+        console.print(table)
         note = credentials_note(summary)
         if note:
             console.print(note, markup=False, highlight=False, soft_wrap=True)
-        if summary.failed:
-            console.print(f"[red]{len(summary.failed)} job(s) failed[/]; the others are done. "
-                      "Fix the inputs named above and run the same command again.", highlight=False)  # fmt: skip
+    if summary.failed:
+        console.print(f"[red]{len(summary.failed)} job(s) failed[/]; the others are done. "
+                      "Fix the inputs named above and run the same command again.", highlight=False,
+                      soft_wrap=True)  # fmt: skip
     raise typer.Exit(summary.exit_code)

@@ -124,7 +124,8 @@ def test_ctrl_c_keeps_finished_chunks_and_exits_130(tmp_path):
             proc.wait()
     assert proc.returncode == 130
     assert "again to resume" in stderr
-    assert json.loads(stdout.splitlines()[-1]) == {"event": "interrupted"}
+    last = json.loads(stdout.splitlines()[-1])
+    assert last["event"] == "interrupted" and last["schema"] == 1 and last["time"].endswith("Z")
     again = emo("render", "--json", str(manifest))
     assert again.returncode == 0
     started = next(e for e in events_of(again) if e["event"] == "job_started" and e["job"] == "astro/voice")
