@@ -12,17 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeRemainingColumn,
-)
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
@@ -31,68 +24,126 @@ from emo_cli.cli import app
 INTERRUPTED_EXIT = 130
 
 
-class FramesPerSecond(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:5.1f} frames/s" if speed else "  ... frames/s", style="progress.data.speed")
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 class ProgressView:
-    """Turns render events into rich progress bars: one for the run, one per job."""
+    """A bounded live region for a terminal, whatever the number of jobs: the run's bar, one line
+    per running job, and a rolling count of done, skipped, failed and held jobs. A finished job
+    leaves the region and prints one line above it, so the region never outgrows the terminal;
+    when more jobs run than it has rows, the last line says how many are not shown.
 
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            FramesPerSecond(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
-        self.overall: Any = None
-        self.jobs: dict[str, Any] = {}
+    Rates are honest: frames rendered in this run (reused chunks do not count) over the time spent
+    rendering them; the ETA divides the frames left by the run's rate.
+    """
+
+    def __init__(self, console: Console, *, clock=time.monotonic) -> None:
+        self.console, self.clock = console, clock
+        self.total = self.done_frames = self.rendered = 0
+        self.jobs_total = 0
+        self.began: float | None = None  # when the first job started rendering
+        self.running: dict[str, dict[str, Any]] = {}
+        self.counts = {"done": 0, "skipped": 0, "failed": 0, "held": 0}
+        self.live = Live(console=console, get_renderable=self.renderable, refresh_per_second=4, transient=True,
+                         redirect_stdout=False, redirect_stderr=False)  # fmt: skip
 
     def __enter__(self) -> ProgressView:
-        self.progress.start()
+        self.live.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        self.live.stop()
+
+    def print(self, text: str) -> None:
+        self.live.console.print(text, highlight=False, soft_wrap=True)
+
+    # -- what the region shows --
+
+    def _rate(self, frames: int, since: float | None) -> float | None:
+        seconds = self.clock() - since if since is not None else 0.0
+        return frames / seconds if frames and seconds > 0 else None
+
+    def renderable(self) -> Group:
+        rate = self._rate(self.rendered, self.began)
+        left = self.total - self.done_frames
+        speed = f"{rate:.1f} frames/s" if rate else "measuring"
+        eta = f"ETA {_duration(left / rate)}" if rate else "ETA -"
+        top = Table.grid(padding=(0, 1))
+        top.add_row(Text(f"{self.jobs_total} jobs", style="bold"), ProgressBar(total=max(self.total, 1),
+                    completed=self.done_frames, width=30), Text(f"{self.done_frames}/{self.total} frames"),
+                    Text(speed, style="progress.data.speed"), Text(eta, style="progress.remaining"))  # fmt: skip
+        rows: list[Any] = [top]
+        room = max(1, (self.console.height or 24) - 3)  # the run's bar, the counts, a spare row
+        jobs = list(self.running.values())
+        shown = jobs if len(jobs) <= room else jobs[: room - 1]
+        grid = Table.grid(padding=(0, 1))
+        for job in shown:
+            job_rate = self._rate(job["frames_done"] - job["frames_reused"], job["began"])
+            where = f" [dim]{escape(job['device'])}[/]" if job.get("device") else ""
+            grid.add_row(Text.from_markup(f"  {escape(job['job'])}{where}", overflow="ellipsis"),
+                         ProgressBar(total=job["frames"], completed=job["frames_done"], width=20),
+                         Text(f"{job['frames_done']}/{job['frames']}"),
+                         Text(f"{job_rate:.1f} frames/s" if job_rate else "starting", style="progress.data.speed"))  # fmt: skip
+        rows.append(grid)
+        if len(shown) < len(jobs):
+            rows.append(Text(f"  ... and {len(jobs) - len(shown)} more running", style="dim"))
+        pending = self.jobs_total - sum(self.counts.values()) - len(jobs)
+        counts = ", ".join(f"{n} {k}" for k, n in self.counts.items() if n)
+        rows.append(Text(f"  {len(jobs)} running, {pending} waiting" + (f", {counts}" if counts else ""),
+                         style="dim"))  # fmt: skip
+        return Group(*rows)
+
+    # -- events --
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event["event"]
         if kind == "run_started":
-            self.overall = self.progress.add_task(f"[bold]{event['jobs']} jobs", total=event["frames"])
+            self.total, self.jobs_total = event["frames"], event["jobs"]
         elif kind == "job_started":
-            where = f" [dim]{escape(event['device'])}[/]" if event.get("device") else ""
-            self.jobs[event["job_id"]] = self.progress.add_task(
-                f"  {escape(event['job'])}{where}", total=event["frames"], completed=event["frames_reused"]
-            )
-            self.progress.advance(self.overall, event["frames_reused"])
+            if self.began is None:
+                self.began = self.clock()
+            self.running[event["job_id"]] = {
+                "job": event["job"], "device": event.get("device"), "frames": event["frames"],
+                "frames_done": event["frames_reused"], "frames_reused": event["frames_reused"], "began": self.clock(),
+            }  # fmt: skip
+            self.done_frames += event["frames_reused"]
             note = resume_note(event)
             if note:
-                self.progress.console.print(f"  {escape(note)}", highlight=False)
+                self.print(f"  {escape(note)}")
         elif kind == "chunk_done":
-            self.progress.update(self.jobs[event["job_id"]], completed=event["frames_done"])
-            self.progress.advance(self.overall, event["count"])
+            job = self.running.get(event["job_id"])
+            if job is not None:
+                step = event["frames_done"] - job["frames_done"]
+                job["frames_done"] = event["frames_done"]
+                self.done_frames += step
+                self.rendered += step
+        elif kind == "job_done":
+            self.running.pop(event["job_id"], None)
+            self.counts["done"] += 1
+            self.print(f"  [green]done[/]     {escape(event['job'])} -> {escape(event['output'])} "
+                       f"({event['seconds']:.1f} s)")  # fmt: skip
         elif kind == "job_skipped":
-            self.progress.advance(self.overall, event["frames"])
-            self.progress.console.print(f"  {escape(event['job'])}: already done ({escape(event['output'])})")
+            self.done_frames += event["frames"]
+            self.counts["skipped"] += 1
+            self.print(
+                f"  [cyan]skipped[/]  {escape(event['job'])}: already done ({escape(event['output'])})"
+            )
         elif kind == "job_failed":
-            task = self.jobs.get(event["job_id"])
-            if task is not None:
-                self.progress.update(task, description=f"  [red]{escape(event['job'])} (failed)")
+            job = self.running.pop(event["job_id"], None)
+            self.counts["failed"] += 1
+            if job is not None:
+                self.total -= job["frames"] - job["frames_done"]  # its frames left will not come
+            self.print(f"  [red]failed[/]   {escape(event['error'])}")
         elif kind == "job_retrying":
-            self.progress.console.print(
-                f"  [yellow]{escape(event['job'])}: the worker on {escape(str(event['device']))} died "
-                f"({escape(event['cause'])}); retrying from its last chunk"
-            )
+            self.print(f"  [yellow]retrying[/] {escape(event['job'])}: the worker on {escape(str(event['device']))} "
+                       f"died ({escape(event['cause'])}); resuming from its last chunk")  # fmt: skip
         elif kind == "job_held":
-            self.progress.console.print(
-                f"  {escape(event['job'])}: waiting, {escape(event['holder'])} renders it"
-            )
+            self.running.pop(event["job_id"], None)
+            self.counts["held"] += 1
+            self.print(f"  [yellow]waiting[/]  {escape(event['job'])}: {escape(event['holder'])} renders it")
+        self.live.refresh()
 
 
 EVENT_SCHEMA = 1  # the version of the JSON events' shape (`--json`, `--log-file`)
