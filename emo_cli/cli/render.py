@@ -7,7 +7,6 @@ import json
 import sys
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -146,7 +145,6 @@ class ProgressView:
         self.live.refresh()
 
 
-EVENT_SCHEMA = 1  # the version of the JSON events' shape (`--json`, `--log-file`)
 HEARTBEAT_S = 30.0
 
 
@@ -242,21 +240,11 @@ class PlainLog:
             self.line(f"waiting  {event['job']}: {event['holder']} renders it (its lease is held)")
 
 
-def _rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 3)
-    if isinstance(value, dict):
-        return {key: _rounded(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_rounded(item) for item in value]
-    return value
-
-
 def stamped(event: dict[str, Any]) -> dict[str, Any]:
-    """The event as written to JSON: schema version and ISO 8601 UTC time first, floats rounded
-    to milliseconds' precision."""
-    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return {"schema": EVENT_SCHEMA, "time": now, **_rounded(event)}
+    """The event with its schema version and time (see `execution.results.stamped`)."""
+    from emo_cli.execution.results import stamped as stamp
+
+    return stamp(event)
 
 
 def json_lines(event: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ another left unfinished.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -15,9 +16,10 @@ from pathlib import Path
 from emo_cli.errors import UsageError
 from emo_cli.execution.executors import Executor, make_executor
 from emo_cli.execution.ownership import check_output_ownership
-from emo_cli.execution.results import EventSink, RunSummary
+from emo_cli.execution.results import EventSink, RunSummary, stamped
 from emo_cli.execution.run_report import write_run_report
 from emo_cli.execution.shards import select_shard
+from emo_cli.execution.workdir import job_log
 from emo_cli.planning.job import Job, Plan
 
 
@@ -34,6 +36,26 @@ def select_jobs(plan: Plan, only: Sequence[str] | None) -> list[Job]:
         known = ", ".join(job.name for job in plan.jobs) or "none"
         raise UsageError(f"--only {', '.join(unknown)}: no such job in {plan.manifest} (jobs: {known})")
     return [job for job in plan.jobs if any(named(job, name) for name in only)]
+
+
+class JobLogs:
+    """Appends each job's events (stamped, one JSON line each) to its work dir's `events.jsonl`
+    (`workdir.job_log`), then passes every event on: the job's own history across runs, on
+    whichever host or executor rendered it, beside its chunks."""
+
+    def __init__(self, jobs: Sequence[Job], emit: EventSink) -> None:
+        self.work_dirs = {job.id: job.work_dir for job in jobs}
+        self.emit = emit
+
+    def __call__(self, event: dict) -> None:
+        work_dir = self.work_dirs.get(event.get("job_id", ""))
+        if work_dir is not None and work_dir.is_dir():
+            try:
+                with job_log(work_dir).open("a", encoding="utf-8") as stream:
+                    stream.write(json.dumps(stamped(event)) + "\n")
+            except OSError:
+                pass  # the log is a convenience: a full or read-only disk fails the render elsewhere
+        self.emit(event)
 
 
 def render(
@@ -60,7 +82,7 @@ def render(
     At the end, `<output_dir>/run-report.json` records every job's outcome (`run_report`).
     """
     runner = make_executor(executor) if isinstance(executor, str) else executor
-    emit = events or (lambda event: None)
+    emit = JobLogs(plan.jobs, events or (lambda event: None))
     began, started = time.monotonic(), datetime.now(timezone.utc)
     jobs = select_jobs(plan, only)
     if shard is not None:

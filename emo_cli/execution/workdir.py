@@ -11,6 +11,7 @@ lease (`emo_cli.execution.lease` takes the lease names from here)::
     segments.ffconcat          the concat demuxer's list, written just before the mux
     unsigned.mp4               the muxed output before it is signed (signing on)
     lease.00000001.json        the current lease (the highest number), see `lease`
+    events.jsonl               the job's events from every run, one JSON line each (`job_log`)
 
 The journal is rewritten atomically after every chunk; it is the single source of truth for
 `emo plan`, `emo status` and resume. A chunk is committed when its segment and state are both in
@@ -49,6 +50,7 @@ CHUNKS_DIRNAME = "chunks"
 AUDIO_STEM = "audio"  # + the output format's audio suffix: audio.m4a
 UNSIGNED_STEM = "unsigned"  # + the output's suffix: unsigned.mp4
 CONCAT_LIST_NAME = "segments.ffconcat"
+JOB_LOG_NAME = "events.jsonl"
 LEASE_FILE = re.compile(r"lease\.(\d{8})\.json")
 AUDIO_NAME = AUDIO_STEM + ".m4a"  # the MP4 output's audio (kept for callers that name it)
 UNSIGNED_NAME = UNSIGNED_STEM + ".mp4"
@@ -62,6 +64,11 @@ def segment_name(index: int, suffix: str = ".mp4") -> str:
 def state_name(index: int) -> str:
     """The backend state after chunk `index`, relative to the work dir."""
     return f"{CHUNKS_DIRNAME}/{index:05d}.state.npz"
+
+
+def job_log(work_dir: Path) -> Path:
+    """The job's event log: appended to by every run, never rewritten (see `runner.JobLogs`)."""
+    return work_dir / JOB_LOG_NAME
 
 
 def lease_name(generation: int) -> str:

@@ -44,3 +44,15 @@ def test_the_run_report_lists_every_job_with_its_hash_and_provenance(tmp_path):
     shard = json.loads((out / "run-report.0-of-1.json").read_text())
     assert shard["shard"] == "0/1" and shard["jobs"][0]["status"] == "skipped"
     assert shard["jobs"][0]["output_sha256"] == sha256_file(good.output)
+
+
+def test_each_job_keeps_its_events_from_every_run_in_its_work_dir(tmp_path):
+    voice = write_wav(tmp_path / "assets" / "voice.wav", 0.6)
+    out = tmp_path / "out"
+    job = make_job(out, audio=voice)
+    render(make_plan(out, [job]), executor="inline")
+    render(make_plan(out, [job]), executor="inline")
+    lines = [json.loads(line) for line in (job.work_dir / "events.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in lines] == ["job_started", "chunk_done", "chunk_done", "job_done", "job_skipped"]
+    assert all(e["job_id"] == job.id and e["schema"] == 1 and ISO_UTC.fullmatch(e["time"][:19] + "Z")
+               for e in lines)  # fmt: skip
