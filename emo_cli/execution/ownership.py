@@ -32,6 +32,15 @@ class OutputOwner:
     job: str  # its name in its manifest
 
 
+def claimed_by(path: Path) -> str | None:
+    """The job id the sidecar beside `path` names (cheap: the output is not hashed)."""
+    try:
+        job_id = json.loads(sidecar_path(path).read_text())["emo_job_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return job_id if isinstance(job_id, str) else None
+
+
 def output_owner(path: Path, digest: str | None = None) -> OutputOwner | None:
     """The job that made the file at `path`, by its sidecar and the file's sha256 (`digest`, if
     already computed); None if there is no file, no readable sidecar or the hash differs."""
@@ -51,8 +60,8 @@ def output_owner(path: Path, digest: str | None = None) -> OutputOwner | None:
 
 def foreign_owner(job: Job) -> OutputOwner | None:
     """The other job whose output sits at `job.output`, if any (None when free or `job`'s own)."""
-    if not job.output.is_file():
-        return None
+    if not job.output.is_file() or claimed_by(job.output) in (None, job.id):
+        return None  # only a sidecar naming another job is worth hashing the output for
     owner = output_owner(job.output)
     return owner if owner is not None and owner.job_id != job.id else None
 

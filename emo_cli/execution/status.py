@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from emo_cli.execution.ownership import output_owner
+from emo_cli.execution.ownership import foreign_owner
 from emo_cli.execution.workdir import Journal, read_progress
 from emo_cli.fsutil import sha256_file
 from emo_cli.planning.job import Job, Plan
@@ -63,16 +63,14 @@ def plan_status(plan: Plan) -> list[JobRow]:
 def _output_truth(job: Job, state: str) -> tuple[str, str | None]:
     """The job's state checked against the file at its output path, and the other job that made
     that file (by its sidecar and hash), if any."""
-    if not job.output.is_file():
+    owner = foreign_owner(job)  # hashes the output only when its sidecar names another job
+    if owner is None:
         return state, None
-    try:
-        digest = sha256_file(job.output)
-    except OSError:
-        return state, None
-    owner = output_owner(job.output, digest)
-    foreign = owner.job if owner is not None and owner.job_id != job.id else None
+    foreign = owner.job
     if state == "done":
         journal = Journal.load(job.work_dir)
-        if journal is None or journal.output_sha256 != digest:
-            return ("replaced" if foreign else "partial"), foreign
+        if journal is None or journal.output_sha256 != sha256_file(job.output):
+            return "replaced", foreign
+    # An output altered by hand (no other job made it) stays `done` here, as the journal says:
+    # `emo report` measures it and says it is unreadable; `emo render` muxes it again.
     return state, foreign
