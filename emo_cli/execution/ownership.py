@@ -5,7 +5,7 @@ by `publish` with the output's sha256) names the job that made it; when the file
 has that hash, that job owns the path. A render refuses to publish a different job over another
 job's output unless asked to overwrite (`emo render --overwrite`), so changing a setting under
 the default template `{portrait}/{audio}.mp4` no longer replaces the previous revision silently:
-use `{job}` in the template to let revisions coexist.
+`{settings}` or `{job}` in the template lets revisions coexist.
 
 A file with no sidecar, or whose sidecar's hash no longer matches, was not made by a job as it
 stands (a user's file, or an output altered since): it is not owned and is replaced as before.
@@ -85,6 +85,6 @@ def check_output_ownership(jobs: Iterable[Job], *, overwrite: bool = False) -> N
         count = len(clashes)
         raise RenderError(
             f"{count} output{'s' if count != 1 else ''} would replace another job's video:\n" + "\n".join(clashes)
-            + "\nPut {job} in the output template so each revision keeps its own file (e.g. output: "
-            "'{portrait}/{audio}-{job}.mp4'), or run `emo render --overwrite` to replace them."
+            + "\nPut {settings} (or {job}) in the output template so each revision keeps its own file "
+            "(e.g. output: '{portrait}/{audio}-{settings}.mp4'), or run `emo render --overwrite` to replace them."
         )
