@@ -289,7 +289,8 @@ def summary_table(summary: Any) -> Table:
 
 def credentials_note(summary: Any) -> str | None:
     """A sentence on who signed the outputs' content credentials, when it matters."""
-    signers = {r.credentials for r in summary.results if r.status != "failed" and r.credentials}
+    # Only outputs published in this run: a rerun that skips finished jobs does not repeat the note.
+    signers = {r.credentials for r in summary.results if r.status == "done" and r.credentials}
     local = sorted(s for s in signers if s.startswith("an untrusted local identity"))
     if local:
         return (f"Content credentials are signed by {local[0]}: they show which emo-cli install made "
