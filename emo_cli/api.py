@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from emo_cli.planning.job import Plan
 
 __all__ = [
+    "clean_manifests",
     "get_backend_class",
     "load_manifest",
     "plan_manifest",
@@ -46,19 +47,31 @@ def load_manifest(path: Path | str) -> Manifest:
     return load(path)
 
 
-def validate_manifest(path: Path | str) -> list[Problem]:
+def validate_manifest(path: Path | str, *, deep: bool = False) -> list[Problem]:
     """Every problem that would stop `emo render` before it starts; [] if there is none.
 
     Runs the manifest checks and then planning (hashing inputs, job ids, backend option
     constraints, outputs that collide only once ids are known), without rendering or writing.
+    With `deep`, also finds the face in every portrait a job uses (`manifest.faces`: no face,
+    too small, several) once the manifest itself loads.
     """
     from emo_cli.errors import ManifestError
 
     try:
         plan_manifest(path)
+        problems: list[Problem] = []
     except ManifestError as exc:
-        return exc.problems
-    return []
+        problems = list(exc.problems)
+    if deep:
+        from emo_cli.manifest.faces import face_problems
+
+        try:
+            manifest = load_manifest(path)
+        except ManifestError:
+            return problems
+        found = face_problems(manifest)
+        problems = sorted(dict.fromkeys(problems + found), key=lambda p: (p.line or 0, p.col or 0, p.path))
+    return problems
 
 
 def plan_manifest(path: Path | str) -> Plan:
@@ -76,6 +89,7 @@ def render(
     only: Sequence[str] | None = None,
     shard: str | None = None,
     executor: str | Executor = "inline",
+    overwrite: bool = False,
 ) -> RunSummary:
     """Render `plan`'s jobs (or those in `only`, or shard "i/n") on `executor`.
 
@@ -83,10 +97,13 @@ def render(
     per device), "ray", or an executor object with its options, e.g.
     `LocalPoolExecutor(devices="cuda:0,1", retries=2)` from `emo_cli.execution.executors`.
     Expected failures are per job (`RunSummary.failed`); see `emo_cli.execution.render`.
+    A job whose output path holds another job's video raises RenderError before anything
+    renders, unless `overwrite`.
     """
     from emo_cli.execution.runner import render as run
 
-    return run(plan, resume=resume, events=events, only=only, shard=shard, executor=executor)
+    return run(plan, resume=resume, events=events, only=only, shard=shard, executor=executor,
+               overwrite=overwrite)  # fmt: skip
 
 
 def render_manifest(
@@ -97,12 +114,14 @@ def render_manifest(
     only: Sequence[str] | None = None,
     shard: str | None = None,
     executor: str | Executor = "inline",
+    overwrite: bool = False,
 ) -> RunSummary:
     """`plan_manifest(path)` (raising ManifestError with every problem), then `render` it."""
     from emo_cli.execution.checkpoints import pause_point
 
     pause_point("plan")
-    return render(plan_manifest(path), resume=resume, events=events, only=only, shard=shard, executor=executor)
+    return render(plan_manifest(path), resume=resume, events=events, only=only, shard=shard, executor=executor,
+                  overwrite=overwrite)  # fmt: skip
 
 
 def report_manifest(path: Path | str, *, output_dir: Path | str | None = None, thresholds=None):
@@ -117,6 +136,20 @@ def report_manifest(path: Path | str, *, output_dir: Path | str | None = None, t
 
     plan = plan_manifest(path)
     return build_report(path, plan, plan_status(plan), output_dir=output_dir, thresholds=thresholds)
+
+
+def clean_manifests(paths: Sequence[Path | str], *, dry_run: bool = False):
+    """Remove the work dirs under the manifests' output dirs that none of their current jobs
+    uses (never an output, never a work dir whose lease is held); returns the
+    `execution.cleanup.CleanReport`.
+
+    Raises:
+        ManifestError: a manifest is invalid (nothing is removed).
+    """
+    from emo_cli.execution.cleanup import clean_work_dirs
+
+    plans = [plan_manifest(path) for path in paths]
+    return clean_work_dirs(plans, dry_run=dry_run)
 
 
 def get_backend_class(name: str) -> type[Backend]:

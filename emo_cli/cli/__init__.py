@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -22,13 +23,26 @@ app = typer.Typer(
     help="Turn a portrait and an audio track into a talking or singing video.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # emo --install-completion / --show-completion (bash, zsh, fish, PowerShell)
 )
 err_console = Console(stderr=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from emo_cli import __version__
+
+        typer.echo(f"emo-cli {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
     """Turn a portrait and an audio track into a talking or singing video."""
 
 # Command modules register themselves on `app` when imported.

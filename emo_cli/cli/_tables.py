@@ -59,4 +59,10 @@ def new_table(title: str) -> Table:
 
 
 def print_table(table: Table) -> None:
-    Console().print(table, soft_wrap=False)
+    """Print `table`; into a pipe or log (not a terminal) at its natural width, so no cell wraps
+    or is cut and each row stays one line that grep and CI logs show whole."""
+    console = Console()
+    if not console.is_terminal:
+        natural = console.measure(table, options=console.options.update_width(100_000)).maximum
+        console.width = max(console.width, natural)
+    console.print(table, soft_wrap=False)

@@ -2,6 +2,7 @@
 installed packages contribute (`emo weights` is the emo backend's) join through `plugins`."""
 
 from emo_cli.cli import (  # noqa: F401
+    clean,
     dataset,
     init,
     inspect,

@@ -17,7 +17,8 @@ def status(
     manifest: Annotated[Path, typer.Argument(help="The manifest YAML file.", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
 ) -> None:
-    """Show per-job progress (pending, partial k/n chunks, done) without rendering anything."""
+    """Show per-job progress (pending, partial k/n chunks, done, replaced by another job's output)
+    without rendering anything."""
     from emo_cli.api import plan_manifest
     from emo_cli.execution.status import plan_status
 
@@ -28,7 +29,7 @@ def status(
         return
     counts = Counter(row.state for row in rows)
     summary = ", ".join(
-        f"{counts[state]} {state}" for state in ("done", "partial", "pending") if counts[state]
+        f"{counts[state]} {state}" for state in ("done", "partial", "pending", "replaced") if counts[state]
     )
     table = new_table(f"{manifest}: {summary or 'no jobs'}")
     for column in ("job", "id", "progress", "chunks", "output"):
@@ -39,7 +40,8 @@ def status(
             row.id,
             progress_cell(row),
             f"{row.chunks_done}/{row.chunks}",
-            shown_path(row.output, planned.output_dir),
+            shown_path(row.output, planned.output_dir)
+            + (f" (holds {row.output_owner}'s video)" if row.output_owner else ""),
         )
     table.caption = f"outputs under {shown_path(str(planned.output_dir))}"
     print_table(table)

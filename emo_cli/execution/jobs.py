@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import datetime
 
 from emo_cli.backends.base import Backend
 from emo_cli.errors import StorageError
@@ -21,7 +22,7 @@ from emo_cli.execution.chunkloop import ChunkHook, ChunkLoop, chunk_done_event
 from emo_cli.execution.lease import LeaseLost, check_still_held
 from emo_cli.execution.publish import publish
 from emo_cli.execution.results import EventSink, JobFailed, JobResult, failing_as
-from emo_cli.execution.workdir import AUDIO_NAME, Journal, WorkDir
+from emo_cli.execution.workdir import AUDIO_NAME, Journal, WorkDir, journal_output
 from emo_cli.fsutil import file_matches, sha256_file
 from emo_cli.media.formats import OutputFormat, format_for
 from emo_cli.media.mux import AudioEncoder
@@ -30,7 +31,7 @@ from emo_cli.provenance.identity import SigningIdentity, resolve_identity
 from emo_cli.provenance.record import ProvenanceRecord, c2pa_supports
 from emo_cli.provenance.tags import C2PA_OFF, C2PA_UNSUPPORTED, sidecar_path
 
-__all__ = ["AUDIO_NAME", "is_finished", "render_job"]
+__all__ = ["AUDIO_NAME", "is_finished", "journal_output", "render_job"]
 
 
 def _ignore(event: dict) -> None:
@@ -41,13 +42,14 @@ def is_finished(job: Job, journal: Journal | None, signer: str | None = None) ->
     """The job's output and its sidecar are published and are the very files the journal
     recorded for this output (signed by `signer`, a fingerprint or "off", when given).
 
-    Jobs with identical content share a journal, so each output is looked up by its path: one
-    job's output being done says nothing of another's. A deleted or edited sidecar makes the
-    job unfinished, so the next render writes it again.
+    Jobs with identical content share a journal, so each output is looked up by its path
+    (relative to output_dir, so a moved project stays done): one job's output being done says
+    nothing of another's. A deleted or edited sidecar makes the job unfinished, so the next
+    render writes it again.
     """
     if journal is None or journal.job_id != job.id:
         return False
-    published = journal.outputs.get(str(job.output))
+    published = journal.outputs.get(journal_output(job))
     if published is None or published.sidecar_sha256 is None:
         return False
     if signer is not None and published.signer != signer:
@@ -114,9 +116,10 @@ def _render_job(job: Job, backend: Backend, *, events: EventSink | None, resume:
         audio.abort()  # leaves a finished file in place
         raise
 
-    record = ProvenanceRecord.for_job(job, signer, c2pa_note=c2pa_note)
+    record = ProvenanceRecord.for_job(job, signer, c2pa_note=c2pa_note, created=_created(journal))
+    journal.created = record.created  # a later re-mux of this job repeats it (see `_created`)
     digest, sidecar_digest = publish(job, work, record, len(ranges), fmt)
-    journal.record_output(str(job.output), digest, record.signer_fingerprint, sidecar_digest)
+    journal.record_output(journal_output(job), digest, record.signer_fingerprint, sidecar_digest)
     work.save_journal(journal)
     seconds = time.monotonic() - began
     emit({"event": "job_done", **base, "frames": job.num_frames, "chunks_rendered": len(todo),
@@ -124,6 +127,22 @@ def _render_job(job: Job, backend: Backend, *, events: EventSink | None, resume:
           "credentials_trusted": signer is not None and not signer.is_local})  # fmt: skip
     return JobResult(job.id, job.name, job.output, "done", job.num_frames, len(ranges), len(todo), seconds,
                      credentials=credentials)  # fmt: skip
+
+
+def _created(journal: Journal) -> datetime | None:
+    """The creation time the job's output was first published with, if any.
+
+    Publishing the same job again (output altered or deleted, project moved, signer changed)
+    writes the same container bytes as before: the tags, `creation_time` and sidecar repeat this
+    time. Only a C2PA signature differs between two publishes, since the signer stamps the time
+    of signing into it (and, with a new identity, a new certificate).
+    """
+    if not journal.created:
+        return None
+    try:
+        return datetime.fromisoformat(journal.created.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _signing(job: Job, fmt: OutputFormat) -> tuple[SigningIdentity | None, str | None]:

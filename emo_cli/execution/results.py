@@ -79,6 +79,28 @@ class RunSummary:
         }
 
 
+EVENT_SCHEMA = 1  # the version of the events' shape as written to JSON (`--json`, logs)
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 3)
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(item) for item in value]
+    return value
+
+
+def stamped(event: Event) -> Event:
+    """The event as written to JSON: schema version and ISO 8601 UTC time (milliseconds) first,
+    floats rounded to 3 decimals."""
+    from datetime import datetime, timezone
+
+    now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {"schema": EVENT_SCHEMA, "time": now, **_rounded(event)}
+
+
 class JobFailed(EmoError):
     """A job could not be rendered because of an expected failure (bad input, backend, media).
 

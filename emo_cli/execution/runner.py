@@ -7,14 +7,19 @@ another left unfinished.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 from emo_cli.errors import UsageError
 from emo_cli.execution.executors import Executor, make_executor
-from emo_cli.execution.results import EventSink, RunSummary
+from emo_cli.execution.ownership import check_output_ownership
+from emo_cli.execution.results import EventSink, RunSummary, stamped
+from emo_cli.execution.run_report import write_run_report
 from emo_cli.execution.shards import select_shard
+from emo_cli.execution.workdir import job_log
 from emo_cli.planning.job import Job, Plan
 
 
@@ -33,6 +38,26 @@ def select_jobs(plan: Plan, only: Sequence[str] | None) -> list[Job]:
     return [job for job in plan.jobs if any(named(job, name) for name in only)]
 
 
+class JobLogs:
+    """Appends each job's events (stamped, one JSON line each) to its work dir's `events.jsonl`
+    (`workdir.job_log`), then passes every event on: the job's own history across runs, on
+    whichever host or executor rendered it, beside its chunks."""
+
+    def __init__(self, jobs: Sequence[Job], emit: EventSink) -> None:
+        self.work_dirs = {job.id: job.work_dir for job in jobs}
+        self.emit = emit
+
+    def __call__(self, event: dict) -> None:
+        work_dir = self.work_dirs.get(event.get("job_id", ""))
+        if work_dir is not None and work_dir.is_dir():
+            try:
+                with job_log(work_dir).open("a", encoding="utf-8") as stream:
+                    stream.write(json.dumps(stamped(event)) + "\n")
+            except OSError:
+                pass  # the log is a convenience: a full or read-only disk fails the render elsewhere
+        self.emit(event)
+
+
 def render(
     plan: Plan,
     *,
@@ -41,6 +66,7 @@ def render(
     only: Sequence[str] | None = None,
     shard: str | None = None,
     executor: str | Executor = "inline",
+    overwrite: bool = False,
 ) -> RunSummary:
     """Render every job of `plan` (or those in `only`, or shard `shard` of them) on `executor`.
 
@@ -50,20 +76,27 @@ def render(
     reused. A job that fails with an `EmoError` is recorded as failed and the others still run.
     Ctrl-C (or SIGTERM in a pool) raises KeyboardInterrupt once the workers have stopped;
     finished chunks stay on disk.
+
+    Before anything renders, a job whose output path holds another job's video is refused
+    (RenderError naming both jobs, every clash at once) unless `overwrite`; see `ownership`.
+    At the end, `<output_dir>/run-report.json` records every job's outcome (`run_report`).
     """
     runner = make_executor(executor) if isinstance(executor, str) else executor
-    emit = events or (lambda event: None)
-    began = time.monotonic()
+    emit = JobLogs(plan.jobs, events or (lambda event: None))
+    began, started = time.monotonic(), datetime.now(timezone.utc)
     jobs = select_jobs(plan, only)
     if shard is not None:
         jobs = select_shard(jobs, shard)
+    check_output_ownership(jobs, overwrite=overwrite)
     emit({
         "event": "run_started", "manifest": str(plan.manifest), "output_dir": str(plan.output_dir),
         "jobs": len(jobs), "frames": sum(job.num_frames for job in jobs), "resume": resume,
         "shard": shard, "executor": runner.name, "devices": runner.where(),
     })  # fmt: skip
     summary = RunSummary(tuple(runner.run(jobs, resume=resume, emit=emit)), time.monotonic() - began)
-    emit({"event": "run_done", **summary.to_dict()})
+    report = write_run_report(plan, summary, started=started, finished=datetime.now(timezone.utc),
+                              executor=runner.name, shard=shard)  # fmt: skip
+    emit({"event": "run_done", **summary.to_dict(), "run_report": str(report)})
     return summary
 
 
@@ -75,9 +108,10 @@ def render_manifest(
     only: Sequence[str] | None = None,
     shard: str | None = None,
     executor: str | Executor = "inline",
+    overwrite: bool = False,
 ) -> RunSummary:
     """Load and plan `manifest` (raising ManifestError with every problem), then `render` it."""
     from emo_cli.planning.plan import plan_manifest
 
     return render(plan_manifest(Path(manifest)), resume=resume, events=events, only=only, shard=shard,
-                  executor=executor)  # fmt: skip
+                  executor=executor, overwrite=overwrite)  # fmt: skip

@@ -11,6 +11,7 @@ lease (`emo_cli.execution.lease` takes the lease names from here)::
     segments.ffconcat          the concat demuxer's list, written just before the mux
     unsigned.mp4               the muxed output before it is signed (signing on)
     lease.00000001.json        the current lease (the highest number), see `lease`
+    events.jsonl               the job's events from every run, one JSON line each (`job_log`)
 
 The journal is rewritten atomically after every chunk; it is the single source of truth for
 `emo plan`, `emo status` and resume. A chunk is committed when its segment and state are both in
@@ -51,6 +52,7 @@ CHUNKS_DIRNAME = "chunks"
 AUDIO_STEM = "audio"  # + the output format's audio suffix: audio.m4a
 UNSIGNED_STEM = "unsigned"  # + the output's suffix: unsigned.mp4
 CONCAT_LIST_NAME = "segments.ffconcat"
+JOB_LOG_NAME = "events.jsonl"
 LEASE_FILE = re.compile(r"lease\.(\d{8,})\.json")  # 8 digits, more once the numbers pass 99999999
 AUDIO_NAME = AUDIO_STEM + ".m4a"  # the MP4 output's audio (kept for callers that name it)
 UNSIGNED_NAME = UNSIGNED_STEM + ".mp4"
@@ -64,6 +66,11 @@ def segment_name(index: int, suffix: str = ".mp4") -> str:
 def state_name(index: int) -> str:
     """The backend state after chunk `index`, relative to the work dir."""
     return f"{CHUNKS_DIRNAME}/{index:05d}.state.npz"
+
+
+def job_log(work_dir: Path) -> Path:
+    """The job's event log: appended to by every run, never rewritten (see `runner.JobLogs`)."""
+    return work_dir / JOB_LOG_NAME
 
 
 def lease_name(generation: int) -> str:
@@ -113,6 +120,7 @@ class Journal:
     signer: str | None = None  # how the output was signed: certificate sha256, or "off"
     audio_sha256: str | None = None  # the job's audio encoded for the mux, once done
     outputs: dict[str, PublishedOutput] = field(default_factory=dict)  # every published output, by path
+    created: str | None = None  # the output's creation time (ISO 8601 UTC), kept so a re-mux repeats it
 
     def record_output(self, output: str, sha256: str, signer: str | None, sidecar_sha256: str) -> None:
         """`output` was published (its sidecar too): remember it beside the others."""
@@ -187,7 +195,7 @@ class Journal:
         if not outputs and output is not None and output_sha256 is not None and "outputs" not in doc:
             # A journal from before `outputs`: its one output, with no sidecar on record.
             outputs[output] = PublishedOutput(output_sha256, signer, None)
-        audio_sha256 = doc.get("audio_sha256")
+        audio_sha256, created = doc.get("audio_sha256"), doc.get("created")
         journal = cls(
             job_id=job_id,
             num_frames=num_frames,
@@ -198,6 +206,7 @@ class Journal:
             signer=signer,
             audio_sha256=audio_sha256 if isinstance(audio_sha256, str) else None,
             outputs=outputs,
+            created=created if isinstance(created, str) else None,
         )
         return journal, (f"had {dropped} damaged record{'s' if dropped != 1 else ''}, dropped" if dropped else None)
 
@@ -213,6 +222,7 @@ class Journal:
             "signer": self.signer,
             "audio_sha256": self.audio_sha256,
             "outputs": {path: published.to_dict() for path, published in sorted(self.outputs.items())},
+            "created": self.created,
         }
         atomic_write_text(self.path_for(work_dir), json.dumps(doc, indent=1, sort_keys=True))
 
@@ -238,6 +248,11 @@ def _published_output(value: Any) -> PublishedOutput | None:
     fields = (published.sha256, published.signer, published.sidecar_sha256)
     ok = isinstance(published.sha256, str) and all(v is None or isinstance(v, str) for v in fields)
     return published if ok else None
+
+
+def journal_output(job: Job) -> str:
+    """How the journal records `job.output`: relative to output_dir, so a moved project stays done."""
+    return job.output.relative_to(job.output_dir).as_posix()
 
 
 class WorkDir:
@@ -301,6 +316,7 @@ class WorkDir:
         What the journal says about `job`'s output is cleared: the caller publishes it again.
         Outputs of other jobs with the same content stay on record (their files are checked
         against it before they count as done).
+        Its creation time stays, so publishing the same job again writes the same bytes.
         """
         journal = self.load_journal()
         if (
@@ -310,7 +326,7 @@ class WorkDir:
         ):
             journal = Journal(job_id=job.id, num_frames=job.num_frames, chunk_frames=job.settings.chunk_frames)
         journal.output = journal.output_sha256 = journal.signer = None
-        journal.outputs.pop(str(job.output), None)
+        journal.outputs.pop(journal_output(job), None)
         return journal
 
     # -- the chunk store --
@@ -399,5 +415,5 @@ def read_progress(job: Job) -> JobProgress:
     if journal is None or journal.job_id != job.id:
         return JobProgress(0, total, False)
     done = sum(1 for rec in journal.chunks.values() if (job.work_dir / rec.segment).exists())
-    complete = str(job.output) in journal.outputs and job.output.exists() and done == total
+    complete = journal_output(job) in journal.outputs and job.output.exists() and done == total
     return JobProgress(min(done, total), total, complete)

@@ -1,4 +1,9 @@
-"""Output templates: `{portrait}/{audio}.mp4` under output_dir. The one place that renders them."""
+"""Output templates: `{portrait}/{audio}.mp4` under output_dir. The one place that renders them.
+
+Fields: `{portrait}` and `{audio}` (the names in the manifest), `{backend}`, `{job}` (the job's
+content id, 16 hex digits) and `{settings}` (8 hex digits of the settings, backend version and
+weights, without the inputs: `{portrait}/{audio}-{settings}.mp4` keeps each revision's file).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import string
 
 from emo_cli.media.formats import output_suffixes
 
-TEMPLATE_FIELDS = ("portrait", "audio", "job", "backend")
+TEMPLATE_FIELDS = ("portrait", "audio", "job", "backend", "settings")
 # Stand-in for {job} when checking a template before job ids exist (same length, hex).
 _JOB_PLACEHOLDER = "0" * 16
 
@@ -33,8 +38,9 @@ def template_problems(template: str) -> list[str]:
     if problems:
         return problems
     rendered = render_output(
-        template, portrait="portrait", audio="audio", job=_JOB_PLACEHOLDER, backend="backend"
-    )
+        template, portrait="portrait", audio="audio", job=_JOB_PLACEHOLDER, backend="backend",
+        settings=_JOB_PLACEHOLDER[:8],
+    )  # fmt: skip
     problems.extend(output_path_problems(rendered))
     return problems
 
@@ -54,14 +60,15 @@ def output_path_problems(rendered: str) -> list[str]:
     return []
 
 
-def render_output(template: str, *, portrait: str, audio: str, job: str, backend: str) -> str:
+def render_output(template: str, *, portrait: str, audio: str, job: str, backend: str, settings: str = "") -> str:
     """The output path (relative to output_dir, normalised, '/'-separated) for one job."""
-    rendered = template.format(portrait=portrait, audio=audio, job=job, backend=backend)
+    rendered = template.format(portrait=portrait, audio=audio, job=job, backend=backend, settings=settings)
     return posixpath.normpath(rendered.replace("\\", "/"))
 
 
 def uses_job_id(template: str) -> bool:
-    return any(name == "job" for _, name, _, _ in string.Formatter().parse(template))
+    """Whether the template depends on what only planning knows (`{job}` or `{settings}`)."""
+    return any(name in ("job", "settings") for _, name, _, _ in string.Formatter().parse(template))
 
 
 def duplicate_output(field: str, rendered: str, other_field: str, same_job: bool = False) -> str:

@@ -41,6 +41,14 @@ def job_id(
     return hashlib.sha256(canonical_json(doc).encode("utf-8")).hexdigest()[:JOB_ID_LENGTH]
 
 
+def settings_id(settings: Settings, backend_version: str, weights_identity: str) -> str:
+    """What the output template's `{settings}` stands for: 8 hex digits of the job's settings, the
+    backend version and the weights identity, without the inputs. Two revisions of one
+    portrait/audio pair get two files; the same settings give every pair the same token."""
+    doc = {"settings": settings.to_dict(), "backend_version": backend_version, "weights_identity": weights_identity}
+    return hashlib.sha256(canonical_json(doc).encode("utf-8")).hexdigest()[:8]
+
+
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys, no spaces, and 1.0 written as 1, so equal settings hash equally."""
     return json.dumps(

@@ -15,7 +15,7 @@ from emo_cli.manifest.document import format_path
 from emo_cli.manifest.template import duplicate_output, render_output
 from emo_cli.media.formats import format_for
 from emo_cli.media.probe import audio_duration
-from emo_cli.planning.fingerprint import job_id
+from emo_cli.planning.fingerprint import job_id, settings_id
 from emo_cli.planning.job import Job, Plan, Settings, Source
 from emo_cli.planning.outputs import OutputChecks
 
@@ -61,8 +61,9 @@ def make_plan(manifest: Manifest) -> Plan:
             weights_identity=weights,
         )
         relative = render_output(
-            spec.output, portrait=spec.portrait, audio=spec.audio, job=identity, backend=name
-        )
+            spec.output, portrait=spec.portrait, audio=spec.audio, job=identity, backend=name,
+            settings=settings_id(settings, cls.version, weights),
+        )  # fmt: skip
         job = Job(
             id=identity,
             name=spec.name,

@@ -124,8 +124,26 @@ def test_ctrl_c_keeps_finished_chunks_and_exits_130(tmp_path):
             proc.wait()
     assert proc.returncode == 130
     assert "again to resume" in stderr
-    assert json.loads(stdout.splitlines()[-1]) == {"event": "interrupted"}
+    last = json.loads(stdout.splitlines()[-1])
+    assert last["event"] == "interrupted" and last["schema"] == 1 and last["time"].endswith("Z")
     again = emo("render", "--json", str(manifest))
     assert again.returncode == 0
     started = next(e for e in events_of(again) if e["event"] == "job_started" and e["job"] == "astro/voice")
     assert started["chunks_reused"] == 1
+
+
+def test_a_changed_setting_is_refused_over_the_old_output_until_overwrite(tmp_path):
+    manifest = project(tmp_path)
+    assert emo("render", "--json", "--only", "astro/voice", str(manifest)).returncode == 0
+    original = manifest.read_text()
+    manifest.write_text(original.replace("seed: 0", "seed: 7"))
+    refused = emo("render", "--only", "astro/voice", str(manifest))
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "would replace another job's video" in refused.stderr and "--overwrite" in refused.stderr
+    assert "made by job astro/voice" in refused.stderr
+    assert emo("render", "--json", "--overwrite", "--only", "astro/voice", str(manifest)).returncode == 0
+    manifest.write_text(original)  # the old revision: its file now holds the new one's video
+    rows = {row["name"]: row for row in json.loads(emo("status", "--json", str(manifest)).stdout)}
+    assert rows["astro/voice"]["state"] == "replaced" and rows["astro/voice"]["output_owner"] == "astro/voice"
+    table = emo("status", str(manifest)).stdout
+    assert "replaced" in table and "holds astro/voice's video" in table

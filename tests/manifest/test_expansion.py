@@ -85,7 +85,7 @@ matrix:
         ("/abs.mp4", "output '/abs.mp4' is absolute; it must be a path under output_dir"),
         (
             "{voice}.mp4",
-            "unknown field {voice} in output template (known fields: {portrait}, {audio}, {job}, {backend})",
+            "unknown field {voice} in output template (known fields: {portrait}, {audio}, {job}, {backend}, {settings})",
         ),
         (
             "{portrait.mp4",

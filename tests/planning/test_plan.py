@@ -199,3 +199,23 @@ def test_the_test_factory_makes_the_ids_the_planner_makes(test_backends, write_m
     made = make_job(media_dir / "out", media_dir / "astronaut.jpg", media_dir / "hello_en.wav",
                     options=get_backend_class("testbars").resolve_options(None), output=f"x.{suffix}")  # fmt: skip
     assert made.id == planned.id
+
+
+def test_the_settings_field_gives_each_revision_its_own_output(fixture_backend, write_manifest):
+    text = """
+        version: 1
+        output: "{portrait}/{audio}-{settings}.mp4"
+        defaults: {backend: fixture}
+        portraits: {astronaut: astronaut.jpg}
+        audio: {en: hello_en.wav, fr: hello_fr.wav}
+        jobs:
+          - {portrait: astronaut, audio: en, settings: {seed: 1}}
+          - {portrait: astronaut, audio: en, settings: {seed: 2}}
+          - {portrait: astronaut, audio: fr, settings: {seed: 1}}
+    """
+    one, two, fr = plan_manifest(write_manifest(text)).jobs
+    assert one.output != two.output and one.output.parent == two.output.parent
+    token = one.output.stem.removeprefix("en-")
+    assert len(token) == 8 and fr.output.name == f"fr-{token}.mp4"  # the same settings, the same token
+    with pytest.raises(ManifestError, match="renders to 'astronaut/en.mp4'"):
+        plan_manifest(write_manifest(text.replace("-{settings}", "")))

@@ -203,3 +203,6 @@ def test_the_render_summary_names_the_untrusted_local_identity(portrait_backend,
     text = " ".join(result.output.split())
     assert "Content credentials are signed by an untrusted local identity" in text
     assert "EMO_C2PA_KEY / EMO_C2PA_CERTS" in text
+    again = CliRunner().invoke(app, ["render", str(write(folder, manifest_text()))])
+    assert again.exit_code == 0 and "skipped" in again.output
+    assert "untrusted local identity" not in again.output  # said once, when the outputs were signed

@@ -18,16 +18,68 @@ DTYPE_NAMES = ("float32", "float16", "bfloat16")
 PART_FOLDERS = {"backbone": "denoising_unet"}  # EmoModel attribute -> weights folder
 
 
+# What `init_weights` reads from each local folder: the config each loader opens first.
+EXPECTED_FILES = {
+    "--sd15": ("unet/config.json", "scheduler/scheduler_config.json"),
+    "--vae": ("config.json",),
+    "--motion-adapter": ("config.json",),
+    "--wav2vec": ("config.json",),
+}
+
+
 def _source(value: str | Path, flag: str, what: str) -> str:
+    """A local folder, or a hub id ("owner/name") that goes through the Hugging Face cache.
+
+    Raises:
+        WeightsError: neither; or a local folder that lacks a file its loader needs.
+    """
     text = str(value)
     path = Path(text).expanduser()
     if path.exists():
+        if not path.is_dir():
+            raise WeightsError(f"{flag} {text}: is a file, not a folder; pass the local folder of {what}")
+        missing = [name for name in EXPECTED_FILES.get(flag, ()) if not (path / name).is_file()]
+        if missing:
+            raise WeightsError(f"{flag} {text}: not {what}: {', '.join(missing)} missing from the folder")
         return str(path)
-    # Not a local folder: a hub id ("owner/name") goes through the usual Hugging Face cache.
     if text.count("/") == 1 and not text.startswith((".", "/", "~")):
         return text
     raise WeightsError(f"{flag} {text}: no such folder; download {what} (e.g. `huggingface-cli download ...`) "
                        f"and pass its local folder")  # fmt: skip
+
+
+def check_sources(*, sd15: str | Path, vae: str | Path, motion_adapter: str | Path, wav2vec: str | Path,
+                  out: str | Path, dtype: str = "float32", overwrite: bool = False) -> dict[str, str]:  # fmt: skip
+    """Every argument of `init_weights` checked before torch is imported (it takes seconds):
+    returns the resolved sources by name.
+
+    Raises:
+        WeightsError: every bad argument at once, one per line.
+    """
+    wanted = {
+        "sd15": (sd15, "--sd15", "Stable Diffusion 1.5 (stable-diffusion-v1-5/stable-diffusion-v1-5)"),
+        "vae": (vae, "--vae", "sd-vae-ft-mse (stabilityai/sd-vae-ft-mse)"),
+        "motion_adapter": (motion_adapter, "--motion-adapter",
+                           "the AnimateDiff motion adapter (guoyww/animatediff-motion-adapter-v1-5-2)"),
+        "wav2vec": (wav2vec, "--wav2vec", "wav2vec 2.0 (facebook/wav2vec2-base-960h)"),
+    }  # fmt: skip
+    sources, problems = {}, []
+    for name, (value, flag, what) in wanted.items():
+        try:
+            sources[name] = _source(value, flag, what)
+        except WeightsError as exc:
+            problems.append(str(exc))
+    if dtype not in DTYPE_NAMES:
+        problems.append(f"--dtype {dtype!r}: must be one of {', '.join(DTYPE_NAMES)}")
+    if Path(out).expanduser().exists() and not overwrite:
+        problems.append(f"{out} already exists; choose another --out or pass --force to replace it")
+    if len(problems) == 1:
+        raise WeightsError(problems[0])
+    if problems:
+        raise WeightsError(
+            f"{len(problems)} problems with the arguments:\n" + "\n".join(f"  {p}" for p in problems)
+        )
+    return sources
 
 
 def _load(loader, source: str, flag: str, what: str, **kwargs):
@@ -53,19 +105,19 @@ def init_weights(
     hidden_dim: int = 512,
     motion_frames: int = 4,
 ) -> dict:
-    """Assemble and write a weights folder at `out` (atomically); returns its index."""
+    """Assemble and write a weights folder at `out` (atomically); returns its index.
+
+    Every argument is checked (`check_sources`) before torch, diffusers and transformers load.
+    """
+    found = check_sources(sd15=sd15, vae=vae, motion_adapter=motion_adapter, wav2vec=wav2vec, out=out,
+                          dtype=dtype, overwrite=overwrite)  # fmt: skip
+    sd15_src, vae_src, motion_src, wav_src = (found[k] for k in ("sd15", "vae", "motion_adapter", "wav2vec"))
+
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel
     from transformers import Wav2Vec2Model
 
-    if dtype not in DTYPE_NAMES:
-        raise WeightsError(f"--dtype {dtype!r}: must be one of {', '.join(DTYPE_NAMES)}")
     torch_dtype = getattr(torch, dtype)
-    sd15_src = _source(sd15, "--sd15", "Stable Diffusion 1.5 (stable-diffusion-v1-5/stable-diffusion-v1-5)")
-    vae_src = _source(vae, "--vae", "sd-vae-ft-mse (stabilityai/sd-vae-ft-mse)")
-    motion_src = _source(motion_adapter, "--motion-adapter", "the AnimateDiff motion adapter "
-                         "(guoyww/animatediff-motion-adapter-v1-5-2)")  # fmt: skip
-    wav_src = _source(wav2vec, "--wav2vec", "wav2vec 2.0 (facebook/wav2vec2-base-960h)")
 
     unet2d = _load(
         UNet2DConditionModel.from_pretrained, sd15_src, "--sd15", "the SD1.5 UNet (unet/)", subfolder="unet"

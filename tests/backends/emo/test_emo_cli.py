@@ -105,3 +105,32 @@ print(json.dumps({{"codes": [r.exit_code for r in runs], "out": [r.output + str(
     )
     assert report["identity"] == identity
     assert report["codes"][2] != 0 and "no-weights does not exist; assemble one with" in report["out"][2]
+
+
+def test_weights_init_reports_every_bad_path_before_importing_torch(tmp_path):
+    sources = save_components(tmp_path / "components")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "weights").mkdir()
+    code = textwrap.dedent(f"""
+        import sys
+        from emo_cli.cli import main
+        sys.argv = ["emo", "weights", "init", "--sd15", {str(tmp_path / "nosuch-sd15")!r},
+                    "--vae", {str(tmp_path / "empty")!r}, "--motion-adapter", {str(sources["motion_adapter"])!r},
+                    "--wav2vec", "./nosuch-wav2vec", "--dtype", "float8", "--out", {str(tmp_path / "weights")!r}]
+        try:
+            main()
+        finally:
+            print("torch imported:", "torch" in sys.modules, file=sys.stderr)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    err = proc.stderr
+    assert "5 problems with the arguments" in err and "Traceback" not in err
+    assert f"--sd15 {tmp_path / 'nosuch-sd15'}: no such folder" in err
+    assert f"--vae {tmp_path / 'empty'}: not sd-vae-ft-mse" in err and "config.json missing" in err
+    assert "--wav2vec ./nosuch-wav2vec: no such folder" in err
+    assert "--dtype 'float8': must be one of float32, float16, bfloat16" in err
+    assert "already exists; choose another --out or pass --force" in err
+    assert "--motion-adapter" not in err  # the good one is not a problem
+    assert "torch imported: False" in err

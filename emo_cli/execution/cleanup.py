@@ -1,0 +1,112 @@
+"""`emo clean`: remove the work dirs that no current job uses.
+
+Every render leaves its job's work dir (`<output_dir>/.emo/jobs/<id>/`: journal, chunks, state
+files, encoded audio) so a later run resumes or skips it. A changed setting, portrait or audio
+gives a job a new id, and the old id's work dir is never read again. This module removes those,
+and only those: the work dirs of the plans' current jobs, every output and every sidecar stay.
+A work dir whose lease is held (a render is using it right now, here or on another host) is left
+alone and reported; the others are claimed with a lease before they are removed, so a render
+that starts meanwhile waits rather than writing into a folder being deleted.
+
+The work dirs under an output_dir are shared by every manifest that renders there: pass all of
+them, or the jobs of the others count as unused.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from emo_cli.execution.lease import DEFAULT_TIMEOUT_S, JobLease, is_stale, read_lease
+from emo_cli.planning.job import WORK_DIRNAME, Plan
+
+
+@dataclass(frozen=True)
+class WorkDirEntry:
+    """One work dir that no current job uses."""
+
+    path: Path
+    bytes: int
+    holder: str | None = None  # who holds its lease (then it is kept), else None
+
+
+@dataclass
+class CleanReport:
+    removed: list[WorkDirEntry] = field(default_factory=list)
+    held: list[WorkDirEntry] = field(default_factory=list)
+    kept: int = 0  # work dirs of current jobs
+
+    @property
+    def freed_bytes(self) -> int:
+        return sum(entry.bytes for entry in self.removed)
+
+    def to_dict(self) -> dict:
+        return {
+            "removed": [{"path": str(e.path), "bytes": e.bytes} for e in self.removed],
+            "held": [{"path": str(e.path), "bytes": e.bytes, "holder": e.holder} for e in self.held],
+            "kept": self.kept,
+            "freed_bytes": self.freed_bytes,
+        }
+
+
+def jobs_root(output_dir: Path) -> Path:
+    return output_dir / WORK_DIRNAME / "jobs"
+
+
+def _size(path: Path) -> int:
+    total = 0
+    for item in path.rglob("*"):
+        try:
+            if item.is_file() and not item.is_symlink():
+                total += item.lstat().st_size
+        except OSError:
+            continue
+    return total
+
+
+def clean_work_dirs(plans: Sequence[Plan], *, dry_run: bool = False) -> CleanReport:
+    """Remove every work dir under the plans' output dirs that none of their jobs uses.
+
+    With `dry_run`, removes nothing and reports what would go.
+    """
+    current = {job.id for plan in plans for job in plan.jobs}
+    report = CleanReport()
+    for output_dir in sorted({plan.output_dir for plan in plans}):
+        root = jobs_root(output_dir)
+        if not root.is_dir():
+            continue
+        for work in sorted(root.iterdir()):
+            if not work.is_dir() or work.is_symlink():
+                continue
+            if work.name in current:
+                report.kept += 1
+                continue
+            size = _size(work)
+            holder = _live_holder(work) if dry_run else _remove(work)
+            if holder is not None:
+                report.held.append(WorkDirEntry(work, size, holder))
+            else:
+                report.removed.append(WorkDirEntry(work, size))
+    return report
+
+
+def _live_holder(work: Path) -> str | None:
+    """Who holds `work`'s lease and is alive (a stale lease would be taken over)."""
+    info = read_lease(work)
+    if info is None or is_stale(info, host=socket.gethostname(), now=time.time(), timeout_s=DEFAULT_TIMEOUT_S):
+        return None
+    return info.holder
+
+
+def _remove(work: Path) -> str | None:
+    """Claim `work` and remove it; the live holder's name instead when it is in use."""
+    lease = JobLease.acquire(work, heartbeat_s=0)
+    if lease is None:
+        info = read_lease(work)
+        return info.holder if info is not None else "another process"
+    shutil.rmtree(work)
+    return None
