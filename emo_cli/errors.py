@@ -76,5 +76,9 @@ class RenderError(EmoError):
     """The render of a job failed for a reason that is not the input's fault."""
 
 
+class QualityError(EmoError):
+    """A quality gate failed (settings.qc with on_fail: fail or retry): names the measure and the chunk."""
+
+
 class ProvenanceError(EmoError):
     """Signing, watermarking or verifying provenance failed."""

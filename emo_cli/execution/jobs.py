@@ -7,6 +7,11 @@ moment resumes from what is on disk and produces the same video as an uninterrup
 
 The journal records how the output was signed, so a change of signing identity re-muxes and
 re-signs a finished job without rendering a chunk.
+
+With quality gates on (`settings.qc`, see `chunkqc`), the chunk loop judges each chunk and the
+published output is measured whole; the summary goes into the journal, the sidecar (`quality`)
+and the `job_done` event, and `on_fail: fail | retry` turns a failed gate into a failed job
+(again on a later run, from the journal, until the job changes).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Sequence
 from emo_cli.backends.base import Backend
 from emo_cli.execution.checkpoints import pause_point
 from emo_cli.execution.chunkloop import ChunkHook, ChunkLoop, chunk_done_event
+from emo_cli.execution.chunkqc import enforce, job_quality, qc_enabled, verdict, video_gates
 from emo_cli.execution.publish import publish
 from emo_cli.execution.results import EventSink, JobResult, failing_as
 from emo_cli.execution.workdir import AUDIO_NAME, Journal, WorkDir
@@ -26,7 +32,7 @@ from emo_cli.media.mux import AudioEncoder
 from emo_cli.planning.job import Job
 from emo_cli.provenance.identity import SigningIdentity, resolve_identity
 from emo_cli.provenance.record import ProvenanceRecord, c2pa_supports
-from emo_cli.provenance.tags import C2PA_OFF, C2PA_UNSUPPORTED
+from emo_cli.provenance.tags import C2PA_OFF, C2PA_UNSUPPORTED, write_sidecar
 
 __all__ = ["AUDIO_NAME", "is_finished", "render_job"]
 
@@ -65,9 +71,10 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
 
     journal = _resume_check(job, work, resume, signer)
     if journal is None:
+        quality = _recorded_quality(job, work)
         emit({"event": "job_skipped", **base, "reason": "already done", "frames": job.num_frames})
         return JobResult(job.id, job.name, job.output, "skipped", job.num_frames, len(ranges), 0, 0.0,
-                         credentials=credentials)  # fmt: skip
+                         credentials=credentials, qc=quality)  # fmt: skip
     good = work.good_chunks(journal, ranges)
     todo = [i for i, ok in enumerate(good) if not ok]
     emit({
@@ -90,13 +97,42 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
     record = ProvenanceRecord.for_job(job, signer, c2pa_note=c2pa_note)
     journal.output_sha256 = publish(job, work, record, len(ranges), fmt)
     journal.output, journal.signer = str(job.output), record.signer_fingerprint
+    journal.quality = _judge(job, journal, record) if qc_enabled(job) else None
     work.save_journal(journal)
+    if journal.quality is not None:
+        with failing_as(job, f"{job.field}, settings.qc"):
+            enforce(job, journal.quality)
     seconds = time.monotonic() - began
     emit({"event": "job_done", **base, "frames": job.num_frames, "chunks_rendered": len(todo),
           "seconds": round(seconds, 3), "watermark": record.watermark, "credentials": credentials,
-          "credentials_trusted": signer is not None and not signer.is_local})  # fmt: skip
+          "credentials_trusted": signer is not None and not signer.is_local,
+          **({"qc": journal.quality} if journal.quality is not None else {})})  # fmt: skip
     return JobResult(job.id, job.name, job.output, "done", job.num_frames, len(ranges), len(todo), seconds,
-                     credentials=credentials)  # fmt: skip
+                     credentials=credentials, qc=verdict(journal.quality) if journal.quality else None)  # fmt: skip
+
+
+def _judge(job: Job, journal: Journal, record: ProvenanceRecord) -> dict:
+    """The whole-video gates on the published output (unless `settings.qc.video` is false) and
+    the job's quality summary, also written into the output's sidecar."""
+    video = None
+    if job.settings.qc.get("video", True):
+        pause_point("qc:video")
+        video = video_gates(job)
+    quality = job_quality(job, journal.chunks, video)
+    assert journal.output_sha256 is not None
+    write_sidecar(job.output, {**record.sidecar(job.output.name, journal.output_sha256), "quality": quality})
+    return quality
+
+
+def _recorded_quality(job: Job, work: WorkDir) -> str | None:
+    """A finished job's quality verdict from its journal; its failure again where it failed."""
+    journal = work.load_journal()
+    quality = journal.quality if journal is not None and qc_enabled(job) else None
+    if quality is None:
+        return None
+    with failing_as(job, f"{job.field}, settings.qc"):
+        enforce(job, quality)
+    return verdict(quality)
 
 
 def _signing(job: Job, fmt: OutputFormat) -> tuple[SigningIdentity | None, str | None]:

@@ -82,9 +82,10 @@ class ChunkRecord:
     segment_sha256: str
     state: str
     state_sha256: str
+    qc: dict[str, Any] | None = None  # the quality gates' record of the chunk (`chunkqc.ChunkQc`)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "qc" or v is not None}
 
 
 @dataclass
@@ -97,6 +98,7 @@ class Journal:
     output_sha256: str | None = None
     signer: str | None = None  # how the output was signed: certificate sha256, or "off"
     audio_sha256: str | None = None  # the job's audio encoded for the mux, once done
+    quality: dict[str, Any] | None = None  # the quality gates' summary once published (`chunkqc`)
 
     @classmethod
     def path_for(cls, work_dir: Path) -> Path:
@@ -118,6 +120,7 @@ class Journal:
                 output_sha256=doc.get("output_sha256"),
                 signer=doc.get("signer"),
                 audio_sha256=doc.get("audio_sha256"),
+                quality=doc.get("quality"),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -133,6 +136,7 @@ class Journal:
             "output_sha256": self.output_sha256,
             "signer": self.signer,
             "audio_sha256": self.audio_sha256,
+            **({"quality": self.quality} if self.quality is not None else {}),
         }
         atomic_write_text(self.path_for(work_dir), json.dumps(doc, indent=1, sort_keys=True))
 
@@ -177,7 +181,7 @@ class WorkDir:
             or (journal.num_frames, journal.chunk_frames) != (job.num_frames, job.settings.chunk_frames)
         ):
             journal = Journal(job_id=job.id, num_frames=job.num_frames, chunk_frames=job.settings.chunk_frames)
-        journal.output = journal.output_sha256 = journal.signer = None
+        journal.output = journal.output_sha256 = journal.signer = journal.quality = None
         return journal
 
     # -- the chunk store --
@@ -210,8 +214,10 @@ class WorkDir:
         atomic_write_bytes(self.path / state_name(index), data)
         return hashlib.sha256(data).hexdigest()
 
-    def commit_chunk(self, journal: Journal, index: int, start: int, count: int, state_sha256: str) -> None:
-        """Record chunk `index` (segment and state already in place) and save the journal."""
+    def commit_chunk(self, journal: Journal, index: int, start: int, count: int, state_sha256: str,
+                     qc: dict[str, Any] | None = None) -> None:  # fmt: skip
+        """Record chunk `index` (segment and state already in place, `qc` its quality record)
+        and save the journal."""
         journal.chunks[index] = ChunkRecord(
             index=index,
             start=start,
@@ -220,6 +226,7 @@ class WorkDir:
             segment_sha256=sha256_file(self.segment(index)),
             state=state_name(index),
             state_sha256=state_sha256,
+            qc=qc,
         )
         self.save_journal(journal)
 

@@ -140,12 +140,15 @@ def sample_indices(loudness: np.ndarray, sample: int) -> list[int]:
 
 
 def measure_chunk(
-    frames: np.ndarray, *, index: int, start: int, loudness: np.ndarray, reference: Reference,
+    frames: np.ndarray, *, index: int, start: int, loudness: np.ndarray,
+    reference: Reference | Callable[[np.ndarray, FaceGeometry], Reference],
     sample: int = DEFAULT_SAMPLE, landmarker: Landmarker | None = None,
 ) -> ChunkSample:  # fmt: skip
     """Measure chunk `index` (frames [start, start + len(frames))) on `sample` of its frames.
 
     `loudness` is the chunk's per-frame loudness (`frame_loudness` of the job's audio, sliced).
+    `reference` is the job's `Reference`, or a function giving each measured frame its own
+    (`aligned_portrait`: what a loop that may start at any chunk uses).
     """
     mesh = landmarker or default_landmarker()
     picks = sample_indices(np.asarray(loudness), sample)
@@ -157,10 +160,36 @@ def measure_chunk(
             continue
         geometry = face_geometry(landmarks)
         mouth.append(round(geometry.mouth, 4))
-        looks.append(appearance(frames[i], geometry, reference))
+        ref = reference if isinstance(reference, Reference) else reference(frames[i], geometry)
+        looks.append(appearance(frames[i], geometry, ref))
     figures = chunk_figures(index, start, len(frames), looks)
     return ChunkSample(figures, tuple(start + i for i in picks), tuple(mouth),
                        tuple(round(float(loudness[i]), 4) for i in picks))  # fmt: skip
+
+
+def aligned_portrait(
+    portrait: np.ndarray, landmarker: Landmarker | None = None, portrait_name: str = "the portrait",
+) -> Callable[[np.ndarray, FaceGeometry], Reference]:  # fmt: skip
+    """A frame's reference: `portrait` brought into that frame by its stable landmarks (the
+    portrait's face mesh runs once). A render loop resumed at chunk k has no first frame to
+    align to, so each measured frame gets its own; the figures of a chunk then depend on that
+    chunk's frames alone, and a resumed render measures exactly what an uninterrupted one does.
+
+    Raises:
+        InputError: the face mesh finds no face in the portrait.
+    """
+    mesh = landmarker or default_landmarker()
+    landmarks = mesh(portrait)
+    if landmarks is None:
+        raise InputError(f"no face found in {portrait_name}")
+
+    def known(image: np.ndarray) -> np.ndarray | None:
+        return landmarks if image is portrait else mesh(image)
+
+    def reference(frame: np.ndarray, geometry: FaceGeometry) -> Reference:
+        return reference_for(frame, geometry, portrait, known, portrait_name)
+
+    return reference
 
 
 def load_reference_image(path: Path | str) -> np.ndarray:
