@@ -187,6 +187,11 @@ def render(
     address: Annotated[
         str | None, typer.Option("--address", help="With --executor ray: the cluster to join (default: local).")
     ] = None,
+    report: Annotated[
+        bool,
+        typer.Option("--report/--no-report", help="Write the QC report (report.html, report.json) into the "
+                     "output_dir at the end (it measures every finished output again)."),
+    ] = True,
 ) -> None:
     """Render a manifest's jobs; an interrupted render resumes where it stopped."""
     from emo_cli.api import render_manifest
@@ -194,7 +199,7 @@ def render(
 
     console = Console()
     where = make_executor(executor, devices=devices, retries=retries, address=address)
-    options = dict(resume=resume, only=only, shard=shard, executor=where)
+    options = dict(resume=resume, only=only, shard=shard, executor=where, report=report)
     try:
         if as_json:
             summary = render_manifest(manifest, events=json_lines, **options)
@@ -217,6 +222,8 @@ def render(
         note = credentials_note(summary)
         if note:
             console.print(note, markup=False, highlight=False, soft_wrap=True)
+        if summary.report is not None:
+            console.print(f"QC report: {escape(str(summary.report))}", highlight=False)
         if summary.failed:
             console.print(f"[red]{len(summary.failed)} job(s) failed[/]; the others are done. "
                       "Fix the inputs named above and run the same command again.", highlight=False)  # fmt: skip

@@ -42,8 +42,7 @@ def qc_enabled(job: Job) -> bool:
 
 def thresholds_for(job: Job) -> Thresholds:
     """The Thresholds' defaults with the job's `settings.qc` figures on top."""
-    names = Thresholds.names()
-    return Thresholds().with_overrides(**{k: v for k, v in job.settings.qc.items() if k in names})
+    return Thresholds.from_settings(job.settings.qc)
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ class JobResult:
 class RunSummary:
     results: tuple[JobResult, ...]
     seconds: float
+    report: Path | None = None  # the QC report written after the run (report.html), if any
 
     def count(self, status: JobStatus) -> int:
         return sum(1 for r in self.results if r.status == status)
