@@ -1,4 +1,4 @@
-"""`testbars` and `portraitpatch`: cheap, deterministic backends for tests, installed through the
+"""`testbars`, `portraitpatch` and `emoface`: cheap, deterministic backends for tests, installed through the
 real entry point.
 
 Putting this folder on sys.path (or PYTHONPATH) makes the `emo_test_backends-0.1.dist-info`
