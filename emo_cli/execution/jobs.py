@@ -97,23 +97,38 @@ def render_job(job: Job, backend: Backend, *, events: EventSink | None = None, r
     record = ProvenanceRecord.for_job(job, signer, c2pa_note=c2pa_note)
     journal.output_sha256 = publish(job, work, record, len(ranges), fmt)
     journal.output, journal.signer = str(job.output), record.signer_fingerprint
-    journal.quality = _judge(job, journal, record) if qc_enabled(job) else None
-    work.save_journal(journal)
-    if journal.quality is not None:
-        with failing_as(job, f"{job.field}, settings.qc"):
-            enforce(job, journal.quality)
+    qc = _judge(job, work, journal, record)
     seconds = time.monotonic() - began
     emit({"event": "job_done", **base, "frames": job.num_frames, "chunks_rendered": len(todo),
           "seconds": round(seconds, 3), "watermark": record.watermark, "credentials": credentials,
           "credentials_trusted": signer is not None and not signer.is_local,
-          **({"qc": journal.quality} if journal.quality is not None else {})})  # fmt: skip
+          **_qc_event(journal)})  # fmt: skip
     return JobResult(job.id, job.name, job.output, "done", job.num_frames, len(ranges), len(todo), seconds,
-                     credentials=credentials, qc=verdict(journal.quality) if journal.quality else None)  # fmt: skip
+                     credentials=credentials, qc=qc)  # fmt: skip
 
 
-def _judge(job: Job, journal: Journal, record: ProvenanceRecord) -> dict:
-    """The whole-video gates on the published output (unless `settings.qc.video` is false) and
-    the job's quality summary, also written into the output's sidecar."""
+def _judge(job: Job, work: WorkDir, journal: Journal, record: ProvenanceRecord) -> str | None:
+    """Save the journal of the published job with its quality summary (gates on): the
+    whole-video gates on the output (unless `settings.qc.video` is false) and the chunks'
+    records, also written into the output's sidecar. Returns the verdict (None: gates off).
+
+    Raises:
+        JobFailed: a gate failed and `on_fail` is not warn.
+    """
+    journal.quality = _quality(job, journal, record) if qc_enabled(job) else None
+    work.save_journal(journal)
+    if journal.quality is None:
+        return None
+    with failing_as(job, f"{job.field}, settings.qc"):
+        enforce(job, journal.quality)
+    return verdict(journal.quality)
+
+
+def _qc_event(journal: Journal) -> dict:
+    return {"qc": journal.quality} if journal.quality is not None else {}
+
+
+def _quality(job: Job, journal: Journal, record: ProvenanceRecord) -> dict:
     video = None
     if job.settings.qc.get("video", True):
         pause_point("qc:video")
