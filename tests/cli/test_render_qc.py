@@ -70,7 +70,7 @@ def test_pool_workers_and_ray_actors_judge_chunks_and_the_report_is_written(tmp_
     assert "QC report" not in proc.stdout and not (manifest.parent / "out" / "report.html").exists()
 
     # On Ray the actor measures the same frames to the same figures.
-    ray_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must be short
+    ray_dir = tempfile.mkdtemp(prefix="ray")  # under the system temp dir: Ray's socket paths must be short
     try:
         events, on_ray = rendered(project(tmp_path / "ray"), "--executor", "ray", "--no-report",
                                   RAY_TMPDIR=ray_dir, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")  # fmt: skip
