@@ -2,13 +2,17 @@
 `emo qc` on a whole video, against the `warp` render's own CPU per frame.
 
 Renders the looped committed speech (as benchmarks/warp_speed.py does: astronaut portrait,
-512x512, 25 fps, chunks of 50) through `render_manifest`, counting the CPU of this process and
-of its ffmpegs; then, on the rendered video:
+512x512, 25 fps, chunks of 50) through `render_manifest` with the quality gates off, counting
+the CPU of this process and of its ffmpegs; then:
 
-- in-loop: `measure_chunk` on each chunk with a sample of N frames (the loudest, the quietest,
-  the rest evenly spread), timed call by call (process CPU: MediaPipe runs its graph on
-  threads of its own), plus the once-per-job `reference_for` (face mesh of the first frame and
-  of the portrait, alignment);
+- in the render loop: the same render again with `settings.qc` on (default sample of 3 frames
+  per chunk, whole-video gates off), its extra CPU over the first one (noisy on a loaded
+  machine: it is the difference of two renders);
+- in-loop, call by call: `measure_chunk` on each chunk of the rendered video with a sample of
+  N frames (the loudest, the quietest, the rest evenly spread), each measured frame against the
+  portrait aligned to it (`aligned_portrait`, as the loop does), timed call by call (process
+  CPU: MediaPipe runs its graph on threads of its own), plus the once-per-job setup (the
+  portrait's face mesh, the track's loudness);
 - `emo qc`: `measure_video` on the whole video in this process (wall and CPU), and the
   `emo qc --json` command in a fresh process (wall, with its imports).
 
@@ -45,14 +49,20 @@ def cpu_seconds() -> tuple[float, float]:
     return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
-def render(folder: Path, seconds: float, resolution: int, chunk_frames: int) -> tuple[Path, Path, int, float, float]:
-    """Render the benchmark job; returns (video, audio, frames, wall s, CPU s of the render)."""
+def render(folder: Path, seconds: float, resolution: int, chunk_frames: int,
+           qc: bool = False) -> tuple[Path, Path, int, float, float]:  # fmt: skip
+    """Render the benchmark job (quality gates off, or in the loop only with `qc`); returns
+    (video, audio, frames, wall s, CPU s of the render)."""
     from emo_cli.execution import render_manifest
 
-    looped_speech(folder / "speech.wav", seconds)
+    folder.mkdir(exist_ok=True)
+    if not (folder / "speech.wav").exists():
+        looped_speech(folder / "speech.wav", seconds)
     manifest = folder / "bench.yaml"
-    manifest.write_text(MANIFEST.format(resolution=resolution, chunk_frames=chunk_frames,
-                                        portrait=ASSETS / "astronaut.jpg", watermark="true"))  # fmt: skip
+    text = MANIFEST.format(resolution=resolution, chunk_frames=chunk_frames, portrait=ASSETS / "astronaut.jpg",
+                           watermark="true")  # fmt: skip
+    assert "qc: {enabled: false}" in text
+    manifest.write_text(text.replace("qc: {enabled: false}", "qc: {enabled: true, video: false}") if qc else text)
     before = cpu_seconds()
     began = time.perf_counter()
     summary = render_manifest(manifest, resume=False)
@@ -82,29 +92,27 @@ def chunks(video: Path, chunk_frames: int):
             yield start, np.stack(batch)
 
 
-def in_loop(video: Path, audio: Path, chunk_frames: int, sample: int) -> dict:
+def in_loop(video: Path, audio: Path, chunk_frames: int, sample: int, count: int) -> dict:
     """CPU and wall of measure_chunk over every chunk of `video` with `sample` frames each."""
     from emo_cli.backends.face import face_mesh_landmarks
     from emo_cli.media.audio import decode_audio
     from emo_cli.media.image import load_portrait
-    from emo_cli.quality import measure_chunk, reference_for
-    from emo_cli.quality.measures import face_geometry, frame_loudness
+    from emo_cli.quality import measure_chunk
+    from emo_cli.quality.chunk import aligned_portrait
+    from emo_cli.quality.measures import frame_loudness
 
     samples = decode_audio(audio, 16000)
-    reference = None
+    c0, w0 = time.process_time(), time.perf_counter()
+    reference = aligned_portrait(load_portrait(ASSETS / "astronaut.jpg"), face_mesh_landmarks)
+    loudness = frame_loudness(samples, 16000, 25, count)
+    setup = (time.process_time() - c0, time.perf_counter() - w0)
     cpu = wall = 0.0
-    setup = (0.0, 0.0)
     frames_total = 0
     per_chunk = []
     for index, (start, frames) in enumerate(chunks(video, chunk_frames)):
         c0, w0 = time.process_time(), time.perf_counter()
-        if reference is None:
-            first = face_geometry(face_mesh_landmarks(frames[0]))
-            reference = reference_for(frames[0], first, load_portrait(ASSETS / "astronaut.jpg"))
-            setup = (time.process_time() - c0, time.perf_counter() - w0)
-            c0, w0 = time.process_time(), time.perf_counter()
-        loudness = frame_loudness(samples, 16000, 25, len(frames), start_frame=start)
-        measure_chunk(frames, index=index, start=start, loudness=loudness, reference=reference, sample=sample)
+        measure_chunk(frames, index=index, start=start, loudness=loudness[start:start + len(frames)],
+                      reference=reference, sample=sample)  # fmt: skip
         c1, w1 = time.process_time(), time.perf_counter()
         cpu += c1 - c0
         wall += w1 - w0
@@ -130,11 +138,17 @@ def main() -> int:
         print("\nin-loop QC (measure_chunk on a sample of each chunk of "
               f"{args.chunk_frames} frames; process CPU):")  # fmt: skip
         for sample in args.sample:
-            run = in_loop(video, audio, args.chunk_frames, sample)
+            run = in_loop(video, audio, args.chunk_frames, sample, frames)
             per_frame = run["cpu"] / run["frames"] * 1000
             print(f"  sample {sample:2d}/chunk: {per_frame:.3f} ms per frame = {per_frame / warp_ms:.1%} of warp's "
                   f"CPU per frame (median {run['chunk_cpu_median'] * 1000:.0f} ms per chunk; once per job: "
-                  f"reference {run['setup_cpu'] * 1000:.0f} ms)")  # fmt: skip
+                  f"portrait mesh + loudness {run['setup_cpu'] * 1000:.0f} ms)")  # fmt: skip
+
+        _, _, _, qc_wall, qc_cpu = render(Path(tmp) / "with_qc", args.seconds, args.resolution, args.chunk_frames,
+                                          qc=True)  # fmt: skip
+        extra = (qc_cpu - cpu) / frames * 1000
+        print(f"\nthe render again with settings.qc on in the loop (sample 3, whole-video gates off): "
+              f"CPU {qc_cpu:.1f} s, {extra:+.2f} ms per frame = {extra / warp_ms:+.1%} of warp's CPU per frame")  # fmt: skip
 
         from emo_cli.quality import measure_video
 

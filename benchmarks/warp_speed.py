@@ -39,7 +39,7 @@ MANIFEST = """\
 version: 1
 output_dir: out
 output: "{{portrait}}/{{audio}}.mp4"
-defaults: {{backend: warp, fps: 25, resolution: {resolution}, seed: 0, chunk_frames: {chunk_frames}, provenance: {{watermark: {watermark}}}}}
+defaults: {{backend: warp, fps: 25, resolution: {resolution}, seed: 0, chunk_frames: {chunk_frames}, provenance: {{watermark: {watermark}}}, qc: {{enabled: false}}}}
 portraits: {{astronaut: {portrait}}}
 audio: {{speech: speech.wav}}
 jobs:

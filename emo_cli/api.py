@@ -115,13 +115,24 @@ def render_manifest(
     shard: str | None = None,
     executor: str | Executor = "inline",
     overwrite: bool = False,
+    report: bool = False,
 ) -> RunSummary:
-    """`plan_manifest(path)` (raising ManifestError with every problem), then `render` it."""
+    """`plan_manifest(path)` (raising ManifestError with every problem), then `render` it.
+
+    With `report`, the QC report (`report_manifest`: report.html and report.json) is written
+    into the output_dir once the run is over, whatever its jobs' fate; the summary's `report`
+    names the page. (The events end with `run_done` before it is written.)
+    """
     from emo_cli.execution.checkpoints import pause_point
 
     pause_point("plan")
-    return render(plan_manifest(path), resume=resume, events=events, only=only, shard=shard, executor=executor,
-                  overwrite=overwrite)  # fmt: skip
+    summary = render(plan_manifest(path), resume=resume, events=events, only=only, shard=shard, executor=executor,
+                     overwrite=overwrite)  # fmt: skip
+    if not report:
+        return summary
+    import dataclasses
+
+    return dataclasses.replace(summary, report=report_manifest(path).html)
 
 
 def report_manifest(path: Path | str, *, output_dir: Path | str | None = None, thresholds=None):

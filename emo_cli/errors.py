@@ -121,5 +121,9 @@ def describe_os_error(exc: OSError, path: object = None) -> str:
     return f"{text}; {advice}" if advice else text
 
 
+class QualityError(EmoError):
+    """A quality gate failed (settings.qc with on_fail: fail or retry): names the measure and the chunk."""
+
+
 class ProvenanceError(EmoError):
     """Signing, watermarking or verifying provenance failed."""

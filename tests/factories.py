@@ -38,6 +38,7 @@ def make_job(
     options: dict[str, Any] | None = None,
     output: str | None = None,
     duration: float | None = None,
+    qc: dict[str, Any] | None = None,
 ) -> Job:
     """A job as the planner would make it: its id from the planner's own recipe (`job_id`),
     the output (format by its suffix) under output_dir."""
@@ -45,7 +46,7 @@ def make_job(
     portrait, audio = Path(portrait).resolve(), Path(audio).resolve()
     output = output or f"{portrait.stem}/{audio.stem}.mp4"
     settings = Settings(backend, fps, resolution, seed, chunk_frames, dict(options or {}),
-                        format=format_for(output).name)  # fmt: skip
+                        format=format_for(output).name, qc=dict(qc or {}))  # fmt: skip
     portrait_src = Source(portrait.stem, portrait, sha256_file(portrait), f"portraits.{portrait.stem}")
     audio_src = Source(audio.stem, audio, sha256_file(audio), f"audio.{audio.stem}")
     name = name or f"{portrait.stem}/{audio.stem}"

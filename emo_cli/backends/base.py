@@ -83,6 +83,14 @@ class JobRenderer(ABC):
     def render_chunk(self, start: int, count: int, state: State) -> ChunkOutput:
         """Render frames [start, start + count) given the state after frame start - 1."""
 
+    def reseed(self, seed: int) -> bool:
+        """Render the following chunks with `seed` in place of the job's (a quality retry).
+
+        Returns False when the renderer draws nothing at random, so another seed would give
+        the same frames (the default); a stochastic backend overrides this and returns True.
+        """
+        return False
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release per-job resources."""
 

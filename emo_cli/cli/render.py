@@ -398,6 +398,11 @@ def render(
             "job's video is refused, naming both).",
         ),
     ] = False,
+    report: Annotated[
+        bool,
+        typer.Option("--report/--no-report", help="Write the QC report (report.html, report.json) into the "
+                     "output_dir at the end (it measures every finished output again)."),
+    ] = True,
 ) -> None:
     """Render a manifest's jobs; an interrupted render resumes where it stopped."""
     from emo_cli.execution.interrupts import exit_code as interrupt_exit_code
@@ -411,7 +416,7 @@ def render(
 
     console = Console()
     where = make_executor(executor, devices=devices, retries=retries, address=address)
-    options = dict(resume=resume, only=only, shard=shard, executor=where, overwrite=overwrite)
+    options = dict(resume=resume, only=only, shard=shard, executor=where, overwrite=overwrite, report=report)
     if quiet and verbose:
         raise typer.BadParameter("--quiet and --verbose contradict each other", param_hint="--quiet")
     with contextlib.ExitStack() as stack:
@@ -453,6 +458,8 @@ def render(
         note = credentials_note(summary)
         if note:
             console.print(note, markup=False, highlight=False, soft_wrap=True)
+        if summary.report is not None:
+            console.print(f"QC report: {escape(str(summary.report))}", highlight=False, soft_wrap=True)
     if summary.failed:
         console.print(f"[red]{len(summary.failed)} job(s) failed[/]; the others are done. "
                       "Fix the inputs named above and run the same command again.", highlight=False,

@@ -8,6 +8,10 @@ the next chunk is fed to its encoder, so the encoder's drain overlaps with usefu
 Every frame is watermarked with the job id before it is encoded (unless the job's settings
 turn that off): marked here, not in the backends, so every backend's frames carry the mark.
 
+With the job's quality gates on (`settings.qc`), each chunk's frames are measured and judged
+before they are encoded, rendered again with the next seed on `on_fail: retry`, and their
+record is journaled with the chunk (see `chunkqc`).
+
 After each commit the loop calls its `after_commit` hooks with the `CommittedChunk`: the place
 for per-chunk work on finished segments (the `chunk_done` event is sent from there too).
 """
@@ -22,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from emo_cli.backends.base import Backend, JobInput, JobRenderer, State
+from emo_cli.backends.base import Backend, ChunkOutput, JobInput, JobRenderer, State
 from emo_cli.errors import EmoError, InputError, RenderError
 from emo_cli.execution.checkpoints import pause_point
+from emo_cli.execution.chunkqc import ChunkGate, ChunkQc, qc_enabled
 from emo_cli.execution.results import EventSink, JobFailed, failing_as
 from emo_cli.execution.workdir import Journal, WorkDir
 from emo_cli.media.audio import decode_audio
@@ -45,6 +50,7 @@ class CommittedChunk:
     count: int
     segment: Path  # the committed segment file
     frames_done: int  # frames of the job committed so far, this one included
+    qc: dict | None = None  # the chunk's quality record as journaled (None: gates off)
 
 
 ChunkHook = Callable[[CommittedChunk], None]
@@ -60,10 +66,14 @@ class ChunkLoop:
         self.after_commit = list(after_commit)
         self.frames_done = sum(count for i, (_, count) in enumerate(ranges) if i not in todo)
         self.pending: _Encoding | None = None  # the chunk whose encoder drains while the next one is fed
+        self.gate: ChunkGate | None = None
 
     def run(self) -> None:
         renderer = self._start_renderer()
         mark = self._watermark()
+        if self.gate is None and qc_enabled(self.job):
+            with failing_as(self.job, f"{self.job.field}, {self.job.portrait.field}"):
+                self.gate = ChunkGate(self.job, self.audio, self.backend.sample_rate)
         try:
             state: State | None = None
             state_after = -2  # index of the chunk whose following state `state` is (-1: initial)
@@ -75,7 +85,7 @@ class ChunkLoop:
                 pause_point(f"render:{index}")
                 encoding = _Encoding(self.job, self.work, self.fmt, index, start, count)
                 with failing_as(self.job, encoding.field):
-                    encoding.render(renderer, state, mark, before_half=self._commit_pending)
+                    encoding.render(renderer, state, mark, before_half=self._commit_pending, gate=self.gate)
                 self.pending, state, state_after = encoding, encoding.state, index
             self._commit_pending()
         except BaseException:
@@ -98,7 +108,7 @@ class ChunkLoop:
     def _start_renderer(self) -> JobRenderer:
         job, backend = self.job, self.backend
         with failing_as(job, f"{job.field}, {job.audio.field}"):
-            audio = decode_audio(job.audio.path, backend.sample_rate)
+            audio = self.audio = decode_audio(job.audio.path, backend.sample_rate)
         job_input = JobInput(
             job_id=job.id,
             portrait_path=job.portrait.path,
@@ -125,7 +135,8 @@ class ChunkLoop:
             chunk.commit(self.work, self.journal)
         self.frames_done += chunk.count
         committed = CommittedChunk(self.job, chunk.index, len(self.ranges), chunk.start, chunk.count,
-                                   self.work.segment(chunk.index), self.frames_done)  # fmt: skip
+                                   self.work.segment(chunk.index), self.frames_done,
+                                   chunk.qc.to_dict() if chunk.qc else None)  # fmt: skip
         for hook in self.after_commit:
             hook(committed)
 
@@ -138,17 +149,14 @@ class _Encoding:
         self.field = f"{job.field}, chunk {index} (frames {start}-{start + count - 1})"
         self.segment: SegmentEncoder | None = None
         self.state: State | None = None
+        self.qc: ChunkQc | None = None
 
     def render(
         self, renderer: JobRenderer, state: State, mark: Callable[[np.ndarray], None] | None,
-        before_half: Callable[[], None],
+        before_half: Callable[[], None], gate: ChunkGate | None = None,
     ) -> None:
         job, index = self.job, self.index
-        out = renderer.render_chunk(self.start, self.count, state)
-        expected = (self.count, renderer.height, renderer.width, 3)
-        if tuple(out.frames.shape) != expected:
-            raise RenderError(f"backend {job.settings.backend} returned frames of shape "
-                              f"{tuple(out.frames.shape)}, expected {expected}")  # fmt: skip
+        out = self._render(renderer, state) if gate is None else self._render_judged(renderer, state, gate)
 
         def on_half() -> None:
             before_half()
@@ -160,13 +168,43 @@ class _Encoding:
         self.segment.feed(out.frames, on_half=on_half, mark_u=mark)
         self.state = out.state
 
+    def _render(self, renderer: JobRenderer, state: State) -> ChunkOutput:
+        out = renderer.render_chunk(self.start, self.count, state)
+        expected = (self.count, renderer.height, renderer.width, 3)
+        if tuple(out.frames.shape) != expected:
+            raise RenderError(f"backend {self.job.settings.backend} returned frames of shape "
+                              f"{tuple(out.frames.shape)}, expected {expected}")  # fmt: skip
+        return out
+
+    def _render_judged(self, renderer: JobRenderer, state: State, gate: ChunkGate) -> ChunkOutput:
+        """Render and judge the chunk; on retry, render it again from the same state with the
+        job's seed + 1, + 2, ... until it passes or the retries are spent."""
+        seed = self.job.settings.seed
+        out = self._render(renderer, state)
+        self.qc = qc = ChunkQc([gate.check(self.index, self.start, out.frames, seed)])
+        reseeded = True
+        while not qc.kept.passed and len(qc.attempts) <= gate.retries:
+            next_seed = seed + len(qc.attempts)
+            reseeded = renderer.reseed(next_seed)
+            if not reseeded:
+                break
+            pause_point(f"retry:{self.index}")
+            out = self._render(renderer, state)
+            qc.attempts.append(gate.check(self.index, self.start, out.frames, next_seed))
+        if len(qc.attempts) > 1:
+            renderer.reseed(seed)
+        if not qc.kept.passed and gate.on_fail != "warn":
+            raise gate.failure(qc, reseeded)
+        return out
+
     def commit(self, work: WorkDir, journal: Journal) -> None:
         """Wait for the segment, checkpoint the state after it, and journal the chunk."""
         assert self.segment is not None and self.state is not None
         self.segment.finish()
         state_sha256 = work.write_state(self.index, self.state)
         pause_point(f"commit:{self.index}")
-        work.commit_chunk(journal, self.index, self.start, self.count, state_sha256)
+        work.commit_chunk(journal, self.index, self.start, self.count, state_sha256,
+                          qc=self.qc.to_dict() if self.qc else None)  # fmt: skip
 
 
 def chunk_done_event(emit: EventSink, base: dict, began: float) -> ChunkHook:
@@ -178,6 +216,7 @@ def chunk_done_event(emit: EventSink, base: dict, began: float) -> ChunkHook:
             "event": "chunk_done", **base, "chunk": chunk.index, "chunks": chunk.chunks, "start": chunk.start,
             "count": chunk.count, "frames_done": chunk.frames_done, "frames": job.num_frames,
             "fps": job.settings.fps, "seconds": round(time.monotonic() - began, 3),
+            **({"qc": chunk.qc} if chunk.qc is not None else {}),
         })  # fmt: skip
 
     return report

@@ -7,6 +7,11 @@ moment resumes from what is on disk and produces the same video as an uninterrup
 
 The journal records how the output was signed, so a change of signing identity re-muxes and
 re-signs a finished job without rendering a chunk.
+
+With quality gates on (`settings.qc`, see `chunkqc`), the chunk loop judges each chunk and the
+published output is measured whole; the summary goes into the journal, the sidecar (`quality`)
+and the `job_done` event, and `on_fail: fail | retry` turns a failed gate into a failed job
+(again on a later run, from the journal, until the job changes).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from emo_cli.backends.base import Backend
 from emo_cli.errors import StorageError
 from emo_cli.execution.checkpoints import pause_point
 from emo_cli.execution.chunkloop import ChunkHook, ChunkLoop, chunk_done_event
+from emo_cli.execution.chunkqc import enforce, job_quality, qc_enabled, verdict, video_gates
 from emo_cli.execution.lease import LeaseLost, check_still_held
 from emo_cli.execution.publish import publish
 from emo_cli.execution.results import EventSink, JobFailed, JobResult, failing_as
@@ -29,7 +35,7 @@ from emo_cli.media.mux import AudioEncoder
 from emo_cli.planning.job import Job
 from emo_cli.provenance.identity import SigningIdentity, resolve_identity
 from emo_cli.provenance.record import ProvenanceRecord, c2pa_supports
-from emo_cli.provenance.tags import C2PA_OFF, C2PA_UNSUPPORTED, sidecar_path
+from emo_cli.provenance.tags import C2PA_OFF, C2PA_UNSUPPORTED, sidecar_path, write_sidecar
 
 __all__ = ["AUDIO_NAME", "is_finished", "journal_output", "render_job"]
 
@@ -94,9 +100,10 @@ def _render_job(job: Job, backend: Backend, *, events: EventSink | None, resume:
         emit({"event": "state_repaired", **base, "message": damage})
     journal = _resume_check(job, work, resume, signer)
     if journal is None:
+        quality = _recorded_quality(job, work)
         emit({"event": "job_skipped", **base, "reason": "already done", "frames": job.num_frames})
         return JobResult(job.id, job.name, job.output, "skipped", job.num_frames, len(ranges), 0, 0.0,
-                         credentials=credentials)  # fmt: skip
+                         credentials=credentials, qc=quality)  # fmt: skip
     good = work.good_chunks(journal, ranges)
     todo = [i for i, ok in enumerate(good) if not ok]
     emit({
@@ -120,13 +127,59 @@ def _render_job(job: Job, backend: Backend, *, events: EventSink | None, resume:
     journal.created = record.created  # a later re-mux of this job repeats it (see `_created`)
     digest, sidecar_digest = publish(job, work, record, len(ranges), fmt)
     journal.record_output(journal_output(job), digest, record.signer_fingerprint, sidecar_digest)
-    work.save_journal(journal)
+    qc = _judge(job, work, journal, record)
     seconds = time.monotonic() - began
     emit({"event": "job_done", **base, "frames": job.num_frames, "chunks_rendered": len(todo),
           "seconds": round(seconds, 3), "watermark": record.watermark, "credentials": credentials,
-          "credentials_trusted": signer is not None and not signer.is_local})  # fmt: skip
+          "credentials_trusted": signer is not None and not signer.is_local,
+          **_qc_event(journal)})  # fmt: skip
     return JobResult(job.id, job.name, job.output, "done", job.num_frames, len(ranges), len(todo), seconds,
-                     credentials=credentials)  # fmt: skip
+                     credentials=credentials, qc=qc)  # fmt: skip
+
+
+def _judge(job: Job, work: WorkDir, journal: Journal, record: ProvenanceRecord) -> str | None:
+    """Save the journal of the published job with its quality summary (gates on): the
+    whole-video gates on the output (unless `settings.qc.video` is false) and the chunks'
+    records, also written into the output's sidecar. Returns the verdict (None: gates off).
+
+    Raises:
+        JobFailed: a gate failed and `on_fail` is not warn.
+    """
+    journal.quality = _quality(job, journal, record) if qc_enabled(job) else None
+    work.save_journal(journal)
+    if journal.quality is None:
+        return None
+    with failing_as(job, f"{job.field}, settings.qc"):
+        enforce(job, journal.quality)
+    return verdict(journal.quality)
+
+
+def _qc_event(journal: Journal) -> dict:
+    return {"qc": journal.quality} if journal.quality is not None else {}
+
+
+def _quality(job: Job, journal: Journal, record: ProvenanceRecord) -> dict:
+    video = None
+    if job.settings.qc.get("video", True):
+        pause_point("qc:video")
+        video = video_gates(job)
+    quality = job_quality(job, journal.chunks, video)
+    assert journal.output_sha256 is not None
+    sidecar = write_sidecar(job.output, {**record.sidecar(job.output.name, journal.output_sha256), "quality": quality})
+    # The sidecar now holds the figures: record its new hash, so the job counts as done.
+    journal.record_output(journal_output(job), journal.output_sha256, journal.signer, sha256_file(sidecar))
+    return quality
+
+
+def _recorded_quality(job: Job, work: WorkDir) -> str | None:
+    """A finished job's quality verdict from its journal; its failure again where it failed."""
+    journal = work.load_journal()
+    quality = journal.quality if journal is not None and qc_enabled(job) else None
+    if quality is None:
+        return None
+    with failing_as(job, f"{job.field}, settings.qc"):
+        enforce(job, quality)
+    return verdict(quality)
 
 
 def _created(journal: Journal) -> datetime | None:

@@ -34,6 +34,7 @@ class JobResult:
     error: str | None = None
     device: str | None = None  # the worker's device ("cpu:1", "cuda:0", "host/cuda:0" on Ray)
     credentials: str | None = None  # who signed the output's C2PA credentials, or "off"
+    qc: str | None = None  # the quality gates' verdict: "pass" or "fail: ..." (None: gates off)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +49,7 @@ class JobResult:
             "error": self.error,
             "device": self.device,
             "credentials": self.credentials,
+            "qc": self.qc,
         }
 
 
@@ -55,6 +57,7 @@ class JobResult:
 class RunSummary:
     results: tuple[JobResult, ...]
     seconds: float
+    report: Path | None = None  # the QC report written after the run (report.html), if any
 
     def count(self, status: JobStatus) -> int:
         return sum(1 for r in self.results if r.status == status)

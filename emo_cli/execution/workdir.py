@@ -91,9 +91,10 @@ class ChunkRecord:
     segment_sha256: str
     state: str
     state_sha256: str
+    qc: dict[str, Any] | None = None  # the quality gates' record of the chunk (`chunkqc.ChunkQc`)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "qc" or v is not None}
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class Journal:
     audio_sha256: str | None = None  # the job's audio encoded for the mux, once done
     outputs: dict[str, PublishedOutput] = field(default_factory=dict)  # every published output, by path
     created: str | None = None  # the output's creation time (ISO 8601 UTC), kept so a re-mux repeats it
+    quality: dict[str, Any] | None = None  # the quality gates' summary once published (`chunkqc`)
 
     def record_output(self, output: str, sha256: str, signer: str | None, sidecar_sha256: str) -> None:
         """`output` was published (its sidecar too): remember it beside the others."""
@@ -195,7 +197,7 @@ class Journal:
         if not outputs and output is not None and output_sha256 is not None and "outputs" not in doc:
             # A journal from before `outputs`: its one output, with no sidecar on record.
             outputs[output] = PublishedOutput(output_sha256, signer, None)
-        audio_sha256, created = doc.get("audio_sha256"), doc.get("created")
+        audio_sha256, created, quality = doc.get("audio_sha256"), doc.get("created"), doc.get("quality")
         journal = cls(
             job_id=job_id,
             num_frames=num_frames,
@@ -207,6 +209,7 @@ class Journal:
             audio_sha256=audio_sha256 if isinstance(audio_sha256, str) else None,
             outputs=outputs,
             created=created if isinstance(created, str) else None,
+            quality=quality if isinstance(quality, dict) else None,
         )
         return journal, (f"had {dropped} damaged record{'s' if dropped != 1 else ''}, dropped" if dropped else None)
 
@@ -223,6 +226,7 @@ class Journal:
             "audio_sha256": self.audio_sha256,
             "outputs": {path: published.to_dict() for path, published in sorted(self.outputs.items())},
             "created": self.created,
+            **({"quality": self.quality} if self.quality is not None else {}),
         }
         atomic_write_text(self.path_for(work_dir), json.dumps(doc, indent=1, sort_keys=True))
 
@@ -236,6 +240,8 @@ def _chunk_record(key: Any, value: Any) -> ChunkRecord | None:
     names = (record.segment, record.segment_sha256, record.state, record.state_sha256)
     numbers = (record.index, record.start, record.count)
     if not (all(isinstance(v, str) for v in names) and all(type(v) is int for v in numbers)):
+        return None
+    if record.qc is not None and not isinstance(record.qc, dict):
         return None
     return record if str(record.index) == str(key) else None
 
@@ -325,7 +331,7 @@ class WorkDir:
             or (journal.num_frames, journal.chunk_frames) != (job.num_frames, job.settings.chunk_frames)
         ):
             journal = Journal(job_id=job.id, num_frames=job.num_frames, chunk_frames=job.settings.chunk_frames)
-        journal.output = journal.output_sha256 = journal.signer = None
+        journal.output = journal.output_sha256 = journal.signer = journal.quality = None
         journal.outputs.pop(journal_output(job), None)
         return journal
 
@@ -359,8 +365,10 @@ class WorkDir:
         atomic_write_bytes(self.path / state_name(index), data)
         return hashlib.sha256(data).hexdigest()
 
-    def commit_chunk(self, journal: Journal, index: int, start: int, count: int, state_sha256: str) -> None:
-        """Record chunk `index` (segment and state already in place) and save the journal."""
+    def commit_chunk(self, journal: Journal, index: int, start: int, count: int, state_sha256: str,
+                     qc: dict[str, Any] | None = None) -> None:  # fmt: skip
+        """Record chunk `index` (segment and state already in place, `qc` its quality record)
+        and save the journal."""
         journal.chunks[index] = ChunkRecord(
             index=index,
             start=start,
@@ -369,6 +377,7 @@ class WorkDir:
             segment_sha256=sha256_file(self.segment(index)),
             state=state_name(index),
             state_sha256=state_sha256,
+            qc=qc,
         )
         self.save_journal(journal)
 

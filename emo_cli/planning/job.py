@@ -32,6 +32,7 @@ class Settings:
     watermark: bool = True  # settings.provenance.watermark: mark every frame (changes frames)
     sign: bool = True  # settings.provenance.sign: C2PA-sign the final MP4 (changes no frame)
     format: str = "mp4"  # the output format (`emo_cli.media.formats`), from the output's suffix
+    qc: Mapping[str, Any] = field(default_factory=dict)  # settings.qc: quality gates, defaults filled
 
     def to_dict(self) -> dict[str, Any]:
         """The settings that shape the frames, as hashed into the job id.
@@ -40,7 +41,9 @@ class Settings:
         and re-signs a finished job (the journal records how its output was signed) without
         rendering a single chunk again. The watermark changes every frame, so it is in. The
         format changes every chunk's encoding: it is in, except for MP4, which every job id
-        made before there were other formats stands for.
+        made before there were other formats stands for. The quality gates (`qc`) only judge
+        frames, so they are out, except with `on_fail: retry`, where the thresholds choose which
+        seed renders a chunk: then they change frames and are in.
         """
         return {
             "backend": self.backend,
@@ -51,7 +54,13 @@ class Settings:
             "options": dict(self.options),
             "provenance": {"watermark": self.watermark},
             **({"format": self.format} if self.format != "mp4" else {}),
+            **({"qc": dict(self.qc)} if self.qc_retries else {}),
         }
+
+    @property
+    def qc_retries(self) -> bool:
+        """Whether a failing chunk is rendered again with the next seed (changes frames)."""
+        return bool(self.qc.get("enabled", True)) and self.qc.get("on_fail") == "retry"
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,7 @@ def _settings(name: str, cls: type[Backend], raw: Mapping[str, Any], base_dir: P
         watermark=bool(provenance.get("watermark", True)),
         sign=bool(provenance.get("sign", True)),
         format=fmt,
+        qc=dict(raw["qc"]) if isinstance(raw.get("qc"), Mapping) else {},
     )
 
 

@@ -5,6 +5,9 @@ duration, provenance) and pass or fail it; build the HTML report of a manifest's
     measure_chunk(frames, *, index, start, loudness, reference, sample=3) -> ChunkSample
                                            the per-chunk measures on a bounded sample, for a render loop
     reference_for(first_frame, geometry, portrait=None) -> Reference
+    aligned_portrait(portrait) -> (frame, geometry) -> Reference
+                                           each measured frame's own reference, for a loop that may
+                                           resume at any chunk (the render loop's, execution/chunkqc.py)
     build_report(manifest) -> Report       report.html + report.json of a manifest's outputs
     Thresholds(...)                        the pass marks, with their defaults
 
@@ -19,6 +22,7 @@ from typing import Any
 
 _WHERE = {
     "ChunkFigures": "chunk", "ChunkSample": "chunk", "measure_chunk": "chunk", "reference_for": "chunk",
+    "aligned_portrait": "chunk",
     "Gate": "qc", "QcReport": "qc", "measure_video": "qc", "Report": "report", "build_report": "report",
     "Thresholds": "thresholds",
 }  # fmt: skip

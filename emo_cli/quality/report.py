@@ -107,6 +107,7 @@ def build_report(manifest: Path | str, plan: Plan, states: Sequence[JobState], *
     """Measure every finished job of `plan` (made from `manifest`; `states` in plan order, how
     far each job has rendered) and write report.html and report.json into `output_dir`
     (default: the manifest's output_dir). `emo_cli.api.report_manifest` gathers the states.
+    Without `thresholds`, each job is judged by its own (`settings.qc`, as the render judged it).
     """
     folder = Path(output_dir) if output_dir is not None else plan.output_dir
     jobs = []
@@ -115,7 +116,8 @@ def build_report(manifest: Path | str, plan: Plan, states: Sequence[JobState], *
         if job.output.is_file():
             try:
                 qc = measure_video(job.output, audio=job.audio.path, portrait=job.portrait.path,
-                                   thresholds=thresholds, chunk_frames=job.settings.chunk_frames,
+                                   thresholds=thresholds or Thresholds.from_settings(job.settings.qc),
+                                   chunk_frames=job.settings.chunk_frames,
                                    thumbnails=CONTACT_FRAMES)  # fmt: skip
             except EmoError as exc:  # one unreadable output must not hide the other jobs
                 error = str(exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -36,6 +37,12 @@ class Thresholds:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_settings(cls, qc: Mapping[str, Any]) -> Thresholds:
+        """The defaults with a job's `settings.qc` figures on top (its other keys are ignored)."""
+        names = cls.names()
+        return cls().with_overrides(**{k: v for k, v in qc.items() if k in names})
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -70,6 +70,7 @@ matrix:
         "seed": 7,
         "chunk_frames": 50,
         "provenance": {"watermark": True, "sign": True},
+        "qc": {"enabled": True, "on_fail": "warn", "retries": 2, "sample_frames": 3, "video": True},
         "fixture": {"gain": 0.5, "mode": "lively"},
     }
     assert cell.settings["resolution"] == 256

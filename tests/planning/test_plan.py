@@ -57,6 +57,7 @@ def test_plan_holds_everything_a_render_needs(fixture_backend, write_manifest, m
         seed=0,
         chunk_frames=50,
         options={"gain": 1.5, "mode": "calm", "weights": "tiny"},
+        qc={"enabled": True, "on_fail": "warn", "retries": 2, "sample_frames": 3, "video": True},
     )
     assert en.portrait.sha256 == sha256_file(media_dir / "astronaut.jpg")
     assert en.audio.sha256 == sha256_file(media_dir / "hello_en.wav")

@@ -1,4 +1,4 @@
-"""`testbars` and `portraitpatch`: cheap, deterministic backends for tests, installed through the
+"""`testbars`, `portraitpatch` and `emoface`: cheap, deterministic backends for tests, installed through the
 real entry point.
 
 Putting this folder on sys.path (or PYTHONPATH) makes the `emo_test_backends-0.1.dist-info`
@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from emo_cli.backends.base import Backend, ChunkOutput, JobInput, JobRenderer, State
+from emo_cli.backends.emo import EmoBackend
 from emo_cli.errors import InputError, RenderError
 
 
@@ -130,3 +131,59 @@ class PortraitPatchRenderer(JobRenderer):
                 self.base[y : y + PATCH, x : x + PATCH], index, axis=1
             )
         return ChunkOutput(frames=frames, state={"frames": int(state["frames"]) + count})
+
+
+class EmoFaceBackend(EmoBackend):
+    """`emoface`: the real emo backend (tiny weights in tests) drawn small in a corner of the
+    portrait, so the face mesh finds a face whatever the tiny model draws; and the chunk that
+    starts at frame `cast_at_frame` (option) is given a colour cast whenever it is rendered
+    with the job's own seed. A quality retry renders it with the next seed (through the emo renderer's `reseed`),
+    and the chunk passes: a chunk that fails its gate once, deliberately, on a stochastic backend.
+    """
+
+    name: ClassVar[str] = "emoface"
+    options_schema: ClassVar[dict[str, Any]] = {
+        **EmoBackend.options_schema,
+        "properties": {**EmoBackend.options_schema["properties"], "cast_at_frame": {"type": "integer", "default": 10}},
+    }
+
+    def start_job(self, job: JobInput) -> JobRenderer:
+        import dataclasses
+
+        options = {k: v for k, v in job.options.items() if k != "cast_at_frame"}
+        inner = super().start_job(dataclasses.replace(job, resolution=64, options=options))
+        return EmoFaceRenderer(inner, portrait_frame(job.portrait_path, job.resolution), job.seed,
+                               int(job.options["cast_at_frame"]))  # fmt: skip
+
+
+CORNER = 32  # side of the emo frame drawn in the portrait's corner, pixels
+CAST_RGB = np.array([24, 0, -24], np.int16)  # warmer: well over the face's colour-shift limit
+
+
+class EmoFaceRenderer(JobRenderer):
+    def __init__(self, inner: JobRenderer, base: np.ndarray, seed: int, cast_at_frame: int) -> None:
+        self.inner, self.base, self.job_seed, self.seed = inner, base, seed, seed
+        self.cast_at_frame = cast_at_frame
+        self.height, self.width = base.shape[:2]
+
+    def initial_state(self) -> State:
+        return self.inner.initial_state()
+
+    def reseed(self, seed: int) -> bool:
+        self.seed = seed
+        return self.inner.reseed(seed)
+
+    def render_chunk(self, start: int, count: int, state: State) -> ChunkOutput:
+        import cv2
+
+        out = self.inner.render_chunk(start, count, state)
+        frames = np.repeat(self.base[None], count, axis=0)
+        for offset, small in enumerate(out.frames):
+            frames[offset, -CORNER:, :CORNER] = cv2.resize(small, (CORNER, CORNER), interpolation=cv2.INTER_AREA)
+        log = os.environ.get("EMO_TEST_RENDERED_CHUNKS")  # a file: "start seed" per chunk rendered
+        if log:
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(f"{start} {self.seed}\n")
+        if self.seed == self.job_seed and start == self.cast_at_frame:
+            frames = np.clip(frames.astype(np.int16) + CAST_RGB, 0, 255).astype(np.uint8)
+        return ChunkOutput(frames=frames, state=out.state)

@@ -79,6 +79,7 @@ class EmoRenderer(JobRenderer):
     def __init__(self, pipeline: EmoPipeline, job: JobInput, options: dict[str, Any]) -> None:
         self.pipeline = pipeline
         self.job = job
+        self.seed = job.seed  # what clips draw their noise from; a quality retry changes it
         self.options = options
         self.width = self.height = job.resolution
         from emo_cli.backends.emo import EmoBackend
@@ -109,6 +110,10 @@ class EmoRenderer(JobRenderer):
             raise RenderError(f"the weights' audio projection expects a window of {proj.window} frames, "
                               f"this version builds {2 * AUDIO_WINDOW + 1}")  # fmt: skip
 
+    def reseed(self, seed: int) -> bool:
+        self.seed = seed
+        return True
+
     def initial_state(self) -> State:
         empty = np.zeros((0, self.height, self.width, 3), dtype=np.uint8)
         return {"frame": 0, "clip": 0, "motion": None, "pending": empty}
@@ -121,7 +126,7 @@ class EmoRenderer(JobRenderer):
             motion_latents = p.first_motion(self.reference, self.motion_frames)
         else:
             motion_latents = torch.from_numpy(np.asarray(motion, dtype=np.float32)).to(p.device, p.dtype)
-        generator = torch.Generator("cpu").manual_seed(clip_seed(self.job.seed, clip))
+        generator = torch.Generator("cpu").manual_seed(clip_seed(self.seed, clip))
         latents = p.generate_clip(
             reference_latent=self.reference,
             motion_latents=motion_latents,
