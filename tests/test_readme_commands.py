@@ -43,6 +43,26 @@ SKIPPED = {
     "emo render manifests/localized.yaml --devices cuda:0,1": "needs two CUDA GPUs",
     "emo render manifests/localized.yaml --executor ray --address auto": "needs a running Ray cluster",
     "emo verify copy.mp4 --trust-anchor root.pem": "names a copy and a root certificate of the reader's",
+    "hf download fudan-generative-ai/hallo --local-dir pretrained_models": "downloads gigabytes from the hub; "
+    "tests/backends/emo/test_hallo_import.py imports a Hallo-layout folder written by the test",
+    "emo weights import-hallo pretrained_models --out models/hallo": "needs Hallo's download (above); "
+    "test_hallo_import.py runs the command on a tiny one",
+    "emo dataset prepare footage/ --out data/presenters --identity people.yaml": "names the reader's footage; "
+    "tests/training/test_prepare.py runs it on videos it makes",
+    "emo weights init --sd15 sd15/ --vae vae/ --motion-adapter animatediff/ --wav2vec wav2vec/ --out weights/start":
+    "needs the four public models (gigabytes)",
+    "emo train stage1 --config train.yaml --data data/presenters --weights weights/start  --out runs/stage1":
+    "needs a dataset and weights; tests/training/test_train.py and benchmarks/train_smoke.py run the stages",
+    "emo train export runs/stage1 --out weights/stage1": "needs the training run above",
+    "emo train stage2 --config train.yaml --data data/presenters --weights weights/stage1 --out runs/stage2":
+    "needs the training run above",
+    "emo train export runs/stage2 --out weights/stage2": "needs the training run above",
+    "emo train stage3 --config train.yaml --data data/presenters --weights weights/stage2 --out runs/stage3":
+    "needs the training run above",
+    "emo train export runs/stage3 --out weights/presenters": "needs the training run above",
+    "emo qc out/anna/fr.mp4": "names a video of the reader's; tests/quality/test_qc_cli.py runs emo qc on renders",
+    "emo qc out/anna/fr.mp4 --audio fr.wav --portrait anna.jpg --json": "names files of the reader's",
+    "emo qc out/anna/fr.mp4 --min-lip-sync 0.5 --max-delta-e 4 --no-provenance": "names a video of the reader's",
 }
 
 
