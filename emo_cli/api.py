@@ -132,7 +132,16 @@ def render_manifest(
         return summary
     import dataclasses
 
-    return dataclasses.replace(summary, report=report_manifest(path).html)
+    from emo_cli.errors import StorageError, describe_os_error
+
+    try:
+        page = report_manifest(path).html
+    except (OSError, StorageError) as exc:  # a full disk or read-only output_dir: the outputs stand
+        if events is not None:
+            error = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+            events({"event": "report_failed", "error": error})
+        return summary
+    return dataclasses.replace(summary, report=page)
 
 
 def report_manifest(path: Path | str, *, output_dir: Path | str | None = None, thresholds=None):

@@ -145,6 +145,8 @@ class ProgressView:
             self.print(f"  [yellow]waiting[/]  {escape(event['job'])}: {escape(event['holder'])} renders it")
         elif kind == "state_repaired":
             self.print(f"  [yellow]repaired[/] {escape(event['job'])}: {escape(event['message'])}")
+        elif kind in ("run_report_failed", "report_failed"):
+            self.print(f"  [yellow]warning[/]  report not written: {escape(event['error'])}")
         self.live.refresh()
 
 
@@ -243,6 +245,8 @@ class PlainLog:
             self.line(f"waiting  {event['job']}: {event['holder']} renders it (its lease is held)")
         elif kind == "state_repaired":
             self.line(f"repaired {event['job']}: {event['message']}")
+        elif kind in ("run_report_failed", "report_failed"):
+            self.line(f"warning  report not written: {event['error']}")
 
 
 def stamped(event: dict[str, Any]) -> dict[str, Any]:

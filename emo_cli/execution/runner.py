@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from emo_cli.errors import UsageError
+from emo_cli.errors import UsageError, describe_os_error
 from emo_cli.execution.executors import Executor, make_executor
 from emo_cli.execution.ownership import check_output_ownership
 from emo_cli.execution.results import EventSink, RunSummary, stamped
@@ -94,9 +94,13 @@ def render(
         "shard": shard, "executor": runner.name, "devices": runner.where(),
     })  # fmt: skip
     summary = RunSummary(tuple(runner.run(jobs, resume=resume, emit=emit)), time.monotonic() - began)
-    report = write_run_report(plan, summary, started=started, finished=datetime.now(timezone.utc),
-                              executor=runner.name, shard=shard)  # fmt: skip
-    emit({"event": "run_done", **summary.to_dict(), "run_report": str(report)})
+    try:
+        report: str | None = str(write_run_report(plan, summary, started=started, finished=datetime.now(timezone.utc),
+                                                  executor=runner.name, shard=shard))  # fmt: skip
+    except OSError as exc:  # a full disk or a read-only output_dir: the outputs stand, say why it is missing
+        report = None
+        emit({"event": "run_report_failed", "error": describe_os_error(exc)})
+    emit({"event": "run_done", **summary.to_dict(), "run_report": report})
     return summary
 
 

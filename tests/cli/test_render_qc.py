@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from factories import ASSETS, PORTRAIT, run_emo
 
+from emo_cli.execution.results import stamped
 from emo_cli.execution.workdir import Journal
 
 pytestmark = pytest.mark.slow
@@ -29,6 +30,11 @@ jobs:
   - {portrait: astro, audio: en}
 """
 
+
+
+def as_printed(record: dict) -> dict:
+    """A journal's QC record as a --json event carries it (floats rounded, see `stamped`)."""
+    return stamped({"event": "chunk_done", "qc": record})["qc"]
 
 def project(folder: Path) -> Path:
     folder.mkdir()
@@ -53,7 +59,7 @@ def test_pool_workers_and_ray_actors_judge_chunks_and_the_report_is_written(tmp_
     events, records = rendered(manifest)  # the local executor: a worker process renders the job
     chunks = [e for e in events if e["event"] == "chunk_done"]
     assert len(chunks) == len(records) == 4
-    assert [e["qc"] for e in chunks] == [records[i] for i in range(4)]
+    assert [e["qc"] for e in chunks] == [as_printed(records[i]) for i in range(4)]
     assert all(r["passed"] and r["figures"]["measured"] == 3 for r in records.values())
     (done,) = [e for e in events if e["event"] == "job_done"]
     assert done["qc"]["passed"] and done["qc"]["video"]["passed"]
@@ -77,4 +83,4 @@ def test_pool_workers_and_ray_actors_judge_chunks_and_the_report_is_written(tmp_
     finally:
         shutil.rmtree(ray_dir, ignore_errors=True)
     assert on_ray == records
-    assert [e["qc"] for e in events if e["event"] == "chunk_done"] == [records[i] for i in range(4)]
+    assert [e["qc"] for e in events if e["event"] == "chunk_done"] == [as_printed(records[i]) for i in range(4)]

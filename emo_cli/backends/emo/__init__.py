@@ -102,12 +102,14 @@ class EmoBackend(Backend):
         weights' temporal modules see (`motion_max_seq_length`), as the renderer needs them."""
         from emo_cli.backends.emo.weights import read_index
 
+        config: dict[str, Any] = {}
+        index: dict[str, Any] = {}
         try:
             root = resolve_weights_dir(options.get("weights"))
             config = backbone_config(root)
             index = read_index(root)
         except EmoError:
-            config, index = {}, {}
+            pass  # no weights folder, or no index: the weights' own checks report that
         chosen_clip = options.get("clip_frames")
         clip = int(index.get("clip_frames") or EMO_CLIP_FRAMES if chosen_clip is None else chosen_clip)
         chosen = options.get("motion_frames")
