@@ -7,6 +7,7 @@ another left unfinished.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Sequence
@@ -50,11 +51,14 @@ class JobLogs:
     def __call__(self, event: dict) -> None:
         work_dir = self.work_dirs.get(event.get("job_id", ""))
         if work_dir is not None and work_dir.is_dir():
+            log = job_log(work_dir)
             try:
-                with job_log(work_dir).open("a", encoding="utf-8") as stream:
+                with log.open("a", encoding="utf-8") as stream:
                     stream.write(json.dumps(stamped(event)) + "\n")
-            except OSError:
-                pass  # the log is a convenience: a full or read-only disk fails the render elsewhere
+            except OSError:  # the log is a convenience: a full or read-only disk fails the render elsewhere
+                with contextlib.suppress(OSError):
+                    if log.stat().st_size == 0:
+                        log.unlink()  # leave nothing behind that the failed write created
         self.emit(event)
 
 
