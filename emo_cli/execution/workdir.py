@@ -175,21 +175,9 @@ class Journal:
         job_id, num_frames, chunk_frames = doc["job_id"], doc["num_frames"], doc["chunk_frames"]
         if not (isinstance(job_id, str) and type(num_frames) is int and type(chunk_frames) is int):
             raise TypeError("job_id, num_frames or chunk_frames of the wrong type")
-        chunks: dict[int, ChunkRecord] = {}
-        dropped = 0
-        for key, value in dict(doc.get("chunks") or {}).items():
-            record = _chunk_record(key, value)
-            if record is None:
-                dropped += 1
-            else:
-                chunks[record.index] = record
-        outputs: dict[str, PublishedOutput] = {}
-        for key, value in dict(doc.get("outputs") or {}).items():
-            published = _published_output(value)
-            if published is None:
-                dropped += 1
-            else:
-                outputs[str(key)] = published
+        chunks, bad_chunks = _records(doc.get("chunks"), _keyed_chunk)
+        outputs, bad_outputs = _records(doc.get("outputs"), _keyed_output)
+        dropped = bad_chunks + bad_outputs
         output, output_sha256, signer = doc.get("output"), doc.get("output_sha256"), doc.get("signer")
         if not all(v is None or isinstance(v, str) for v in (output, output_sha256, signer)):
             output = output_sha256 = signer = None
@@ -197,7 +185,6 @@ class Journal:
         if not outputs and output is not None and output_sha256 is not None and "outputs" not in doc:
             # A journal from before `outputs`: its one output, with no sidecar on record.
             outputs[output] = PublishedOutput(output_sha256, signer, None)
-        audio_sha256, created, quality = doc.get("audio_sha256"), doc.get("created"), doc.get("quality")
         journal = cls(
             job_id=job_id,
             num_frames=num_frames,
@@ -206,10 +193,10 @@ class Journal:
             output=output,
             output_sha256=output_sha256,
             signer=signer,
-            audio_sha256=audio_sha256 if isinstance(audio_sha256, str) else None,
+            audio_sha256=_typed(doc.get("audio_sha256"), str),
             outputs=outputs,
-            created=created if isinstance(created, str) else None,
-            quality=quality if isinstance(quality, dict) else None,
+            created=_typed(doc.get("created"), str),
+            quality=_typed(doc.get("quality"), dict),
         )
         return journal, (f"had {dropped} damaged record{'s' if dropped != 1 else ''}, dropped" if dropped else None)
 
@@ -229,6 +216,35 @@ class Journal:
             **({"quality": self.quality} if self.quality is not None else {}),
         }
         atomic_write_text(self.path_for(work_dir), json.dumps(doc, indent=1, sort_keys=True))
+
+
+def _records(section: Any, parse: Callable[[Any, Any], Any]) -> tuple[dict, int]:
+    """The records of one journal section (`chunks` or `outputs`) that `parse` accepts, keyed
+    as `parse` keys them, and how many it dropped as damaged."""
+    records: dict = {}
+    dropped = 0
+    for key, value in dict(section or {}).items():
+        record = parse(key, value)
+        if record is None:
+            dropped += 1
+        else:
+            records[record[0]] = record[1]
+    return records, dropped
+
+
+def _typed(value: Any, kind: type) -> Any:
+    """`value` if it is a `kind`, else None (a damaged optional field)."""
+    return value if isinstance(value, kind) else None
+
+
+def _keyed_chunk(key: Any, value: Any) -> tuple[int, ChunkRecord] | None:
+    record = _chunk_record(key, value)
+    return None if record is None else (record.index, record)
+
+
+def _keyed_output(key: Any, value: Any) -> tuple[str, PublishedOutput] | None:
+    published = _published_output(value)
+    return None if published is None else (str(key), published)
 
 
 def _chunk_record(key: Any, value: Any) -> ChunkRecord | None:
