@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import select
+import signal
 import subprocess
 import sys
+import time
 import wave
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ PLUGINS = REPO / "tests" / "plugins"
 ASSETS = REPO / "manifests" / "assets"
 PORTRAIT = ASSETS / "astronaut.jpg"
 SPEECH = ASSETS / "hello_en.wav"
+DRIVER = REPO / "tests" / "render_driver.py"  # renders a JSON job spec, one JSON event per line
 
 
 def make_job(
@@ -116,3 +120,41 @@ def run_emo(*args: str, timeout: float, **extra_env: str) -> subprocess.Complete
     """`emo ARGS` in a fresh process; stdout and stderr captured as text."""
     return subprocess.run([*EMO, *args], env=emo_env(**extra_env), capture_output=True, text=True,
                           timeout=timeout)  # fmt: skip
+
+
+def driver_env(**extra: str) -> dict[str, str]:
+    """The environment for `tests/render_driver.py`: no inherited test hooks, the test plugins on the path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMO_TEST_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(PLUGINS), str(REPO / "tests")])
+    return {**env, **extra}
+
+
+def kill_at(spec: Path, point: str, fifo: Path, deadline_s: float = 60) -> None:
+    """Run the render driver on `spec` until it reaches the pause point `point`, then SIGKILL it
+    and its ffmpeg children (a new session, killed as a group)."""
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        [sys.executable, str(DRIVER), str(spec)],
+        env=driver_env(EMO_TEST_PAUSE_AT=point, EMO_TEST_PAUSE_FIFO=str(fifo)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        # Non-blocking open: if the render dies before the point, we notice instead of hanging.
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        announced = b""
+        deadline = time.monotonic() + deadline_s
+        while not announced.endswith(b"\n"):
+            assert proc.poll() is None, f"render ended before {point}: {proc.stderr.read().decode()}"
+            assert time.monotonic() < deadline, f"render did not reach {point}"
+            ready, _, _ = select.select([reader], [], [], 0.5)
+            if ready:
+                announced += os.read(reader, 100)
+        os.close(reader)
+        assert announced.decode().strip() == point
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL

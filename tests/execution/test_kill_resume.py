@@ -8,30 +8,18 @@ children included), then renders again and compares with a render that was never
 from __future__ import annotations
 
 import json
-import os
-import select
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from factories import PLUGINS, REPO, decoded_frames, write_wav
+from factories import DRIVER, decoded_frames, driver_env, kill_at, write_wav
 
 from emo_cli.execution.journal import Journal, segment_name, state_name
 
-DRIVER = REPO / "tests" / "render_driver.py"
 CHUNKS = 4  # 1.5 s at 25 fps = 38 frames in chunks of 10
 DEADLINE_S = 60
-
-
-def driver_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMO_TEST_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(PLUGINS), str(REPO / "tests")])
-    env.update(extra)
-    return env
 
 
 def write_spec(folder: Path, voice: Path) -> Path:
@@ -45,36 +33,6 @@ def run_to_end(spec: Path) -> list[dict]:
                           text=True, timeout=DEADLINE_S)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     return [json.loads(line) for line in proc.stdout.splitlines()]
-
-
-def kill_at(spec: Path, point: str, fifo: Path) -> None:
-    """Run the render until it reaches `point`, then SIGKILL it and its ffmpeg children."""
-    os.mkfifo(fifo)
-    proc = subprocess.Popen(
-        [sys.executable, str(DRIVER), str(spec)],
-        env=driver_env(EMO_TEST_PAUSE_AT=point, EMO_TEST_PAUSE_FIFO=str(fifo)),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        # Non-blocking open: if the render dies before the point, we notice instead of hanging.
-        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-        announced = b""
-        deadline = time.monotonic() + DEADLINE_S
-        while not announced.endswith(b"\n"):
-            assert proc.poll() is None, f"render ended before {point}: {proc.stderr.read().decode()}"
-            assert time.monotonic() < deadline, f"render did not reach {point}"
-            ready, _, _ = select.select([reader], [], [], 0.5)
-            if ready:
-                announced += os.read(reader, 100)
-        os.close(reader)
-        assert announced.decode().strip() == point
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
 
 
 @pytest.fixture(scope="module")

@@ -10,20 +10,15 @@ portrait (so the face mesh has a face to measure), with a colour cast on the chu
 from __future__ import annotations
 
 import json
-import os
-import select
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from factories import PLUGINS, REPO, write_wav
+from factories import DRIVER, driver_env, kill_at, write_wav
 
 from emo_cli.execution.journal import Journal
 
-DRIVER = REPO / "tests" / "render_driver.py"
 SEED = 7
 # The cast chunk fails on the face's colour shift; the corner the emo frames are drawn in is
 # background, whose shift is not what this test is about.
@@ -35,12 +30,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def voice(tmp_path_factory) -> Path:
     return write_wav(tmp_path_factory.mktemp("voice") / "voice.wav", 1.5)  # 38 frames: chunks of 10, 10, 10, 8
-
-
-def driver_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMO_TEST_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(PLUGINS), str(REPO / "tests")])
-    return {**env, **extra}
 
 
 def spec(folder: Path, voice: Path, weights: Path, qc: dict) -> Path:
@@ -101,24 +90,7 @@ def test_retry_renders_exactly_the_failing_chunk_and_a_killed_retry_resumes_to_t
 
     # Killed while chunk 2 is rendered again, then resumed: the same chunks, byte for byte.
     killed = spec(tmp_path / "killed", voice, emo_weights, QC)
-    fifo = tmp_path / "pause.fifo"
-    os.mkfifo(fifo)
-    proc = subprocess.Popen([sys.executable, str(DRIVER), str(killed)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True,
-                            env=driver_env(EMO_TEST_PAUSE_AT="retry:2", EMO_TEST_PAUSE_FIFO=str(fifo)))  # fmt: skip
-    try:
-        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-        announced, deadline = b"", time.monotonic() + 300
-        while not announced.endswith(b"\n"):
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "the render never reached the retry of chunk 2"
-            if select.select([reader], [], [], 0.5)[0]:
-                announced += os.read(reader, 100)
-        os.close(reader)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()
+    kill_at(killed, "retry:2", tmp_path / "pause.fifo", deadline_s=300)
     # Chunk 1 is committed once half of chunk 2's frames are fed, after chunk 2 is judged.
     assert sorted(journal_of(tmp_path / "killed").chunks) == [0]
     code, events = run(killed)

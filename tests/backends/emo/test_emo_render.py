@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import select
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from factories import PLUGINS, PORTRAIT, REPO, decoded_frames, make_job, make_plan, write_wav
+from factories import (
+    DRIVER,
+    PORTRAIT,
+    decoded_frames,
+    driver_env,
+    kill_at,
+    make_job,
+    make_plan,
+    write_wav,
+)
 
 from emo_cli.backends.base import JobInput, decode_state, encode_state
 from emo_cli.backends.emo import EmoBackend
@@ -22,7 +27,6 @@ from emo_cli.execution import render
 from emo_cli.execution.journal import Journal
 from emo_cli.media.audio import decode_audio
 
-DRIVER = REPO / "tests" / "render_driver.py"
 FPS = 25
 
 
@@ -133,12 +137,6 @@ def test_render_loop_with_chunks_and_resume_from_disk(emo_weights, voice, tmp_pa
     assert all(np.array_equal(a, b) for a, b in zip(decoded_frames(job.output), first, strict=True))
 
 
-def driver_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMO_TEST_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(PLUGINS), str(REPO / "tests")])
-    return {**env, **extra}
-
-
 def test_sigkill_mid_render_then_resume_equals_an_uninterrupted_render(emo_weights, voice, tmp_path):
     job = {"audio": str(voice), "backend": "emo", "resolution": 64, "chunk_frames": 10,
            "options": emo_options(emo_weights)}  # fmt: skip
@@ -158,24 +156,7 @@ def test_sigkill_mid_render_then_resume_equals_an_uninterrupted_render(emo_weigh
     reference = run(spec(tmp_path / "reference"))[-1]["jobs"][0]["output"]
 
     killed = spec(tmp_path / "killed")
-    fifo = tmp_path / "pause.fifo"
-    os.mkfifo(fifo)
-    proc = subprocess.Popen([sys.executable, str(DRIVER), str(killed)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True,
-                            env=driver_env(EMO_TEST_PAUSE_AT="encode:1", EMO_TEST_PAUSE_FIFO=str(fifo)))  # fmt: skip
-    try:
-        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-        announced, deadline = b"", time.monotonic() + 300
-        while not announced.endswith(b"\n"):
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "the render never reached the middle of chunk 1"
-            if select.select([reader], [], [], 0.5)[0]:
-                announced += os.read(reader, 100)
-        os.close(reader)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        proc.stderr.close()
+    kill_at(killed, "encode:1", tmp_path / "pause.fifo", deadline_s=300)
     (work,) = (tmp_path / "killed" / "out" / ".emo" / "jobs").iterdir()
     assert sorted(Journal.load(work).chunks) == [0]
 
