@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from emo_cli.errors import InputError
-from emo_cli.fsutil import NotRegularFileError, require_regular_file
 from emo_cli.media.ffmpeg import FfmpegProcess
+from emo_cli.media.probe import require_audio_file
 
 _READ_BLOCK = 1 << 20
 
@@ -24,14 +24,7 @@ def decode_audio(path: Path | str, sample_rate: int) -> np.ndarray:
         InputError: the file is missing, has no audio, or cannot be decoded (ffmpeg's reason).
     """
     path = Path(path)
-    try:
-        require_regular_file(path)  # ffmpeg would wait forever on a named pipe nobody writes
-    except FileNotFoundError as exc:
-        raise InputError(f"audio {path} does not exist") from exc
-    except NotRegularFileError as exc:
-        raise InputError(f"audio {path} is {exc.kind}, not an audio file") from exc
-    except OSError as exc:
-        raise InputError(f"audio {path} cannot be read ({exc.strerror})") from exc
+    require_audio_file(path)
     proc = FfmpegProcess(
         ["-i", os.fspath(path), "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"],
         what="decode audio",

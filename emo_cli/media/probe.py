@@ -17,6 +17,22 @@ MAX_SECONDS_ENV = "EMO_MAX_AUDIO_SECONDS"
 DEFAULT_MAX_SECONDS = 4 * 3600
 
 
+def require_audio_file(path: Path) -> os.stat_result:
+    """`path`'s stat if it is a regular file (ffmpeg would wait forever on a named pipe nobody
+    writes, and a folder or device is no audio).
+
+    Raises:
+        InputError: missing, not a regular file, or unreadable, naming the file.
+    """
+    try:
+        return require_regular_file(path)
+    except FileNotFoundError as exc:
+        raise InputError(f"audio {path} does not exist") from exc
+    except NotRegularFileError as exc:
+        raise InputError(f"audio {path} is {exc.kind}, not an audio file") from exc
+    except OSError as exc:
+        raise InputError(f"audio {path} cannot be read ({exc.strerror})") from exc
+
 def max_audio_seconds() -> float:
     """The longest audio track accepted: EMO_MAX_AUDIO_SECONDS or 4 hours.
 
@@ -53,14 +69,7 @@ def audio_duration(path: Path | str) -> float:
     """
     path = Path(path)
     limit = max_audio_seconds()
-    try:
-        stat = require_regular_file(path)
-    except FileNotFoundError as exc:
-        raise InputError(f"audio {path} does not exist") from exc
-    except NotRegularFileError as exc:
-        raise InputError(f"audio {path} is {exc.kind}, not an audio file") from exc
-    except OSError as exc:
-        raise InputError(f"audio {path} cannot be read ({exc.strerror})") from exc
+    stat = require_audio_file(path)
     key = (os.fspath(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _durations:
         _durations[key] = _decode_duration(path, limit)
