@@ -129,32 +129,39 @@ def driver_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def kill_at(spec: Path, point: str, fifo: Path, deadline_s: float = 60) -> None:
-    """Run the render driver on `spec` until it reaches the pause point `point`, then SIGKILL it
-    and its ffmpeg children (a new session, killed as a group)."""
+def run_to_pause(argv: list[str], point: str, fifo: Path, env: dict[str, str], deadline_s: float = 60,
+                 **popen: Any) -> subprocess.Popen:  # fmt: skip
+    """Start `argv` in a new session and return it once it announces the pause point `point`:
+    it is then blocked there (until killed), so the caller acts at a known moment, not a guessed one."""
     os.mkfifo(fifo)
-    proc = subprocess.Popen(
-        [sys.executable, str(DRIVER), str(spec)],
-        env=driver_env(EMO_TEST_PAUSE_AT=point, EMO_TEST_PAUSE_FIFO=str(fifo)),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    proc = subprocess.Popen(argv, env={**env, "EMO_TEST_PAUSE_AT": point, "EMO_TEST_PAUSE_FIFO": str(fifo)},
+                            stderr=subprocess.PIPE, start_new_session=True, **popen)  # fmt: skip
     try:
-        # Non-blocking open: if the render dies before the point, we notice instead of hanging.
+        # Non-blocking open: if the process dies before the point, we notice instead of hanging.
         reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
         announced = b""
         deadline = time.monotonic() + deadline_s
         while not announced.endswith(b"\n"):
-            assert proc.poll() is None, f"render ended before {point}: {proc.stderr.read().decode()}"
-            assert time.monotonic() < deadline, f"render did not reach {point}"
+            assert proc.poll() is None, f"{argv} ended before {point}: {proc.stderr.read().decode()}"
+            assert time.monotonic() < deadline, f"{argv} did not reach {point}"
             ready, _, _ = select.select([reader], [], [], 0.5)
             if ready:
                 announced += os.read(reader, 100)
         os.close(reader)
         assert announced.decode().strip() == point
-    finally:
+    except BaseException:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        proc.stderr.close()
+        raise
+    return proc
+
+
+def kill_at(spec: Path, point: str, fifo: Path, deadline_s: float = 60) -> None:
+    """Run the render driver on `spec` until it reaches the pause point `point`, then SIGKILL it
+    and its ffmpeg children (a new session, killed as a group)."""
+    proc = run_to_pause([sys.executable, str(DRIVER), str(spec)], point, fifo, driver_env(), deadline_s,
+                        stdout=subprocess.DEVNULL)  # fmt: skip
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL

@@ -15,8 +15,6 @@ from rich.table import Table
 
 from emo_cli.cli import app
 
-INTERRUPTED_EXIT = 130  # as `emo render`
-
 dataset_app = typer.Typer(name="dataset", help="Prepare training data from your own footage.", no_args_is_help=True)
 app.add_typer(dataset_app)
 
@@ -110,8 +108,11 @@ def prepare(
     """Decode, track the face, crop, measure head speed and write an indexed, split dataset.
 
     Finished videos are skipped, so an interrupted run resumes. Exits 1 when a video was skipped
-    for an error (the others are prepared), 130 when interrupted.
+    for an error (the others are prepared), 128 + the signal when stopped (130 on Ctrl-C, 143 on
+    SIGTERM).
     """
+    from emo_cli.execution.interrupts import exit_code as interrupt_exit_code
+    from emo_cli.execution.interrupts import stop_on_sigterm
     from emo_cli.training import PrepareSettings, prepare_dataset
     from emo_cli.training.prepare import load_identities
 
@@ -121,6 +122,7 @@ def prepare(
     identities = load_identities(identity) if identity is not None else None
     console = Console()
     options = dict(prune=prune, workers=workers)
+    stop_on_sigterm()  # SIGTERM (a scheduler's stop) ends the run like Ctrl-C: exit 143, Ctrl-C 130
     try:
         if as_json:
             summary = prepare_dataset(videos, out, settings, identities, events=json_lines, **options)
@@ -135,7 +137,7 @@ def prepare(
             json_lines({"event": "interrupted"})
         Console(stderr=True).print("interrupted: prepared videos are kept; run the same command again to resume.",
                                    highlight=False, soft_wrap=True)  # fmt: skip
-        raise typer.Exit(INTERRUPTED_EXIT) from None
+        raise typer.Exit(interrupt_exit_code()) from None
     table = Table(title="dataset prepare", title_justify="left")
     for column in ("video", "status", "identity", "clips", "frames", "time / error"):
         table.add_column(column, overflow="fold")

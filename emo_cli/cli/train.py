@@ -15,8 +15,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from emo_cli.cli import app
 
-INTERRUPTED_EXIT = 130  # as `emo render`
-
 train_app = typer.Typer(name="train", help="Train EMO's three stages on a prepared dataset.", no_args_is_help=True)
 app.add_typer(train_app)
 
@@ -93,11 +91,14 @@ def _json_lines(event: dict[str, Any]) -> None:
 
 
 def _run(stage: str, config: Path | None, data: Path, weights: Path, out: Path, resume: bool, as_json: bool) -> None:
+    from emo_cli.execution.interrupts import exit_code as interrupt_exit_code
+    from emo_cli.execution.interrupts import stop_on_sigterm
     from emo_cli.training.config import load_train_config
     from emo_cli.training.train import train
 
     settings = load_train_config(config)
     console = Console()
+    stop_on_sigterm()  # SIGTERM (a scheduler's stop) ends the run like Ctrl-C: exit 143, Ctrl-C 130
     try:
         if as_json or not console.is_terminal:
             summary = train(stage, config=settings, data=data, weights=weights, out=out, resume=resume,
@@ -109,7 +110,7 @@ def _run(stage: str, config: Path | None, data: Path, weights: Path, out: Path, 
     except KeyboardInterrupt:
         Console(stderr=True).print(f"interrupted: checkpoints in {out} are kept; add --resume to continue.",
                                    highlight=False, soft_wrap=True)  # fmt: skip
-        raise typer.Exit(INTERRUPTED_EXIT) from None
+        raise typer.Exit(interrupt_exit_code()) from None
     if not as_json:
         console.print(f"{stage} done: {summary['steps']} steps, newest checkpoint {escape(str(summary['checkpoint']))}; "
                       f"`emo train export {escape(str(out))} --out WEIGHTS` writes the weights.", highlight=False,

@@ -21,6 +21,7 @@ are reported and skipped; the others go on. Nothing here imports torch.
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import shutil
 import time
@@ -31,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from emo_cli.errors import EmoError, InputError, UsageError
+from emo_cli.errors import EmoError, InputError, StorageError, UsageError
+from emo_cli.execution.checkpoints import pause_point
 from emo_cli.fsutil import AtomicFile, atomic_path, sha256_file
 from emo_cli.training import index as layout
 from emo_cli.training.headpose import fit_speed_table, head_speeds
@@ -198,14 +200,20 @@ def prepare_dataset(
         raise UsageError("name at least one video file or folder")
     if workers < 1:
         raise UsageError(f"--workers {workers}: use 1 or more")
-    lease = JobLease.acquire(root)
+    try:
+        lease = JobLease.acquire(root)
+    except OSError as exc:  # --out cannot be created or written (read-only, a file in the way)
+        raise StorageError.from_os_error(exc) from exc
     if lease is None:
         holder = read_lease(root)
         who = f" (pid {holder.pid} on {holder.host})" if holder else ""
         raise UsageError(f"{root} is being prepared by another process{who}; wait for it to finish or "
                          "use another --out")  # fmt: skip
     with lease:
-        return _prepare_all(paths, root, settings, identities, emit, prune, workers)
+        try:
+            return _prepare_all(paths, root, settings, identities, emit, prune, workers)
+        except OSError as exc:  # writing the index or a record: the dataset folder's file system
+            raise StorageError.from_os_error(exc) from exc
 
 
 def _prepare_all(paths: list[Path], root: Path, settings: PrepareSettings, identities: Mapping[str, str] | None,
@@ -214,7 +222,10 @@ def _prepare_all(paths: list[Path], root: Path, settings: PrepareSettings, ident
     if workers > 1 and len(paths) > 1:
         results = _prepare_parallel(paths, root, settings, emit, workers)
     else:
-        results = [_prepare_one(path, root, settings, emit) for path in paths]
+        results = []
+        for path in paths:
+            results.append(_prepare_one(path, root, settings, emit))
+            pause_point("prepare:video")  # tests stop the run here, between two videos
 
     records: dict[str, tuple[dict, str]] = {}  # video id -> (record, identity)
     unmapped = []
@@ -343,10 +354,14 @@ def _prepare_one(path: Path, root: Path, settings: PrepareSettings, emit: Events
             return VideoResult(name, "skipped", id=vid, clips=len(record["clips"]),
                                frames=sum(c["frames"] for c in record["clips"]))  # fmt: skip
         record = prepare_video(path, root, vid, source_sha256, settings, emit)
+    except StorageError:
+        raise
     except EmoError as exc:
         emit({"event": "video_failed", "video": name, "error": str(exc)})
         return VideoResult(name, "failed", error=str(exc), seconds=time.monotonic() - started)
     except OSError as exc:
+        if _storage_fault(exc, root):  # every other video would fail the same way: stop the run
+            raise StorageError.from_os_error(exc) from exc
         error = f"video {path} cannot be read: {exc.strerror or exc}"
         emit({"event": "video_failed", "video": name, "error": error})
         return VideoResult(name, "failed", error=error, seconds=time.monotonic() - started)
@@ -355,6 +370,24 @@ def _prepare_one(path: Path, root: Path, settings: PrepareSettings, emit: Events
     emit({"event": "video_done", "video": name, "id": vid, "clips": result.clips, "frames": result.frames,
           "dropped": record["dropped"], "seconds": result.seconds})  # fmt: skip
     return result
+
+
+# Faults of the file system that every write meets, whichever file it names.
+_DISK_FULL_OR_READ_ONLY = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+def _storage_fault(exc: OSError, root: Path) -> bool:
+    """Whether `exc` is the dataset folder's fault (a full or read-only disk, a write under `root`)
+    rather than the video's (unreadable, not a video)."""
+    if exc.errno in _DISK_FULL_OR_READ_ONLY:
+        return True
+    name = exc.filename
+    if not isinstance(name, str | Path):
+        return False
+    try:
+        return Path(name).resolve().is_relative_to(root.resolve())
+    except OSError:
+        return False
 
 
 def _record_intact(root: Path, record: Mapping[str, Any]) -> bool:

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from emo_cli.errors import EmoError, InputError, WeightsError
+from emo_cli.execution.checkpoints import pause_point
 from emo_cli.fsutil import atomic_write_text
 from emo_cli.training.config import STAGES, Drop, TrainConfig, TrainConfigError
 
@@ -471,6 +472,7 @@ def train(
             if config.sample_every and step % config.sample_every == 0:
                 for path in render_samples(trainer, run, data):
                     emit({"event": "sample", "step": step, "path": str(path)})
+            pause_point(f"train:step:{step}")  # tests stop a run here, the step and its checkpoint done
     summary = {"stage": stage, "steps": config.steps, "resumed_from": start, "run": str(run),
                "checkpoint": str(checkpoints(run)[-1]) if checkpoints(run) else None}  # fmt: skip
     emit({"event": "train_done", **summary})

@@ -332,3 +332,66 @@ def test_folders_stand_for_their_videos_but_not_for_the_dataset_inside_them(tmp_
                      tmp_path / "missing.mp4"]  # fmt: skip
     with pytest.raises(UsageError, match="holds no video files"):
         collect_videos([tmp_path / "data" / "videos" / "abc"], exclude=tmp_path / "data")
+
+
+def test_sigterm_between_videos_exits_143_keeps_the_prepared_one_and_resumes(prepared, tmp_path):
+    """A scheduler's SIGTERM stops the run like Ctrl-C: exit 128 + 15, the finished video kept."""
+    from factories import EMO, emo_env, run_to_pause
+
+    folder, videos, first, _ = prepared
+    out = tmp_path / "data"
+    argv = [*EMO, "dataset", "prepare", str(videos[1]), str(videos[3]), "--out", str(out), "--resolution",
+            str(RESOLUTION), "--val-fraction", "0.5", "--json"]  # fmt: skip
+    proc = run_to_pause(argv, "prepare:video", tmp_path / "pause.fifo", emo_env(), deadline_s=120,
+                        stdout=subprocess.PIPE)  # fmt: skip
+    proc.send_signal(signal.SIGTERM)  # the run is blocked at the point: after the first video, before the next
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    events = [json.loads(line)["event"] for line in stdout.decode().splitlines()]
+    assert [e for e in events if e != "video_progress"] == ["prepare_started", "video_started", "video_done",
+                                                            "interrupted"]  # fmt: skip
+    assert "interrupted: prepared videos are kept" in stderr.decode() and b"Traceback" not in stderr
+    assert len(list(out.glob("videos/*/record.json"))) == 1 and not list(out.rglob("*.tmp*"))
+
+    again = subprocess.run(argv, env=emo_env(), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    events = [json.loads(line)["event"] for line in again.stdout.splitlines()]
+    assert [e for e in events if e in ("video_skipped", "video_done")] == ["video_skipped", "video_done"]
+
+
+def test_a_full_disk_stops_the_run_naming_the_file_and_keeps_what_was_prepared(prepared, tmp_path, monkeypatch):
+    """ENOSPC while writing a video's clips is the dataset folder's fault, not the video's: the run
+    stops with a message that names the file and says what to do, instead of failing every video."""
+    import errno
+
+    from emo_cli.errors import StorageError
+    from emo_cli.training import prepare as prepare_module
+
+    folder, videos, first, _ = prepared
+    out = tmp_path / "data"
+    real = prepare_module._write_clips
+    calls = []
+
+    def full_after_one(path, root, vid, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            target = root / "videos" / vid / "clip-000.mp4"
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        return real(path, root, vid, *args, **kwargs)
+
+    monkeypatch.setattr(prepare_module, "_write_clips", full_after_one)
+    order = [videos[1], videos[3], videos[0]]
+    events: list[dict] = []
+    with pytest.raises(StorageError) as raised:
+        prepare_dataset(order, out, SETTINGS, events=events.append)
+    message = str(raised.value)
+    assert message.startswith(str(out / "videos")) and "No space left on device; the disk is full" in message
+    assert [e["event"] for e in events if e["event"] in ("video_done", "video_failed")] == ["video_done"]
+    assert len(calls) == 2  # the third video was not tried
+    assert len(list(out.glob("videos/*/record.json"))) == 1 and not list(out.rglob("*.tmp*"))
+
+    monkeypatch.setattr(prepare_module, "_write_clips", real)  # room again: the same call resumes
+    events.clear()
+    prepare_dataset(order, out, SETTINGS, events=events.append)
+    assert [e["event"] for e in events if e["event"] in ("video_skipped", "video_done", "video_failed")] == \
+        ["video_skipped", "video_done", "video_done"]  # fmt: skip

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from factories import EMO, PORTRAIT, decoded_frames, emo_env, run_emo, write_wav
+from factories import EMO, PORTRAIT, decoded_frames, emo_env, run_emo, run_to_pause, write_wav
 from synthetic import rotating_video
 
 from emo_cli.errors import EmoError
@@ -128,17 +128,12 @@ def test_six_steps_equal_three_steps_sigkill_resume_and_three_more_bitwise(setup
     assert whole.returncode == 0, whole.stderr
 
     run = tmp_path / "killed"
-    proc = subprocess.Popen(_train_cli("stage2", config, data, weights, run), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)  # fmt: skip
-    try:
-        for line in proc.stdout:
-            event = json.loads(line)
-            if event["event"] == "step" and event["step"] == 4:  # past the checkpoint of step 3
-                break
-        assert proc.poll() is None, "the run ended before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=DEADLINE_S)
+    # Stopped at step 4 (past the checkpoint of step 3), then killed there.
+    proc = run_to_pause(_train_cli("stage2", config, data, weights, run), "train:step:4", tmp_path / "pause.fifo",
+                        env, deadline_s=DEADLINE_S, stdout=subprocess.DEVNULL)  # fmt: skip
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=DEADLINE_S)
+    proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000003"]
 
@@ -158,6 +153,28 @@ def test_six_steps_equal_three_steps_sigkill_resume_and_three_more_bitwise(setup
     losses = [[json.loads(line)["loss"] for line in (r / "metrics.jsonl").read_text().splitlines()]
               for r in (tmp_path / "whole", run)]  # fmt: skip
     assert losses[0] == losses[1] and len(losses[0]) == 6
+
+
+@pytest.mark.slow
+def test_sigterm_exits_143_keeping_the_checkpoint_that_resume_continues_from(setup, tmp_path):
+    """A scheduler's SIGTERM stops training like Ctrl-C: exit 128 + 15, the checkpoints kept."""
+    data, weights = setup
+    config = tmp_path / "train.yaml"
+    config.write_text("steps: 2\ncheckpoint_every: 1\nseed: 1\n")
+    env = emo_env(**SUBPROCESS_ENV)
+    run = tmp_path / "run"
+    proc = run_to_pause(_train_cli("stage1", config, data, weights, run), "train:step:1", tmp_path / "pause.fifo",
+                        env, deadline_s=DEADLINE_S, stdout=subprocess.DEVNULL)  # fmt: skip
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=DEADLINE_S)
+    assert proc.returncode == 143, stderr
+    assert b"interrupted: checkpoints in" in stderr and b"Traceback" not in stderr
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000001"]
+    again = subprocess.run(_train_cli("stage1", config, data, weights, run, "--resume"), env=env,
+                           capture_output=True, text=True, timeout=DEADLINE_S)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    started = [json.loads(line) for line in again.stdout.splitlines() if '"train_started"' in line]
+    assert started[0]["start"] == 1
 
 
 MANIFEST = """\

@@ -172,6 +172,10 @@ def assemble_model(unet2d, scheduler, vae, motion_adapter, audio_encoder, *, aud
         audio_context_dim=cross_dim,
         speed_context_dim=cross_dim,
         motion_frames=motion_frames,
+        # What AnimateDiff's motion modules were trained with (each frame normalised on its own),
+        # and speed layers that attend along the frame axis (the paper's; trainable from zero).
+        temporal_norm="per_frame",
+        speed_attention_mode="frame_axis",
     )
     backbone.unet.load_state_dict(motion_unet.state_dict(), strict=True)
     del motion_unet

@@ -39,6 +39,9 @@ def test_weights_init_assembles_a_folder_that_info_describes_and_verifies(tmp_pa
     assert sorted(index["parts"]) == sorted(["reference_unet", "denoising_unet", "face_locator", "audio_proj",
                                              "speed_encoder", "vae", "audio_encoder", "scheduler"])  # fmt: skip
     assert f"emo-weights:sha256:{index['content_sha256']}" in result.stdout
+    # New weights carry the trainable speed layers and AnimateDiff's per-frame temporal norm.
+    backbone = json.loads((out / "denoising_unet" / "config.json").read_text())
+    assert backbone["speed_attention_mode"] == "frame_axis" and backbone["temporal_norm"] == "per_frame"
 
     info = runner.invoke(app, ["weights", "info", str(out), "--json"])
     assert info.exit_code == 0, info.output
