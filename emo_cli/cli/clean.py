@@ -44,8 +44,7 @@ def clean(
     A finished job keeps its journal, so the next render still skips it; if its output is
     deleted, it is rendered again from scratch. --keep-current keeps every current job's work
     dir whole (a deleted output is then made again from its chunks, without rendering). Outputs
-    and sidecars are never touched,
-    nor is any work dir a running render holds.
+    and sidecars are never touched, nor is any work dir a running render holds.
     """
     from emo_cli.api import clean_manifests
 
