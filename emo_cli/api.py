@@ -89,7 +89,7 @@ def render(
     only: Sequence[str] | None = None,
     shard: str | None = None,
     executor: str | Executor = "inline",
-    overwrite: bool = False,
+    overwrite: bool | None = None,
 ) -> RunSummary:
     """Render `plan`'s jobs (or those in `only`, or shard "i/n") on `executor`.
 
@@ -98,7 +98,7 @@ def render(
     `LocalPoolExecutor(devices="cuda:0,1", retries=2)` from `emo_cli.execution.executors`.
     Expected failures are per job (`RunSummary.failed`); see `emo_cli.execution.render`.
     A job whose output path holds another job's video raises RenderError before anything
-    renders, unless `overwrite`.
+    renders, unless `overwrite` (None: the manifest's `policy.overwrite`, false by default).
     """
     from emo_cli.execution.runner import render as run
 
@@ -114,7 +114,7 @@ def render_manifest(
     only: Sequence[str] | None = None,
     shard: str | None = None,
     executor: str | Executor = "inline",
-    overwrite: bool = False,
+    overwrite: bool | None = None,
     report: bool = False,
 ) -> RunSummary:
     """`plan_manifest(path)` (raising ManifestError with every problem), then `render` it.
@@ -158,10 +158,10 @@ def report_manifest(path: Path | str, *, output_dir: Path | str | None = None, t
     return build_report(path, plan, plan_status(plan), output_dir=output_dir, thresholds=thresholds)
 
 
-def clean_manifests(paths: Sequence[Path | str], *, dry_run: bool = False):
+def clean_manifests(paths: Sequence[Path | str], *, dry_run: bool = False, keep_current: bool = False):
     """Remove the work dirs under the manifests' output dirs that none of their current jobs
-    uses (never an output, never a work dir whose lease is held); returns the
-    `execution.cleanup.CleanReport`.
+    uses, and the chunk stores of their finished jobs unless `keep_current` (never an output,
+    never a work dir whose lease is held); returns the `execution.cleanup.CleanReport`.
 
     Raises:
         ManifestError: a manifest is invalid (nothing is removed).
@@ -169,7 +169,7 @@ def clean_manifests(paths: Sequence[Path | str], *, dry_run: bool = False):
     from emo_cli.execution.cleanup import clean_work_dirs
 
     plans = [plan_manifest(path) for path in paths]
-    return clean_work_dirs(plans, dry_run=dry_run)
+    return clean_work_dirs(plans, dry_run=dry_run, keep_current=keep_current)
 
 
 def get_backend_class(name: str) -> type[Backend]:

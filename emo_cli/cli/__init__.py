@@ -38,12 +38,17 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:
     """Turn a portrait and an audio track into a talking or singing video."""
+    if ctx.default_map is None:  # the user config file's option defaults (cli/config.py)
+        from emo_cli.cli.config import load_defaults
+
+        ctx.default_map = load_defaults(ctx.command, ctx, ctx.invoked_subcommand)
 
 # Command modules register themselves on `app` when imported.
 from emo_cli.cli import commands  # noqa: E402,F401

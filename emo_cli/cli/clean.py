@@ -1,4 +1,5 @@
-"""`emo clean MANIFEST...`: remove the work dirs no current job uses, and say how much was freed."""
+"""`emo clean MANIFEST...`: remove the work dirs no current job uses and the chunks of finished
+jobs, and say how much was freed."""
 
 from __future__ import annotations
 
@@ -30,24 +31,35 @@ def clean(
         ),
     ],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")] = False,
+    keep_current: Annotated[
+        bool,
+        typer.Option("--keep-current", help="Remove only the work dirs no current job uses; keep the chunks "
+                     "of finished current jobs."),
+    ] = False,  # fmt: skip
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Remove the work dirs (.emo/jobs/<id>) that no current job of the manifests uses.
+    """Remove what no render needs: the work dirs (.emo/jobs/<id>) that no current job of the
+    manifests uses, and the chunks of the current jobs that are finished.
 
-    Old revisions' chunks go; current jobs' work dirs, every output and sidecar, and any work dir
-    a running render holds stay.
+    A finished job keeps its journal, so the next render still skips it; if its output is
+    deleted, it is rendered again from scratch. --keep-current keeps every current job's work
+    dir whole (a deleted output is then made again from its chunks, without rendering). Outputs
+    and sidecars are never touched, nor is any work dir a running render holds.
     """
     from emo_cli.api import clean_manifests
 
-    report = clean_manifests(manifests, dry_run=dry_run)
+    report = clean_manifests(manifests, dry_run=dry_run, keep_current=keep_current)
     if as_json:
         typer.echo(json.dumps({"dry_run": dry_run, **report.to_dict()}, indent=1))
         return
     verb = "would remove" if dry_run else "removed"
     for entry in report.removed:
         typer.echo(f"{verb} {entry.path} ({_size(entry.bytes)})")
+    for entry in report.emptied:
+        typer.echo(f"{verb} the chunks of {entry.path} ({_size(entry.bytes)}): its job is finished")
     for entry in report.held:
         typer.echo(f"kept    {entry.path}: in use by {entry.holder}")
     freed = "would free" if dry_run else "freed"
-    typer.echo(f"{len(report.removed)} unused work dir(s) {verb}, {freed} {_size(report.freed_bytes)}; "
+    emptied = f", the chunks of {len(report.emptied)} finished job(s)" if report.emptied else ""
+    typer.echo(f"{len(report.removed)} unused work dir(s){emptied} {verb}, {freed} {_size(report.freed_bytes)}; "
                f"{report.kept} current job(s) kept" + (f", {len(report.held)} in use" if report.held else ""))  # fmt: skip

@@ -46,6 +46,7 @@ class ProgressView:
         self.began: float | None = None  # when the first job started rendering
         self.running: dict[str, dict[str, Any]] = {}
         self.counts = {"done": 0, "skipped": 0, "failed": 0, "held": 0}
+        self.held: set[str] = set()  # ids of the jobs another process renders, counted once each
         self.live = Live(console=console, get_renderable=self.renderable, refresh_per_second=4, transient=True,
                          redirect_stdout=False, redirect_stderr=False)  # fmt: skip
 
@@ -102,6 +103,9 @@ class ProgressView:
         if kind == "run_started":
             self.total, self.jobs_total = event["frames"], event["jobs"]
         elif kind == "job_started":
+            if event["job_id"] in self.held:  # its holder let go: it runs here now
+                self.held.discard(event["job_id"])
+                self.counts["held"] -= 1
             if self.began is None:
                 self.began = self.clock()
             self.running[event["job_id"]] = {
@@ -141,8 +145,10 @@ class ProgressView:
                        f"died ({escape(event['cause'])}); resuming from its last chunk")  # fmt: skip
         elif kind == "job_held":
             self.running.pop(event["job_id"], None)
-            self.counts["held"] += 1
-            self.print(f"  [yellow]waiting[/]  {escape(event['job'])}: {escape(event['holder'])} renders it")
+            if event["job_id"] not in self.held:  # the pool tries a held job again every few seconds
+                self.held.add(event["job_id"])
+                self.counts["held"] += 1
+                self.print(f"  [yellow]waiting[/]  {escape(event['job'])}: {escape(event['holder'])} renders it")
         elif kind == "state_repaired":
             self.print(f"  [yellow]repaired[/] {escape(event['job'])}: {escape(event['message'])}")
         elif kind in ("run_report_failed", "report_failed"):
@@ -173,6 +179,7 @@ class PlainLog:
         self.console, self.heartbeat_s, self.quiet, self.verbose = console, heartbeat_s, quiet, verbose
         self.clock = clock
         self.running: dict[str, dict[str, Any]] = {}
+        self.held: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -241,7 +248,8 @@ class PlainLog:
             self.line(f"skipped  {event['job']}: already done ({event['output']})")
         elif kind == "job_retrying":
             self.line(f"retrying {event['job']}: the worker on {event['device']} died ({event['cause']})")
-        elif kind == "job_held":
+        elif kind == "job_held" and event["job_id"] not in self.held:  # said once, not at every retry
+            self.held.add(event["job_id"])
             self.line(f"waiting  {event['job']}: {event['holder']} renders it (its lease is held)")
         elif kind == "state_repaired":
             self.line(f"repaired {event['job']}: {event['message']}")
@@ -395,13 +403,14 @@ def render(
         ),
     ] = HEARTBEAT_S,  # fmt: skip
     overwrite: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--overwrite",
-            help="Replace outputs that another job made (by default a job whose output path holds another "
-            "job's video is refused, naming both).",
+            "--overwrite/--no-overwrite",
+            help="Replace outputs that another job made, or refuse to (a job whose output path holds another "
+            "job's video is refused, naming both). Default: the manifest's policy.overwrite, else refuse.",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     report: Annotated[
         bool,
         typer.Option("--report/--no-report", help="Write the QC report (report.html, report.json) into the "

@@ -16,6 +16,12 @@ committed, the mux has not begun), `mux:running` (ffmpeg is writing the output's
 the work dir's unsigned MP4 when signing is on), `sign` (the unsigned MP4 is complete, signing
 has not begun), `sign:written` (the signed temporary beside the output is complete, not yet
 renamed into place).
+
+`render:K` may also name a job, `render:1@anna/fr`, to pause only that job's chunk K: a test
+with several workers freezes each of them on a job of its choosing. Several processes paused at
+once would let each other go on (a process announcing opens the FIFO for writing, which is what
+releases the others): when `<FIFO>.release` exists, a paused process waits on it instead, and
+opening it for writing releases them all.
 """
 
 from __future__ import annotations
@@ -26,12 +32,18 @@ PAUSE_AT_ENV = "EMO_TEST_PAUSE_AT"
 PAUSE_FIFO_ENV = "EMO_TEST_PAUSE_FIFO"
 
 
-def pause_point(name: str) -> None:
+def pause_point(name: str, job: str | None = None) -> None:
     points = os.environ.get(PAUSE_AT_ENV)
-    if not points or name not in points.split(","):
+    if not points:
         return
+    listed = points.split(",")
+    if name not in listed:
+        if job is None or f"{name}@{job}" not in listed:
+            return
+        name = f"{name}@{job}"
     fifo = os.environ[PAUSE_FIFO_ENV]
     with open(fifo, "w") as announce:
         announce.write(name + "\n")
-    with open(fifo) as release:
+    release_fifo = fifo + ".release"
+    with open(release_fifo if os.path.exists(release_fifo) else fifo) as release:
         release.read()

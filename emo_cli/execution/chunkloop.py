@@ -82,7 +82,7 @@ class ChunkLoop:
                 if state_after != index - 1:
                     state = renderer.initial_state() if index == 0 else self.work.load_state(index - 1)
                 assert state is not None
-                pause_point(f"render:{index}")
+                pause_point(f"render:{index}", job=self.job.name)
                 encoding = _Encoding(self.job, self.work, self.fmt, index, start, count)
                 with failing_as(self.job, encoding.field):
                     encoding.render(renderer, state, mark, before_half=self._commit_pending, gate=self.gate)

@@ -86,5 +86,5 @@ def check_output_ownership(jobs: Iterable[Job], *, overwrite: bool = False) -> N
         raise RenderError(
             f"{count} output{'s' if count != 1 else ''} would replace another job's video:\n" + "\n".join(clashes)
             + "\nPut {settings} (or {job}) in the output template so each revision keeps its own file "
-            "(e.g. output: '{portrait}/{audio}-{settings}.mp4'), or run `emo render --overwrite` to replace them."
+            "(e.g. output: '{portrait}/{audio}-{settings}.mp4'), or run `emo render --overwrite` (or set policy: {overwrite: true} in the manifest) to replace them."
         )

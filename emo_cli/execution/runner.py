@@ -70,7 +70,7 @@ def render(
     only: Sequence[str] | None = None,
     shard: str | None = None,
     executor: str | Executor = "inline",
-    overwrite: bool = False,
+    overwrite: bool | None = None,
 ) -> RunSummary:
     """Render every job of `plan` (or those in `only`, or shard `shard` of them) on `executor`.
 
@@ -82,7 +82,8 @@ def render(
     finished chunks stay on disk.
 
     Before anything renders, a job whose output path holds another job's video is refused
-    (RenderError naming both jobs, every clash at once) unless `overwrite`; see `ownership`.
+    (RenderError naming both jobs, every clash at once) unless `overwrite` (None: the plan's
+    `policy.overwrite`); see `ownership`.
     At the end, `<output_dir>/run-report.json` records every job's outcome (`run_report`).
     """
     runner = make_executor(executor) if isinstance(executor, str) else executor
@@ -91,6 +92,8 @@ def render(
     jobs = select_jobs(plan, only)
     if shard is not None:
         jobs = select_shard(jobs, shard)
+    if overwrite is None:
+        overwrite = bool(plan.policy.get("overwrite", False))
     check_output_ownership(jobs, overwrite=overwrite)
     emit({
         "event": "run_started", "manifest": str(plan.manifest), "output_dir": str(plan.output_dir),
@@ -116,7 +119,7 @@ def render_manifest(
     only: Sequence[str] | None = None,
     shard: str | None = None,
     executor: str | Executor = "inline",
-    overwrite: bool = False,
+    overwrite: bool | None = None,
 ) -> RunSummary:
     """Load and plan `manifest` (raising ManifestError with every problem), then `render` it."""
     from emo_cli.planning.plan import plan_manifest

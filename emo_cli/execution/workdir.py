@@ -412,6 +412,23 @@ class WorkDir:
         for path in (self.audio, self.unsigned, Journal.path_for(self.path), self.concat_list):
             remove_stale_temporaries(path)
 
+    def chunk_store_files(self) -> list[Path]:
+        """What `drop_chunk_store` removes: the chunks and the mux's inputs, where they exist."""
+        chunks = self.path / CHUNKS_DIRNAME
+        found = [p for p in chunks.rglob("*") if p.is_file()] if chunks.is_dir() else []
+        return found + [p for p in (self.audio, self.unsigned, self.concat_list) if p.is_file()]
+
+    def drop_chunk_store(self, journal: Journal) -> None:
+        """Remove the chunks and the mux's inputs of a finished job (the lease is held meanwhile).
+        The journal keeps the record of every published output, so a rerun still skips the job;
+        it forgets the chunks and the encoded audio, so a render that needs them makes them again."""
+        journal.chunks.clear()
+        journal.audio_sha256 = None
+        self.save_journal(journal)  # first: a journal never lists a chunk that is gone
+        shutil.rmtree(self.path / CHUNKS_DIRNAME, ignore_errors=True)
+        for path in (self.audio, self.unsigned, self.concat_list):
+            path.unlink(missing_ok=True)
+
     def forget_chunks(self) -> None:
         """Drop the journal and chunks, keeping the lease files (the lease is held meanwhile)."""
         Journal.path_for(self.path).unlink(missing_ok=True)
@@ -440,5 +457,7 @@ def read_progress(job: Job) -> JobProgress:
     if journal is None or journal.job_id != job.id:
         return JobProgress(0, total, False)
     done = sum(1 for rec in journal.chunks.values() if (job.work_dir / rec.segment).exists())
-    complete = journal_output(job) in journal.outputs and job.output.exists() and done == total
-    return JobProgress(min(done, total), total, complete)
+    published = journal_output(job) in journal.outputs and job.output.exists()
+    if published and not journal.chunks:  # `emo clean` removed the chunks of the finished job
+        return JobProgress(total, total, True)
+    return JobProgress(min(done, total), total, published and done == total)

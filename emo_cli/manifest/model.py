@@ -77,8 +77,9 @@ class Manifest:
     @property
     def policy(self) -> dict[str, Any]:
         policy = self.data.get("policy")
-        require = policy.get("require_consent") if isinstance(policy, dict) else None
-        return {"require_consent": require if isinstance(require, bool) else False}
+        policy = policy if isinstance(policy, dict) else {}
+        return {key: policy[key] if isinstance(policy.get(key), bool) else False
+                for key in ("require_consent", "overwrite")}  # fmt: skip
 
     @property
     def signing(self) -> SigningFiles | None:

@@ -34,7 +34,7 @@ def test_version_flag_and_shell_completion():
     assert shown.exit_code == 0 and "_EMO_COMPLETE=complete_bash" in shown.stdout
 
 
-def test_clean_removes_only_unused_work_dirs_and_says_how_much(tmp_path):
+def test_clean_keep_current_removes_only_unused_work_dirs_and_says_how_much(tmp_path):
     shutil.copy(PORTRAIT, tmp_path / "astronaut.jpg")
     write_wav(tmp_path / "voice.wav", 0.6)
     manifest = tmp_path / "m.yaml"
@@ -52,21 +52,56 @@ def test_clean_removes_only_unused_work_dirs_and_says_how_much(tmp_path):
     output = tmp_path / "out" / "astro" / "voice.mp4"
     digest = sha256_file(output)
 
-    dry = run_emo("clean", "--dry-run", "--json", str(manifest), timeout=60)
+    dry = run_emo("clean", "--keep-current", "--dry-run", "--json", str(manifest), timeout=60)
     assert dry.returncode == 0, dry.stderr
     planned = json.loads(dry.stdout)
     assert [e["path"] for e in planned["removed"]] == [str(old)] and old.is_dir()
-    assert planned["freed_bytes"] == old_bytes and planned["kept"] == 1
+    assert planned["freed_bytes"] == old_bytes and planned["kept"] == 1 and planned["emptied"] == []
 
-    done = run_emo("clean", str(manifest), timeout=60)
+    done = run_emo("clean", "--keep-current", str(manifest), timeout=60)
     assert done.returncode == 0, done.stderr
     assert f"removed {old}" in done.stdout and "1 unused work dir(s) removed, freed" in done.stdout
     assert f"kept    {busy}: in use by" in done.stdout and "1 in use" in done.stdout
     assert not old.exists() and (jobs / current / "journal.json").is_file() and busy.is_dir()
+    assert (jobs / current / "chunks" / "00000.mp4").is_file()
     assert sha256_file(output) == digest
     status = json.loads(run_emo("status", "--json", str(manifest), timeout=60).stdout)
     assert status[0]["state"] == "done"
     lease.release()
+
+
+def test_clean_by_default_also_removes_the_chunks_of_finished_jobs_and_a_rerun_still_skips_them(tmp_path):
+    shutil.copy(PORTRAIT, tmp_path / "astronaut.jpg")
+    write_wav(tmp_path / "voice.wav", 0.6)
+    write_wav(tmp_path / "other.wav", 0.5, seed=1)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(MANIFEST % 0)
+    assert run_emo("render", "--json", str(manifest), timeout=60).returncode == 0
+    two = (MANIFEST % 0).replace("{voice: voice.wav}", "{voice: voice.wav, other: other.wav}")
+    manifest.write_text(two + "  - {portrait: astro, audio: other}\n")  # astro/other: never rendered
+    plan = {r["name"]: r["id"] for r in json.loads(run_emo("plan", "--json", str(manifest), timeout=60).stdout)}
+    work = tmp_path / "out" / ".emo" / "jobs" / plan["astro/voice"]
+    output = tmp_path / "out" / "astro" / "voice.mp4"
+    digest = sha256_file(output)
+    files = [p for p in work.rglob("*") if p.is_file() and not p.name.startswith("lease.")]
+    chunk_bytes = sum(p.stat().st_size for p in files if p.name not in ("journal.json", "events.jsonl"))
+
+    dry = json.loads(run_emo("clean", "--dry-run", "--json", str(manifest), timeout=60).stdout)
+    assert dry["emptied"] == [{"path": str(work), "bytes": chunk_bytes}] and (work / "chunks").is_dir()
+    done = run_emo("clean", str(manifest), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"removed the chunks of {work}" in done.stdout and "the chunks of 1 finished job(s) removed" in done.stdout
+    left = {p.name for p in work.rglob("*") if not p.name.startswith("lease.")}
+    assert left == {"journal.json", "events.jsonl"}  # the journal still records the output
+    assert sha256_file(output) == digest
+    status = {r["name"]: r["state"] for r in json.loads(run_emo("status", "--json", str(manifest), timeout=60).stdout)}
+    assert status == {"astro/voice": "done", "astro/other": "pending"}
+    rerun = run_emo("render", "--json", "--only", "astro/voice", str(manifest), timeout=60)
+    assert rerun.returncode == 0 and '"job_skipped"' in rerun.stdout and sha256_file(output) == digest
+    output.unlink()  # lost: rendered again from scratch
+    again = run_emo("render", "--json", "--only", "astro/voice", str(manifest), timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert '"chunks_reused": 0' in again.stdout and '"job_done"' in again.stdout and output.is_file()
 
 
 def test_every_environment_variable_the_code_reads_is_in_the_readme():

@@ -86,3 +86,15 @@ def test_rates_count_only_frames_rendered_in_this_run():
     assert "2.0 frames/s" in lines[1]
     out = view.console.file.getvalue()
     assert "resuming portrait00/track: 3/5 chunks reused" in out
+
+
+def test_a_held_job_counts_once_however_often_the_pool_tries_it_again():
+    view = ProgressView(terminal(12), clock=Clock())
+    view({"event": "run_started", "jobs": 3, "frames": 300})
+    held = {"event": "job_held", "job_id": f"{1:064d}", "job": "portrait01/track", "holder": "host:12"}
+    view(held)
+    view(held)  # the pool tries a held job again every few seconds
+    assert screen(view)[-1].strip() == "0 running, 2 waiting, 1 held"
+    assert view.console.file.getvalue().count("waiting  portrait01/track") == 1
+    view(started(1))  # its holder let go: it runs here now
+    assert screen(view)[-1].strip() == "1 running, 2 waiting"

@@ -147,3 +147,19 @@ def test_a_changed_setting_is_refused_over_the_old_output_until_overwrite(tmp_pa
     assert rows["astro/voice"]["state"] == "replaced" and rows["astro/voice"]["output_owner"] == "astro/voice"
     table = emo("status", str(manifest)).stdout
     assert "replaced" in table and "holds astro/voice's video" in table
+
+
+def test_policy_overwrite_in_the_manifest_does_what_the_flag_does(tmp_path):
+    manifest = project(tmp_path)
+    assert emo("render", "--json", "--only", "astro/voice", str(manifest)).returncode == 0
+    revised = manifest.read_text().replace("seed: 0", "seed: 7")
+    manifest.write_text(revised + "policy: {overwrite: true}\n")
+    refused = emo("render", "--no-overwrite", "--only", "astro/voice", str(manifest))  # the command line wins
+    assert refused.returncode == 1 and "would replace another job's video" in refused.stderr
+    assert "policy: {overwrite: true}" in refused.stderr
+    replaced = emo("render", "--json", "--only", "astro/voice", str(manifest))
+    assert replaced.returncode == 0 and any(e["event"] == "job_done" for e in events_of(replaced))
+    manifest.write_text(revised + "policy: {overwrite: 'yes'}\n")
+    invalid = emo("validate", str(manifest))
+    assert invalid.returncode != 0 and "Traceback" not in invalid.stderr
+    assert "demo.yaml:10:21 policy.overwrite: expected true or false" in invalid.stderr

@@ -49,6 +49,7 @@ def test_quiet_keeps_failures_and_verbose_adds_chunks():
     log({**STARTED, "chunks_reused": 0, "frames_reused": 0})
     log({**STARTED, "event": "chunk_done", "chunk": 0, "count": 20, "frames_done": 20})
     log({"event": "job_held", "job_id": "b", "job": "b/c", "holder": "host:12"})
+    log({"event": "job_held", "job_id": "b", "job": "b/c", "holder": "host:12"})  # the pool's retry
     assert out.getvalue().splitlines() == [
         "started  anna/fr: 100 frames in 5 chunks",
         "chunk    anna/fr: 1/5, 20/100 frames",

@@ -297,7 +297,7 @@ def test_consent_is_kept_and_only_enforced_by_policy(fixture_backend, write_mani
     assert manifest.portraits["signed"].extra == {
         "consent": {"reference": "REL-1", "subject": "Model A", "expires": "2999-12-31"}
     }
-    assert manifest.policy == {"require_consent": False}
+    assert manifest.policy == {"require_consent": False, "overwrite": False}
 
 
 def test_consent_dates_must_be_dates(fixture_backend, write_manifest):
