@@ -142,7 +142,9 @@ def run_to_pause(argv: list[str], point: str, fifo: Path, env: dict[str, str], d
         announced = b""
         deadline = time.monotonic() + deadline_s
         while not announced.endswith(b"\n"):
-            assert proc.poll() is None, f"{argv} ended before {point}: {proc.stderr.read().decode()}"
+            if proc.poll() is not None:
+                err = proc.stderr.read()
+                raise AssertionError(f"{argv} ended before {point}: {err.decode() if isinstance(err, bytes) else err}")
             assert time.monotonic() < deadline, f"{argv} did not reach {point}"
             ready, _, _ = select.select([reader], [], [], 0.5)
             if ready:

@@ -564,6 +564,7 @@ def _write_clips(path: Path, root: Path, vid: str, clips: list[ClipPlan], observ
         if writer is not None:
             if keep and writer.frames >= settings.min_frames:
                 written.append(writer.finish(audio, per_frame, current.crop))
+                pause_point("prepare:clip", job=path.name)  # tests stop a video half made here
             else:
                 writer.discard()
             writer = None

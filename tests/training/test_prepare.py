@@ -14,6 +14,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from factories import EMO, emo_env, run_to_pause
 from synthetic import (
     FPS,
     RESOLUTION,
@@ -299,13 +300,12 @@ def test_ctrl_c_exits_130_keeps_finished_videos_and_leaves_nothing_half_made(pre
     out = tmp_path / "data"
     command = [sys.executable, "-m", "emo_cli", "dataset", "prepare", str(videos[1]), str(videos[3]), "--out",
                str(out), "--resolution", str(RESOLUTION)]  # fmt: skip
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Stopped with the second video half made: a clip written, its record not yet.
+    point = f"prepare:clip@{videos[3].name}"
+    proc = run_to_pause(command, point, tmp_path / "pause.fifo", emo_env(), deadline_s=120, cwd=ROOT,
+                        stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while not list(out.glob("videos/*/record.json")):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        assert len(list(out.glob("videos/*/record.json"))) == 1 and len(list(out.glob("videos/*"))) == 2
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
     finally:
@@ -336,8 +336,6 @@ def test_folders_stand_for_their_videos_but_not_for_the_dataset_inside_them(tmp_
 
 def test_sigterm_between_videos_exits_143_keeps_the_prepared_one_and_resumes(prepared, tmp_path):
     """A scheduler's SIGTERM stops the run like Ctrl-C: exit 128 + 15, the finished video kept."""
-    from factories import EMO, emo_env, run_to_pause
-
     folder, videos, first, _ = prepared
     out = tmp_path / "data"
     argv = [*EMO, "dataset", "prepare", str(videos[1]), str(videos[3]), "--out", str(out), "--resolution",
