@@ -5,16 +5,14 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import select
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from factories import PORTRAIT, emo_env, run_emo, write_wav
+from factories import PORTRAIT, emo_env, run_emo, run_to_pause, write_wav
 
 pytestmark = pytest.mark.skipif(
     not hasattr(importlib.import_module("emo_cli.manifest"), "load_manifest"),
@@ -100,22 +98,11 @@ def test_invalid_manifest_and_unknown_job_exit_2(tmp_path):
 
 def test_ctrl_c_keeps_finished_chunks_and_exits_130(tmp_path):
     manifest = project(tmp_path)
-    fifo = tmp_path / "pause.fifo"
-    os.mkfifo(fifo)
-    proc = subprocess.Popen(
-        # One worker: the longer job (astro/voice) goes first and is the one interrupted.
-        [sys.executable, "-m", "emo_cli", "render", "--json", "--devices", "cpu:1", str(manifest)],
-        env=env(EMO_TEST_PAUSE_AT="render:1", EMO_TEST_PAUSE_FIFO=str(fifo)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+    # One worker: the longer job (astro/voice) goes first and is the one interrupted.
+    proc = run_to_pause([sys.executable, "-m", "emo_cli", "render", "--json", "--devices", "cpu:1", str(manifest)],
+                        "render:1", tmp_path / "pause.fifo", env(), DEADLINE_S, stdout=subprocess.PIPE,
+                        text=True)  # fmt: skip
     try:
-        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-        announced, deadline = b"", time.monotonic() + DEADLINE_S
-        while not announced.endswith(b"\n"):
-            assert proc.poll() is None and time.monotonic() < deadline
-            if select.select([reader], [], [], 0.5)[0]:
-                announced += os.read(reader, 100)
-        os.close(reader)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=DEADLINE_S)
     finally:

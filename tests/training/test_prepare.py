@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import av
@@ -211,16 +210,12 @@ def test_a_killed_prepare_resumes_to_the_same_dataset(prepared, tmp_path):
 from emo_cli.training import PrepareSettings, prepare_dataset
 prepare_dataset({[str(v) for v in order]!r}, {str(out)!r}, PrepareSettings(resolution={RESOLUTION}))
 """
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
-    try:
-        deadline = time.monotonic() + 120
-        while not list(out.glob("videos/*/record.json")):
-            assert proc.poll() is None, "prepare ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
+    proc = run_to_pause([sys.executable, "-c", script], "prepare:video", tmp_path / "pause.fifo", emo_env(),
+                        deadline_s=120, cwd=ROOT)  # fmt: skip
+    assert len(list(out.glob("videos/*/record.json"))) == 1  # stopped after the first video
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
     events: list[dict] = []
     resumed = prepare_dataset(order, out, PrepareSettings(resolution=RESOLUTION), events=events.append)
     assert [e["event"] for e in events if e["event"] in ("video_skipped", "video_done")] == \
