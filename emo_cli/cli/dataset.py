@@ -5,19 +5,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from emo_cli.cli import app
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 INTERRUPTED_EXIT = 130  # as `emo render`
 
-dataset_app = typer.Typer(name="dataset", help="Prepare training data from your own footage.", no_args_is_help=True)
+dataset_app = typer.Typer(
+    name="dataset", help="Prepare training data from your own footage.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(dataset_app)
 
 
@@ -25,6 +26,8 @@ class PrepareView:
     """Prepare events as rich progress: one bar for the videos, one per video in hand."""
 
     def __init__(self, console: Console) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=console)  # fmt: skip
         self.overall: Any = None
@@ -38,6 +41,8 @@ class PrepareView:
         self.progress.stop()
 
     def __call__(self, event: dict[str, Any]) -> None:
+        from rich.markup import escape
+
         kind, say = event["event"], self.progress.console.print
         video = event.get("video")
         if kind == "prepare_started":
@@ -112,6 +117,10 @@ def prepare(
     Finished videos are skipped, so an interrupted run resumes. Exits 1 when a video was skipped
     for an error (the others are prepared), 130 when interrupted.
     """
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
     from emo_cli.training import PrepareSettings, prepare_dataset
     from emo_cli.training.prepare import load_identities
 
@@ -174,6 +183,10 @@ def info(
 
     Exits 1 when --verify finds a file that no longer matches the index.
     """
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
     from emo_cli.training.data import TrainingData
     from emo_cli.training.index import dataset_summary
 

@@ -10,13 +10,16 @@ error when used; every other command works as before.
 
 from __future__ import annotations
 
-from importlib.metadata import EntryPoint
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.core import TyperGroup
 
+from emo_cli.cli._params import convert_plainly
 from emo_cli.errors import BackendError
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 GROUP = "emo_cli.commands"
 
@@ -34,8 +37,27 @@ class PluginCommands(TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:
         return [*super().list_commands(ctx), *sorted(self._contributions())]
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        convert_plainly(self, ctx)  # the commands' values, converted without Pydantic (see _params)
+        return super().parse_args(ctx, args)
+
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        return super().get_command(ctx, cmd_name) or self._contributions().get(cmd_name)
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            command = self._contributions().get(cmd_name)
+            if command is not None:
+                convert_plainly(command, ctx)
+        return command
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """Each command with its first sentence whole, wrapped (Click's default cuts it at the
+        line's end with `...`)."""
+        commands = [(name, self.get_command(ctx, name)) for name in self.list_commands(ctx)]
+        rows = [(name, command.get_short_help_str(limit=1000)) for name, command in commands
+                if command is not None and not command.hidden]  # fmt: skip
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 def contributed_commands() -> list[tuple[str, Any]]:
@@ -52,7 +74,7 @@ def contributed_commands() -> list[tuple[str, Any]]:
         if isinstance(contribution, typer.Typer):
             out.append((entry.name, typer.main.get_group(contribution)))
         elif callable(contribution):
-            single = typer.Typer()
+            single = typer.Typer(rich_markup_mode=None)
             single.command(name=entry.name)(contribution)
             out.append((entry.name, typer.main.get_command(single)))
         else:
@@ -63,7 +85,7 @@ def contributed_commands() -> list[tuple[str, Any]]:
 def _unavailable(entry: EntryPoint, reason: str) -> Any:
     message = (f"the `emo {entry.name}` command ({entry.value}) cannot be loaded ({reason}); "
                "reinstall or upgrade the package that provides it")  # fmt: skip
-    single = typer.Typer()
+    single = typer.Typer(rich_markup_mode=None)
 
     @single.command(name=entry.name, help=f"Unavailable: {message}", add_help_option=False,
                     context_settings={"ignore_unknown_options": True, "allow_extra_args": True})  # fmt: skip

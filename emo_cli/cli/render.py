@@ -9,17 +9,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console, Group
-from rich.live import Live
-from rich.markup import escape
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
 
 from emo_cli.cli import app
+
+if TYPE_CHECKING:
+    from rich.console import Console, Group
+    from rich.table import Table
 
 INTERRUPTED_EXIT = 130
 
@@ -40,6 +38,8 @@ class ProgressView:
     """
 
     def __init__(self, console: Console, *, clock=time.monotonic) -> None:
+        from rich.live import Live
+
         self.console, self.clock = console, clock
         self.total = self.done_frames = self.rendered = 0
         self.jobs_total = 0
@@ -66,6 +66,12 @@ class ProgressView:
         return frames / seconds if frames and seconds > 0 else None
 
     def renderable(self) -> Group:
+        from rich.console import Group
+        from rich.markup import escape
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
         rate = self._rate(self.rendered, self.began)
         left = self.total - self.done_frames
         speed = f"{rate:.1f} frames/s" if rate else "measuring"
@@ -98,6 +104,8 @@ class ProgressView:
     # -- events --
 
     def __call__(self, event: dict[str, Any]) -> None:
+        from rich.markup import escape
+
         kind = event["event"]
         if kind == "run_started":
             self.total, self.jobs_total = event["frames"], event["jobs"]
@@ -279,6 +287,9 @@ class LogFile:
 
 
 def summary_table(summary: Any) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(title="render summary", title_justify="left")
     for column in ("job", "status", "device", "frames", "chunks rendered", "time", "output / error"):
         table.add_column(column, overflow="fold")
@@ -409,6 +420,9 @@ def render(
     ] = True,
 ) -> None:
     """Render a manifest's jobs; an interrupted render resumes where it stopped."""
+    from rich.console import Console
+    from rich.markup import escape
+
     from emo_cli.execution.interrupts import exit_code as interrupt_exit_code
     from emo_cli.execution.interrupts import stop_on_sigterm
 
