@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from rich.console import Console, Group
     from rich.table import Table
 
+    from emo_cli.execution.results import RenderEvent
+
 INTERRUPTED_EXIT = 130
 
 
@@ -103,17 +105,17 @@ class ProgressView:
 
     # -- events --
 
-    def __call__(self, event: dict[str, Any]) -> None:
+    def __call__(self, event: RenderEvent) -> None:
         from rich.markup import escape
 
-        kind = event["event"]
+        kind = event.kind
         if kind == "run_started":
             self.total, self.jobs_total = event["frames"], event["jobs"]
         elif kind == "job_started":
             if self.began is None:
                 self.began = self.clock()
-            self.running[event["job_id"]] = {
-                "job": event["job"], "device": event.get("device"), "frames": event["frames"],
+            self.running[event.job_id] = {
+                "job": event.job, "device": event.device, "frames": event["frames"],
                 "frames_done": event["frames_reused"], "frames_reused": event["frames_reused"], "began": self.clock(),
             }  # fmt: skip
             self.done_frames += event["frames_reused"]
@@ -121,38 +123,38 @@ class ProgressView:
             if note:
                 self.print(f"  {escape(note)}")
         elif kind == "chunk_done":
-            job = self.running.get(event["job_id"])
+            job = self.running.get(event.job_id)
             if job is not None:
                 step = event["frames_done"] - job["frames_done"]
                 job["frames_done"] = event["frames_done"]
                 self.done_frames += step
                 self.rendered += step
         elif kind == "job_done":
-            self.running.pop(event["job_id"], None)
+            self.running.pop(event.job_id, None)
             self.counts["done"] += 1
-            self.print(f"  [green]done[/]     {escape(event['job'])} -> {escape(event['output'])} "
+            self.print(f"  [green]done[/]     {escape(event.job)} -> {escape(event['output'])} "
                        f"({event['seconds']:.1f} s)")  # fmt: skip
         elif kind == "job_skipped":
             self.done_frames += event["frames"]
             self.counts["skipped"] += 1
             self.print(
-                f"  [cyan]skipped[/]  {escape(event['job'])}: already done ({escape(event['output'])})"
+                f"  [cyan]skipped[/]  {escape(event.job)}: already done ({escape(event['output'])})"
             )
         elif kind == "job_failed":
-            job = self.running.pop(event["job_id"], None)
+            job = self.running.pop(event.job_id, None)
             self.counts["failed"] += 1
             if job is not None:
                 self.total -= job["frames"] - job["frames_done"]  # its frames left will not come
             self.print(f"  [red]failed[/]   {escape(event['error'])}")
         elif kind == "job_retrying":
-            self.print(f"  [yellow]retrying[/] {escape(event['job'])}: the worker on {escape(str(event['device']))} "
+            self.print(f"  [yellow]retrying[/] {escape(event.job)}: the worker on {escape(str(event.device))} "
                        f"died ({escape(event['cause'])}); resuming from its last chunk")  # fmt: skip
         elif kind == "job_held":
-            self.running.pop(event["job_id"], None)
+            self.running.pop(event.job_id, None)
             self.counts["held"] += 1
-            self.print(f"  [yellow]waiting[/]  {escape(event['job'])}: {escape(event['holder'])} renders it")
+            self.print(f"  [yellow]waiting[/]  {escape(event.job)}: {escape(event['holder'])} renders it")
         elif kind == "state_repaired":
-            self.print(f"  [yellow]repaired[/] {escape(event['job'])}: {escape(event['message'])}")
+            self.print(f"  [yellow]repaired[/] {escape(event.job)}: {escape(event['message'])}")
         elif kind in ("run_report_failed", "report_failed"):
             self.print(f"  [yellow]warning[/]  report not written: {escape(event['error'])}")
         self.live.refresh()
@@ -161,11 +163,11 @@ class ProgressView:
 HEARTBEAT_S = 30.0
 
 
-def resume_note(event: dict[str, Any]) -> str | None:
+def resume_note(event: RenderEvent) -> str | None:
     """`resuming anna/fr: 3/5 chunks reused` for a job_started event that reuses chunks."""
     if not event.get("chunks_reused"):
         return None
-    return f"resuming {event['job']}: {event['chunks_reused']}/{event['chunks']} chunks reused"
+    return f"resuming {event.job}: {event['chunks_reused']}/{event['chunks']} chunks reused"
 
 
 class PlainLog:
@@ -215,56 +217,56 @@ class PlainLog:
             where = f" on {job['device']}" if job.get("device") else ""
             self.line(f"running  {job['job']}{where}: {job['frames_done']}/{job['frames']} frames{rate}")
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        kind = event["event"]
+    def __call__(self, event: RenderEvent) -> None:
+        kind = event.kind
         if kind == "job_started":
             with self._lock:
-                self.running[event["job_id"]] = {
-                    "job": event["job"], "device": event.get("device"), "frames": event["frames"],
+                self.running[event.job_id] = {
+                    "job": event.job, "device": event.device, "frames": event["frames"],
                     "frames_done": event["frames_reused"], "frames_reused": event["frames_reused"],
                     "began": self.clock(),
                 }  # fmt: skip
             note = resume_note(event)
             if not self.quiet:
                 self.line(
-                    note or f"started  {event['job']}: {event['frames']} frames in {event['chunks']} chunks"
+                    note or f"started  {event.job}: {event['frames']} frames in {event['chunks']} chunks"
                 )
         elif kind == "chunk_done":
             with self._lock:
-                if event["job_id"] in self.running:
-                    self.running[event["job_id"]]["frames_done"] = event["frames_done"]
+                if event.job_id in self.running:
+                    self.running[event.job_id]["frames_done"] = event["frames_done"]
             if self.verbose:
-                self.line(f"chunk    {event['job']}: {event['chunk'] + 1}/{event['chunks']}, "
+                self.line(f"chunk    {event.job}: {event['chunk'] + 1}/{event['chunks']}, "
                           f"{event['frames_done']}/{event['frames']} frames")  # fmt: skip
         elif kind in ("job_done", "job_failed", "job_skipped", "job_held", "job_interrupted"):
             with self._lock:
-                self.running.pop(event.get("job_id", ""), None)
+                self.running.pop(event.job_id or "", None)
         if kind == "job_failed":
             self.line(f"failed   {event['error']}")
         elif self.quiet:
             return
         elif kind == "job_done":
-            self.line(f"done     {event['job']} -> {event['output']} ({event['seconds']:.1f} s)")
+            self.line(f"done     {event.job} -> {event['output']} ({event['seconds']:.1f} s)")
         elif kind == "job_skipped":
-            self.line(f"skipped  {event['job']}: already done ({event['output']})")
+            self.line(f"skipped  {event.job}: already done ({event['output']})")
         elif kind == "job_retrying":
-            self.line(f"retrying {event['job']}: the worker on {event['device']} died ({event['cause']})")
+            self.line(f"retrying {event.job}: the worker on {event.device} died ({event['cause']})")
         elif kind == "job_held":
-            self.line(f"waiting  {event['job']}: {event['holder']} renders it (its lease is held)")
+            self.line(f"waiting  {event.job}: {event['holder']} renders it (its lease is held)")
         elif kind == "state_repaired":
-            self.line(f"repaired {event['job']}: {event['message']}")
+            self.line(f"repaired {event.job}: {event['message']}")
         elif kind in ("run_report_failed", "report_failed"):
             self.line(f"warning  report not written: {event['error']}")
 
 
-def stamped(event: dict[str, Any]) -> dict[str, Any]:
+def stamped(event: RenderEvent) -> dict[str, Any]:
     """The event with its schema version and time (see `execution.results.stamped`)."""
     from emo_cli.execution.results import stamped as stamp
 
     return stamp(event)
 
 
-def json_lines(event: dict[str, Any]) -> None:
+def json_lines(event: RenderEvent) -> None:
     sys.stdout.write(json.dumps(stamped(event)) + "\n")
     sys.stdout.flush()
 
@@ -277,7 +279,7 @@ class LogFile:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.stream = path.open("a", encoding="utf-8")
 
-    def __call__(self, event: dict[str, Any]) -> None:
+    def __call__(self, event: RenderEvent) -> None:
         self.stream.write(json.dumps(stamped(event)) + "\n")
         self.stream.flush()
         self.display(event)
@@ -431,6 +433,7 @@ def render(
         os.environ["EMO_CONFINE"] = str(confine)  # read by load_manifest (and inherited by workers)
     from emo_cli.api import render_manifest
     from emo_cli.execution.executors import make_executor
+    from emo_cli.execution.results import RenderEvent
 
     console = Console()
     where = make_executor(executor, devices=devices, retries=retries, address=address)
@@ -453,7 +456,7 @@ def render(
             summary = render_manifest(manifest, events=display, **options)
         except KeyboardInterrupt:
             if as_json:
-                json_lines({"event": "interrupted"})
+                json_lines(RenderEvent.of("interrupted"))
             Console(stderr=True).print(
                 f"interrupted: finished chunks are kept; run `emo render {escape(str(manifest))}` again to resume.",
                 highlight=False,

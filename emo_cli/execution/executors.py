@@ -27,7 +27,7 @@ from emo_cli.errors import EmoError, UsageError
 from emo_cli.execution.devices import Device, parse_devices
 from emo_cli.execution.jobs import is_finished, render_job
 from emo_cli.execution.lease import JobLease, LeaseLost, read_lease, rendering_under
-from emo_cli.execution.results import EventSink, JobFailed, JobResult, JobStatus
+from emo_cli.execution.results import EventSink, JobFailed, JobResult, JobStatus, RenderEvent
 from emo_cli.execution.scheduling import DONE, FAILED, HELD, JobOutcome, PoolEvent
 from emo_cli.execution.worker import shared_work
 from emo_cli.planning.job import Job
@@ -114,7 +114,7 @@ class InlineExecutor(Executor):
         if lease is None:
             info = read_lease(job.work_dir)
             holder = info.holder if info is not None else "another process"
-            emit({"event": "job_held", "job_id": job.id, "job": job.name, "holder": holder})
+            emit(RenderEvent.of("job_held", job_id=job.id, job=job.name, holder=holder))
             return job_result(job, "held", error=f"job {job.name} is being rendered by {holder}")
         try:
             if isinstance(backend, EmoError):
@@ -122,14 +122,14 @@ class InlineExecutor(Executor):
             with rendering_under(job.work_dir, lease.info.token):
                 return render_job(job, backend, events=emit, resume=resume)
         except LeaseLost as exc:  # stalled past the timeout: another render took the job over
-            emit({"event": "job_held", "job_id": job.id, "job": job.name, "holder": exc.holder})
+            emit(RenderEvent.of("job_held", job_id=job.id, job=job.name, holder=exc.holder))
             return job_result(job, "held", error=f"job {job.name}: {exc}")
         except JobFailed as exc:
             if isinstance(exc.cause, LeaseLost):
-                emit({"event": "job_held", "job_id": job.id, "job": job.name, "holder": exc.cause.holder})
+                emit(RenderEvent.of("job_held", job_id=job.id, job=job.name, holder=exc.cause.holder))
                 return job_result(job, "held", error=f"job {job.name}: {exc.cause}")
-            emit({"event": "job_failed", "job_id": job.id, "job": job.name, "output": str(job.output),
-                  "error": str(exc), "error_type": type(exc.cause).__name__})  # fmt: skip
+            emit(RenderEvent.of("job_failed", job_id=job.id, job=job.name, output=str(job.output),
+                  error=str(exc), error_type=type(exc.cause).__name__))  # fmt: skip
             return job_result(job, "failed", seconds=time.monotonic() - began, error=str(exc))
         finally:
             lease.release()
@@ -208,7 +208,7 @@ def job_function(resume: bool) -> str:
 
 
 class PoolEvents:
-    """Turns the workers' `PoolEvent`s into render events, tagged with worker and device.
+    """Turns the workers' `PoolEvent`s into `RenderEvent`s, tagged with worker and device.
 
     The render loop's own events (job_started, chunk_done, job_done, job_skipped) come through
     as they are; the scheduler's bookkeeping becomes job_failed, job_assigned, job_retrying,
@@ -226,16 +226,16 @@ class PoolEvents:
     def __call__(self, event: PoolEvent) -> None:
         if event.kind in self.DROPPED:
             return
-        out: dict[str, Any] = {"event": self.RENAMED.get(event.kind, event.kind)}
+        fields: dict[str, Any] = {}
         job = self.jobs.get(event.job_id) if event.job_id else None
         if job is not None:
-            out.update(job_id=job.id, job=job.name, output=str(job.output))
+            fields.update(job_id=job.id, job=job.name, output=str(job.output))
         data = dict(event.data)
         if event.kind == "failed":
             data["error"] = data.pop("message", "")
-        out.update(data)
-        out.update(worker=event.worker, device=event.device)
-        self.emit(out)
+        fields.update(data)
+        fields.update(worker=event.worker, device=event.device)
+        self.emit(RenderEvent(self.RENAMED.get(event.kind, event.kind), fields))
 
 
 def unclaimable(job: Job, error: str, emit: EventSink) -> JobResult:
@@ -244,11 +244,11 @@ def unclaimable(job: Job, error: str, emit: EventSink) -> JobResult:
     from emo_cli.execution.workdir import Journal
 
     if is_finished(job, Journal.load(job.work_dir)):
-        emit({"event": "job_skipped", "job_id": job.id, "job": job.name, "output": str(job.output),
-              "reason": "already done", "frames": job.num_frames})  # fmt: skip
+        emit(RenderEvent.of("job_skipped", job_id=job.id, job=job.name, output=str(job.output),
+              reason="already done", frames=job.num_frames))  # fmt: skip
         return job_result(job, "skipped")
-    emit({"event": "job_failed", "job_id": job.id, "job": job.name, "output": str(job.output), "error": error,
-          "error_type": "StorageError"})  # fmt: skip
+    emit(RenderEvent.of("job_failed", job_id=job.id, job=job.name, output=str(job.output), error=error,
+          error_type="StorageError"))  # fmt: skip
     return job_result(job, "failed", error=f"job {job.name}: {error}")
 
 
