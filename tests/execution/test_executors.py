@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from factories import make_job, make_plan, write_wav
 from pool_jobs import FakeJob
 
 from emo_cli.errors import UsageError
 from emo_cli.execution.devices import Device
-from emo_cli.execution.executors import InlineExecutor, LocalPoolExecutor, RayExecutor, make_executor
+from emo_cli.execution.executors import (
+    InlineExecutor,
+    LocalPoolExecutor,
+    RayExecutor,
+    executor_names,
+    make_executor,
+)
 from emo_cli.execution.pool import DONE, run_pool
 
 RECORD = "pool_jobs:record"
@@ -19,6 +26,20 @@ def test_executors_are_built_by_name_from_the_options_they_take():
     assert make_executor("ray", devices="cpu:2", address="auto") == RayExecutor(address="auto")
     with pytest.raises(UsageError, match=r"--executor slurm: expected one of inline, local, ray"):
         make_executor("slurm")
+
+
+def test_an_installed_executor_renders_by_name_like_the_built_in_ones(test_backends, tmp_path):
+    """tests/plugins' dist-info installs `testinline` in the emo_cli.executors entry-point group."""
+    from emo_cli.execution import render
+
+    assert executor_names() == ["inline", "local", "ray", "testinline"]
+    executor = make_executor("testinline", devices="cpu:2", retries=5)
+    assert type(executor).__name__ == "TestInlineExecutor" and isinstance(executor, InlineExecutor)
+    job = make_job(tmp_path / "out", audio=write_wav(tmp_path / "voice.wav", 0.3))
+    events: list = []
+    summary = render(make_plan(tmp_path / "out", [job]), executor="testinline", events=events.append)
+    assert summary.exit_code == 0 and [r.status for r in summary.results] == ["done"]
+    assert (events[0].kind, events[0]["executor"], events[0]["devices"]) == ("run_started", "testinline", "test-plugin")
 
 
 def test_gpu_jobs_go_to_gpu_workers_and_cpu_jobs_to_cpu_workers(tmp_path):
