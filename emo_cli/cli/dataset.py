@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from emo_cli.cli import app
+from emo_cli.cli.plugins import CommandGroup
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 INTERRUPTED_EXIT = 130  # as `emo render`
 
 dataset_app = typer.Typer(
+    cls=CommandGroup,
     name="dataset", help="Prepare training data from your own footage.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(dataset_app)

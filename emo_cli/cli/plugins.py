@@ -24,7 +24,20 @@ if TYPE_CHECKING:
 GROUP = "emo_cli.commands"
 
 
-class PluginCommands(TyperGroup):
+class CommandGroup(TyperGroup):
+    """A group whose help lists each command with its first sentence whole, wrapped (Click's
+    default cuts it at the line's end with `...`)."""
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        commands = [(name, self.get_command(ctx, name)) for name in self.list_commands(ctx)]
+        rows = [(name, command.get_short_help_str(limit=1000)) for name, command in commands
+                if command is not None and not command.hidden]  # fmt: skip
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+class PluginCommands(CommandGroup):
     """The `emo` group: the built-in commands, then the contributed ones, loaded on first need."""
 
     _contributed: dict[str, Any] | None = None
@@ -49,15 +62,6 @@ class PluginCommands(TyperGroup):
                 convert_plainly(command, ctx)
         return command
 
-    def format_commands(self, ctx: Any, formatter: Any) -> None:
-        """Each command with its first sentence whole, wrapped (Click's default cuts it at the
-        line's end with `...`)."""
-        commands = [(name, self.get_command(ctx, name)) for name in self.list_commands(ctx)]
-        rows = [(name, command.get_short_help_str(limit=1000)) for name, command in commands
-                if command is not None and not command.hidden]  # fmt: skip
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
 
 
 def contributed_commands() -> list[tuple[str, Any]]:

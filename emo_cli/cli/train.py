@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from emo_cli.cli import app
+from emo_cli.cli.plugins import CommandGroup
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 INTERRUPTED_EXIT = 130  # as `emo render`
 
 train_app = typer.Typer(
+    cls=CommandGroup,
     name="train", help="Train EMO's three stages on a prepared dataset.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(train_app)
