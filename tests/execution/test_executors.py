@@ -65,3 +65,24 @@ def test_auto_adds_a_cpu_worker_for_cpu_backends_beside_the_gpus(monkeypatch):
     assert [d.name for d in pool.pool_devices(["gpu", "gpu"])] == ["cuda:0", "cuda:1"]
     assert [d.name for d in pool.pool_devices(["gpu", "cpu"])] == ["cuda:0", "cuda:1", "cpu:0"]
     assert [d.name for d in LocalPoolExecutor("cuda:1").pool_devices(["cpu"])] == ["cuda:1"]
+
+
+def test_a_workers_pool_event_reaches_the_sink_as_one_render_event_in_the_written_order(tmp_path):
+    """What `--json` writes for a worker's event: the same keys in the same order as before there
+    was a type for it (event, the job, the worker's own fields, worker, device)."""
+    from emo_cli.execution.executors import PoolEvents
+    from emo_cli.execution.results import RenderEvent, stamped
+    from emo_cli.execution.scheduling import PoolEvent
+
+    job = make_job(tmp_path / "out")
+    received: list[RenderEvent] = []
+    PoolEvents([job], received.append)(PoolEvent("failed", job.id, 1, "cpu:1", {"message": "boom", "seconds": 1 / 3},
+                                                 time=0.0))  # fmt: skip
+    (event,) = received
+    assert (event.kind, event.job_id, event.job, event.device) == ("job_failed", job.id, job.name, "cpu:1")
+    assert list(event) == ["event", "job_id", "job", "output", "seconds", "error", "worker", "device"]
+    assert event == {"event": "job_failed", "job_id": job.id, "job": job.name, "output": str(job.output),
+                     "seconds": 1 / 3, "error": "boom", "worker": 1, "device": "cpu:1"}  # fmt: skip
+    written = stamped(event)
+    assert list(written)[:3] == ["schema", "time", "event"] and written["seconds"] == 0.333
+    assert RenderEvent.from_dict(event.to_dict()) == event
