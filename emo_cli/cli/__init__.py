@@ -45,8 +45,8 @@ def _root(
 ) -> None:
     """Turn a portrait and an audio track into a talking or singing video."""
 
-# Command modules register themselves on `app` when imported.
-from emo_cli.cli import commands  # noqa: E402,F401
+# Command modules register themselves on `app` when imported: `commands` imports each when it
+# is first needed.
 
 
 def main() -> None:

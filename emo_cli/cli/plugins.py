@@ -10,12 +10,15 @@ error when used; every other command works as before.
 
 from __future__ import annotations
 
+import difflib
 from typing import TYPE_CHECKING, Any
 
 import typer
+from typer._click.exceptions import UsageError as ClickUsageError
 from typer.core import TyperGroup
 
 from emo_cli.cli._params import convert_plainly
+from emo_cli.cli.commands import BUILTIN, builtin_command, builtin_summary
 from emo_cli.errors import BackendError
 
 if TYPE_CHECKING:
@@ -29,26 +32,50 @@ class CommandGroup(TyperGroup):
     default cuts it at the line's end with `...`)."""
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
-        commands = [(name, self.get_command(ctx, name)) for name in self.list_commands(ctx)]
-        rows = [(name, command.get_short_help_str(limit=1000)) for name, command in commands
-                if command is not None and not command.hidden]  # fmt: skip
+        rows = [(name, summary) for name in self.list_commands(ctx)
+                if (summary := self.summary(ctx, name)) is not None]  # fmt: skip
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
 
+    def summary(self, ctx: Any, name: str) -> str | None:
+        """The help line of command `name`; None for a hidden one."""
+        command = self.get_command(ctx, name)
+        return None if command is None or command.hidden else command.get_short_help_str(limit=1000)
+
 
 class PluginCommands(CommandGroup):
-    """The `emo` group: the built-in commands, then the contributed ones, loaded on first need."""
+    """The `emo` group: the built-in commands (see `commands`), then the contributed ones, each
+    loaded on first need."""
 
     _contributed: dict[str, Any] | None = None
 
     def _contributions(self) -> dict[str, Any]:
         if self._contributed is None:
-            self._contributed = {name: command for name, command in contributed_commands() if name not in self.commands}
+            self._contributed = {name: command for name, command in contributed_commands()
+                                 if name not in self.commands and name not in BUILTIN}  # fmt: skip
         return self._contributed
 
     def list_commands(self, ctx: Any) -> list[str]:
-        return [*super().list_commands(ctx), *sorted(self._contributions())]
+        registered = [name for name in super().list_commands(ctx) if name not in BUILTIN]
+        return [*BUILTIN, *registered, *sorted(self._contributions())]
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except ClickUsageError as exc:
+            # Typer suggests among the commands built so far; the built-in ones are built on need.
+            if self.suggest_commands and args and "Did you mean" not in exc.message:
+                matches = difflib.get_close_matches(args[0], self.list_commands(ctx))
+                if matches:
+                    suggestions = ", ".join(f"{m!r}" for m in matches)
+                    exc.message = f"{exc.message.rstrip('.')}. Did you mean {suggestions}?"
+            raise
+
+    def summary(self, ctx: Any, name: str) -> str | None:
+        if name in BUILTIN and name not in self.commands:
+            return builtin_summary(name)  # the help needs no built command, nor its options
+        return super().summary(ctx, name)
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         convert_plainly(self, ctx)  # the commands' values, converted without Pydantic (see _params)
@@ -56,12 +83,16 @@ class PluginCommands(CommandGroup):
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         command = super().get_command(ctx, cmd_name)
-        if command is None:
+        if command is not None:
+            return command
+        command = builtin_command(cmd_name)
+        if command is not None:
+            self.add_command(command, cmd_name)
+        else:
             command = self._contributions().get(cmd_name)
-            if command is not None:
-                convert_plainly(command, ctx)
+        if command is not None:
+            convert_plainly(command, ctx)
         return command
-
 
 
 def contributed_commands() -> list[tuple[str, Any]]:

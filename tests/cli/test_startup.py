@@ -61,3 +61,18 @@ def test_a_manifest_with_problems_is_reported_without_heavy_libraries(tmp_path):
     assert done.returncode == 2
     assert "'anna' is not defined under portraits:" in done.stderr
     assert loaded == []
+
+
+def test_the_help_lists_each_command_as_its_built_command_would():
+    """`emo --help` reads the built-in commands' help lines without building them (see
+    emo_cli.cli.commands); what it lists is what the built commands say."""
+    from emo_cli.cli.commands import BUILTIN, builtin_command, builtin_summary
+
+    for name in BUILTIN:
+        assert builtin_summary(name) == builtin_command(name).get_short_help_str(limit=1000), name
+
+
+def test_a_mistyped_command_is_answered_with_the_closest_ones():
+    done, loaded = run_light("valid", "manifests/demo.yaml")
+    assert done.returncode == 2 and "No such command 'valid'. Did you mean 'validate'?" in done.stderr
+    assert loaded == []
