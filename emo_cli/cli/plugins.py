@@ -1,4 +1,5 @@
-"""Commands contributed by installed packages, through the `emo_cli.commands` entry-point group.
+"""The `emo` command group: the built-in commands (`commands`, each loaded on first need) and
+those installed packages contribute through the `emo_cli.commands` entry-point group.
 
 Backends register in `emo_cli.backends`; a package can also add commands to `emo` here, by
 name: a Typer app becomes a command group (`emo weights init`, the emo backend's), a function
