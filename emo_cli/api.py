@@ -95,8 +95,10 @@ def render(
 
     `executor` is "inline" (this process, one job after another), "local" (a worker process
     per device), "ray", or an executor object with its options, e.g.
-    `LocalPoolExecutor(devices="cuda:0,1", retries=2)` from `emo_cli.execution.executors`.
-    Expected failures are per job (`RunSummary.failed`); see `emo_cli.execution.render`.
+    `LocalPoolExecutor(devices="cuda:0,1", retries=2)` from `emo_cli.execution.executors`
+    (installed executors register by name in the `emo_cli.executors` entry-point group).
+    `events` receives each `RenderEvent` (`event.kind`, `event.job`, `event["frames"]`...), from
+    the run and from every job's worker. Expected failures are per job (`RunSummary.failed`); see `emo_cli.execution.render`.
     A job whose output path holds another job's video raises RenderError before anything
     renders, unless `overwrite` (None: the manifest's `policy.overwrite`, false by default).
     """
@@ -139,7 +141,9 @@ def render_manifest(
     except (OSError, StorageError) as exc:  # a full disk or read-only output_dir: the outputs stand
         if events is not None:
             error = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
-            events({"event": "report_failed", "error": error})
+            from emo_cli.execution.results import RenderEvent
+
+            events(RenderEvent.of("report_failed", error=error))
         return summary
     return dataclasses.replace(summary, report=page)
 

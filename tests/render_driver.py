@@ -13,6 +13,7 @@ from pathlib import Path
 from factories import make_job, make_plan
 
 from emo_cli.execution import render
+from emo_cli.execution.results import RenderEvent
 
 
 def main(spec_path: str) -> int:
@@ -21,8 +22,8 @@ def main(spec_path: str) -> int:
     jobs = [make_job(output_dir, **{k: (Path(v) if k in ("portrait", "audio") else v) for k, v in job.items()})
             for job in spec["jobs"]]  # fmt: skip
 
-    def emit(event: dict) -> None:
-        print(json.dumps(event), flush=True)
+    def emit(event: RenderEvent) -> None:
+        print(json.dumps(event.to_dict()), flush=True)
 
     summary = render(make_plan(output_dir, jobs), resume=spec.get("resume", True), events=emit)
     return summary.exit_code

@@ -10,7 +10,8 @@ its module raises, or whose options schema is not a valid JSON Schema, becomes a
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+import sys
+from typing import Any
 
 from emo_cli.backends.base import Backend
 from emo_cli.errors import BackendError
@@ -28,8 +29,22 @@ def register_backend(cls: type[Backend]) -> type[Backend]:
     return cls
 
 
+_scanned: dict[tuple[str, tuple[str, ...]], tuple[Any, ...]] = {}
+
+
+def installed_entry_points(group: str) -> tuple[Any, ...]:
+    """The entry points of `group` installed on the current `sys.path`. Finding them reads
+    every installed package's metadata, so it is done once per group and import path."""
+    key = (group, tuple(sys.path))
+    if key not in _scanned:
+        from importlib.metadata import entry_points
+
+        _scanned[key] = tuple(entry_points(group=group))
+    return _scanned[key]
+
+
 def backend_names() -> list[str]:
-    names = set(_registered) | {ep.name for ep in entry_points(group=GROUP)}
+    names = set(_registered) | {ep.name for ep in installed_entry_points(GROUP)}
     return sorted(names)
 
 
@@ -41,7 +56,7 @@ def get_backend_class(name: str) -> type[Backend]:
         return cls
     if name in _loaded:
         return _loaded[name]
-    for ep in entry_points(group=GROUP):
+    for ep in installed_entry_points(GROUP):
         if ep.name == name:
             try:
                 cls = ep.load()
@@ -63,7 +78,9 @@ _schemas_checked: set[int] = set()  # ids of options schemas found valid
 
 
 def _check_options_schema(name: str, cls: type[Backend]) -> None:
-    if id(cls.options_schema) in _schemas_checked:
+    # emo-cli's own backends' schemas are checked by its tests (the effective schema is a valid
+    # JSON Schema), not at every start of `emo validate`: the check costs as much as the backend's import.
+    if id(cls.options_schema) in _schemas_checked or cls.__module__.startswith("emo_cli."):
         return
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError

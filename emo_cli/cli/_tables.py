@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from emo_cli.execution.status import JobRow
 
 
@@ -47,6 +46,9 @@ def column_style(column: str) -> dict[str, Any]:
 
 
 def new_table(title: str) -> Table:
+    from rich import box
+    from rich.table import Table
+
     return Table(
         title=title,
         box=box.SIMPLE_HEAD,
@@ -61,6 +63,8 @@ def new_table(title: str) -> Table:
 def print_table(table: Table) -> None:
     """Print `table`; into a pipe or log (not a terminal) at its natural width, so no cell wraps
     or is cut and each row stays one line that grep and CI logs show whole."""
+    from rich.console import Console
+
     console = Console()
     if not console.is_terminal:
         natural = console.measure(table, options=console.options.update_width(100_000)).maximum

@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from emo_cli.cli import app
+from emo_cli.cli.plugins import CommandGroup
 
-dataset_app = typer.Typer(name="dataset", help="Prepare training data from your own footage.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+dataset_app = typer.Typer(
+    cls=CommandGroup,
+    name="dataset", help="Prepare training data from your own footage.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(dataset_app)
 
 
@@ -23,6 +26,8 @@ class PrepareView:
     """Prepare events as rich progress: one bar for the videos, one per video in hand."""
 
     def __init__(self, console: Console) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=console)  # fmt: skip
         self.overall: Any = None
@@ -36,6 +41,8 @@ class PrepareView:
         self.progress.stop()
 
     def __call__(self, event: dict[str, Any]) -> None:
+        from rich.markup import escape
+
         kind, say = event["event"], self.progress.console.print
         video = event.get("video")
         if kind == "prepare_started":
@@ -111,6 +118,10 @@ def prepare(
     for an error (the others are prepared), 128 + the signal when stopped (130 on Ctrl-C, 143 on
     SIGTERM).
     """
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
     from emo_cli.execution.interrupts import exit_code as interrupt_exit_code
     from emo_cli.execution.interrupts import stop_on_sigterm
     from emo_cli.training import PrepareSettings, prepare_dataset
@@ -176,6 +187,10 @@ def info(
 
     Exits 1 when --verify finds a file that no longer matches the index.
     """
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
     from emo_cli.training.data import TrainingData
     from emo_cli.training.index import dataset_summary
 

@@ -7,9 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from emo_cli.cli import app
 
@@ -22,6 +19,10 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print the tags as one JSON object.")] = False,
 ) -> None:
     """Print the provenance tags of a video; exit 1 if it carries none from emo-cli."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
     from emo_cli.provenance.tags import has_provenance, read_tags
 
     tags = read_tags(video)

@@ -8,9 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from emo_cli.cli import app
 from emo_cli.quality.thresholds import Thresholds
@@ -53,6 +50,10 @@ def qc(
 ) -> None:
     """Measure a talking-head video and gate it: exit 0 when every gate passes, 1 when one fails,
     2 when the video (or --audio, --portrait) cannot be read."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
     from emo_cli.errors import EmoError
     from emo_cli.quality import measure_video
 

@@ -9,19 +9,17 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console, Group
-from rich.live import Live
-from rich.markup import escape
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
 
 from emo_cli.cli import app
 
-INTERRUPTED_EXIT = 130
+if TYPE_CHECKING:
+    from rich.console import Console, Group
+    from rich.table import Table
+
+    from emo_cli.execution.results import RenderEvent
 
 
 def _duration(seconds: float) -> str:
@@ -40,6 +38,8 @@ class ProgressView:
     """
 
     def __init__(self, console: Console, *, clock=time.monotonic) -> None:
+        from rich.live import Live
+
         self.console, self.clock = console, clock
         self.total = self.done_frames = self.rendered = 0
         self.jobs_total = 0
@@ -67,6 +67,12 @@ class ProgressView:
         return frames / seconds if frames and seconds > 0 else None
 
     def renderable(self) -> Group:
+        from rich.console import Group
+        from rich.markup import escape
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
         rate = self._rate(self.rendered, self.began)
         left = self.total - self.done_frames
         speed = f"{rate:.1f} frames/s" if rate else "measuring"
@@ -98,18 +104,20 @@ class ProgressView:
 
     # -- events --
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        kind = event["event"]
+    def __call__(self, event: RenderEvent) -> None:
+        from rich.markup import escape
+
+        kind = event.kind
         if kind == "run_started":
             self.total, self.jobs_total = event["frames"], event["jobs"]
         elif kind == "job_started":
-            if event["job_id"] in self.held:  # its holder let go: it runs here now
-                self.held.discard(event["job_id"])
+            if event.job_id in self.held:  # its holder let go: it runs here now
+                self.held.discard(event.job_id)
                 self.counts["held"] -= 1
             if self.began is None:
                 self.began = self.clock()
-            self.running[event["job_id"]] = {
-                "job": event["job"], "device": event.get("device"), "frames": event["frames"],
+            self.running[event.job_id] = {
+                "job": event.job, "device": event.device, "frames": event["frames"],
                 "frames_done": event["frames_reused"], "frames_reused": event["frames_reused"], "began": self.clock(),
             }  # fmt: skip
             self.done_frames += event["frames_reused"]
@@ -117,40 +125,40 @@ class ProgressView:
             if note:
                 self.print(f"  {escape(note)}")
         elif kind == "chunk_done":
-            job = self.running.get(event["job_id"])
+            job = self.running.get(event.job_id)
             if job is not None:
                 step = event["frames_done"] - job["frames_done"]
                 job["frames_done"] = event["frames_done"]
                 self.done_frames += step
                 self.rendered += step
         elif kind == "job_done":
-            self.running.pop(event["job_id"], None)
+            self.running.pop(event.job_id, None)
             self.counts["done"] += 1
-            self.print(f"  [green]done[/]     {escape(event['job'])} -> {escape(event['output'])} "
+            self.print(f"  [green]done[/]     {escape(event.job)} -> {escape(event['output'])} "
                        f"({event['seconds']:.1f} s)")  # fmt: skip
         elif kind == "job_skipped":
             self.done_frames += event["frames"]
             self.counts["skipped"] += 1
             self.print(
-                f"  [cyan]skipped[/]  {escape(event['job'])}: already done ({escape(event['output'])})"
+                f"  [cyan]skipped[/]  {escape(event.job)}: already done ({escape(event['output'])})"
             )
         elif kind == "job_failed":
-            job = self.running.pop(event["job_id"], None)
+            job = self.running.pop(event.job_id, None)
             self.counts["failed"] += 1
             if job is not None:
                 self.total -= job["frames"] - job["frames_done"]  # its frames left will not come
             self.print(f"  [red]failed[/]   {escape(event['error'])}")
         elif kind == "job_retrying":
-            self.print(f"  [yellow]retrying[/] {escape(event['job'])}: the worker on {escape(str(event['device']))} "
+            self.print(f"  [yellow]retrying[/] {escape(event.job)}: the worker on {escape(str(event.device))} "
                        f"died ({escape(event['cause'])}); resuming from its last chunk")  # fmt: skip
         elif kind == "job_held":
-            self.running.pop(event["job_id"], None)
-            if event["job_id"] not in self.held:  # the pool tries a held job again every few seconds
-                self.held.add(event["job_id"])
+            self.running.pop(event.job_id, None)
+            if event.job_id not in self.held:  # the pool tries a held job again every few seconds
+                self.held.add(event.job_id)
                 self.counts["held"] += 1
-                self.print(f"  [yellow]waiting[/]  {escape(event['job'])}: {escape(event['holder'])} renders it")
+                self.print(f"  [yellow]waiting[/]  {escape(event.job)}: {escape(event['holder'])} renders it")
         elif kind == "state_repaired":
-            self.print(f"  [yellow]repaired[/] {escape(event['job'])}: {escape(event['message'])}")
+            self.print(f"  [yellow]repaired[/] {escape(event.job)}: {escape(event['message'])}")
         elif kind in ("run_report_failed", "report_failed"):
             self.print(f"  [yellow]warning[/]  report not written: {escape(event['error'])}")
         self.live.refresh()
@@ -159,11 +167,11 @@ class ProgressView:
 HEARTBEAT_S = 30.0
 
 
-def resume_note(event: dict[str, Any]) -> str | None:
+def resume_note(event: RenderEvent) -> str | None:
     """`resuming anna/fr: 3/5 chunks reused` for a job_started event that reuses chunks."""
     if not event.get("chunks_reused"):
         return None
-    return f"resuming {event['job']}: {event['chunks_reused']}/{event['chunks']} chunks reused"
+    return f"resuming {event.job}: {event['chunks_reused']}/{event['chunks']} chunks reused"
 
 
 class PlainLog:
@@ -214,57 +222,57 @@ class PlainLog:
             where = f" on {job['device']}" if job.get("device") else ""
             self.line(f"running  {job['job']}{where}: {job['frames_done']}/{job['frames']} frames{rate}")
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        kind = event["event"]
+    def __call__(self, event: RenderEvent) -> None:
+        kind = event.kind
         if kind == "job_started":
             with self._lock:
-                self.running[event["job_id"]] = {
-                    "job": event["job"], "device": event.get("device"), "frames": event["frames"],
+                self.running[event.job_id] = {
+                    "job": event.job, "device": event.device, "frames": event["frames"],
                     "frames_done": event["frames_reused"], "frames_reused": event["frames_reused"],
                     "began": self.clock(),
                 }  # fmt: skip
             note = resume_note(event)
             if not self.quiet:
                 self.line(
-                    note or f"started  {event['job']}: {event['frames']} frames in {event['chunks']} chunks"
+                    note or f"started  {event.job}: {event['frames']} frames in {event['chunks']} chunks"
                 )
         elif kind == "chunk_done":
             with self._lock:
-                if event["job_id"] in self.running:
-                    self.running[event["job_id"]]["frames_done"] = event["frames_done"]
+                if event.job_id in self.running:
+                    self.running[event.job_id]["frames_done"] = event["frames_done"]
             if self.verbose:
-                self.line(f"chunk    {event['job']}: {event['chunk'] + 1}/{event['chunks']}, "
+                self.line(f"chunk    {event.job}: {event['chunk'] + 1}/{event['chunks']}, "
                           f"{event['frames_done']}/{event['frames']} frames")  # fmt: skip
         elif kind in ("job_done", "job_failed", "job_skipped", "job_held", "job_interrupted"):
             with self._lock:
-                self.running.pop(event.get("job_id", ""), None)
+                self.running.pop(event.job_id or "", None)
         if kind == "job_failed":
             self.line(f"failed   {event['error']}")
         elif self.quiet:
             return
         elif kind == "job_done":
-            self.line(f"done     {event['job']} -> {event['output']} ({event['seconds']:.1f} s)")
+            self.line(f"done     {event.job} -> {event['output']} ({event['seconds']:.1f} s)")
         elif kind == "job_skipped":
-            self.line(f"skipped  {event['job']}: already done ({event['output']})")
+            self.line(f"skipped  {event.job}: already done ({event['output']})")
         elif kind == "job_retrying":
-            self.line(f"retrying {event['job']}: the worker on {event['device']} died ({event['cause']})")
-        elif kind == "job_held" and event["job_id"] not in self.held:  # said once, not at every retry
-            self.held.add(event["job_id"])
-            self.line(f"waiting  {event['job']}: {event['holder']} renders it (its lease is held)")
+            self.line(f"retrying {event.job}: the worker on {event.device} died ({event['cause']})")
+        elif kind == "job_held" and event.job_id not in self.held:  # said once, not at every retry
+            self.held.add(event.job_id)
+            self.line(f"waiting  {event.job}: {event['holder']} renders it (its lease is held)")
         elif kind == "state_repaired":
-            self.line(f"repaired {event['job']}: {event['message']}")
+            self.line(f"repaired {event.job}: {event['message']}")
         elif kind in ("run_report_failed", "report_failed"):
             self.line(f"warning  report not written: {event['error']}")
 
 
-def stamped(event: dict[str, Any]) -> dict[str, Any]:
+def stamped(event: RenderEvent) -> dict[str, Any]:
     """The event with its schema version and time (see `execution.results.stamped`)."""
     from emo_cli.execution.results import stamped as stamp
 
     return stamp(event)
 
 
-def json_lines(event: dict[str, Any]) -> None:
+def json_lines(event: RenderEvent) -> None:
     sys.stdout.write(json.dumps(stamped(event)) + "\n")
     sys.stdout.flush()
 
@@ -277,7 +285,7 @@ class LogFile:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.stream = path.open("a", encoding="utf-8")
 
-    def __call__(self, event: dict[str, Any]) -> None:
+    def __call__(self, event: RenderEvent) -> None:
         self.stream.write(json.dumps(stamped(event)) + "\n")
         self.stream.flush()
         self.display(event)
@@ -287,6 +295,9 @@ class LogFile:
 
 
 def summary_table(summary: Any) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(title="render summary", title_justify="left")
     for column in ("job", "status", "device", "frames", "chunks rendered", "time", "output / error"):
         table.add_column(column, overflow="fold")
@@ -418,6 +429,9 @@ def render(
     ] = True,
 ) -> None:
     """Render a manifest's jobs; an interrupted render resumes where it stopped."""
+    from rich.console import Console
+    from rich.markup import escape
+
     from emo_cli.execution.interrupts import exit_code as interrupt_exit_code
     from emo_cli.execution.interrupts import stop_on_sigterm
 
@@ -426,6 +440,7 @@ def render(
         os.environ["EMO_CONFINE"] = str(confine)  # read by load_manifest (and inherited by workers)
     from emo_cli.api import render_manifest
     from emo_cli.execution.executors import make_executor
+    from emo_cli.execution.results import RenderEvent
 
     console = Console()
     where = make_executor(executor, devices=devices, retries=retries, address=address)
@@ -448,7 +463,7 @@ def render(
             summary = render_manifest(manifest, events=display, **options)
         except KeyboardInterrupt:
             if as_json:
-                json_lines({"event": "interrupted"})
+                json_lines(RenderEvent.of("interrupted"))
             Console(stderr=True).print(
                 f"interrupted: finished chunks are kept; run `emo render {escape(str(manifest))}` again to resume.",
                 highlight=False,

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from emo_cli.cli import app
 from emo_cli.cli._tables import new_table, print_table, shown_path
@@ -27,6 +26,8 @@ def report(
 
     Exit 0 when every job is rendered and passes every gate, 1 otherwise, 2 on an invalid manifest.
     """
+    from rich.markup import escape
+
     from emo_cli.api import report_manifest
 
     result = report_manifest(manifest, output_dir=output_dir)

@@ -6,16 +6,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from emo_cli.cli import app
+from emo_cli.cli.plugins import CommandGroup
 
-train_app = typer.Typer(name="train", help="Train EMO's three stages on a prepared dataset.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+train_app = typer.Typer(
+    cls=CommandGroup,
+    name="train", help="Train EMO's three stages on a prepared dataset.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(train_app)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="train.yaml (unset keys take their defaults).")]
@@ -32,6 +36,8 @@ class TrainView:
     """Training events as a rich progress bar with the loss and steps/s."""
 
     def __init__(self, console: Console) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("loss {task.fields[loss]}  {task.fields[rate]} steps/s"),
                                  TimeRemainingColumn(), console=console)  # fmt: skip
@@ -45,6 +51,8 @@ class TrainView:
         self.progress.stop()
 
     def __call__(self, event: dict[str, Any]) -> None:
+        from rich.markup import escape
+
         kind, say = event["event"], self.progress.console.print
         if kind == "train_started":
             say(f"{event['stage']}: {event['trainable']:,} of {event['parameters']:,} parameters trained on "
@@ -91,6 +99,9 @@ def _json_lines(event: dict[str, Any]) -> None:
 
 
 def _run(stage: str, config: Path | None, data: Path, weights: Path, out: Path, resume: bool, as_json: bool) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
     from emo_cli.execution.interrupts import exit_code as interrupt_exit_code
     from emo_cli.execution.interrupts import stop_on_sigterm
     from emo_cli.training.config import load_train_config
@@ -145,6 +156,9 @@ def export(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out.")] = False,
 ) -> None:
     """Write the run's newest checkpoint as a weights folder `backend: emo` renders with."""
+    from rich.console import Console
+    from rich.markup import escape
+
     from emo_cli.training.train import export_run
 
     index = export_run(run, out, overwrite=force)

@@ -7,9 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from emo_cli.cli import app
 
@@ -40,6 +37,10 @@ def verify(
     Exit 0 when the video is marked as AI-generated, 1 when no mark is found, 2 when the file
     cannot be read as a video.
     """
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
     from emo_cli.errors import EmoError
     from emo_cli.provenance.verify import verify_video
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich import print as rprint
+import typer
 
 from emo_cli.cli import app
 
@@ -13,5 +13,5 @@ def version() -> None:
     from emo_cli import __version__
     from emo_cli.backends.registry import backend_names
 
-    rprint(f"emo-cli {__version__}")
-    rprint("backends: " + ", ".join(backend_names()))
+    typer.echo(f"emo-cli {__version__}")
+    typer.echo("backends: " + ", ".join(backend_names()))

@@ -20,6 +20,7 @@ _HOMES = {
     "read_progress": "workdir",
     "Event": "results",
     "EventSink": "results",
+    "RenderEvent": "results",
     "JobFailed": "results",
     "JobResult": "results",
     "RunSummary": "results",

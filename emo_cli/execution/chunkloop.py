@@ -30,7 +30,7 @@ from emo_cli.backends.base import Backend, ChunkOutput, JobInput, JobRenderer, S
 from emo_cli.errors import EmoError, InputError, RenderError
 from emo_cli.execution.checkpoints import pause_point
 from emo_cli.execution.chunkqc import ChunkGate, ChunkQc, qc_enabled
-from emo_cli.execution.results import EventSink, JobFailed, failing_as
+from emo_cli.execution.results import EventSink, JobFailed, RenderEvent, failing_as
 from emo_cli.execution.workdir import Journal, WorkDir
 from emo_cli.media.audio import decode_audio
 from emo_cli.media.formats import MP4, OutputFormat
@@ -212,11 +212,11 @@ def chunk_done_event(emit: EventSink, base: dict, began: float) -> ChunkHook:
 
     def report(chunk: CommittedChunk) -> None:
         job = chunk.job
-        emit({
-            "event": "chunk_done", **base, "chunk": chunk.index, "chunks": chunk.chunks, "start": chunk.start,
-            "count": chunk.count, "frames_done": chunk.frames_done, "frames": job.num_frames,
-            "fps": job.settings.fps, "seconds": round(time.monotonic() - began, 3),
+        emit(RenderEvent.of(
+            "chunk_done", **base, chunk=chunk.index, chunks=chunk.chunks, start=chunk.start,
+            count=chunk.count, frames_done=chunk.frames_done, frames=job.num_frames,
+            fps=job.settings.fps, seconds=round(time.monotonic() - began, 3),
             **({"qc": chunk.qc} if chunk.qc is not None else {}),
-        })  # fmt: skip
+        ))  # fmt: skip
 
     return report

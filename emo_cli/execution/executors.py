@@ -1,4 +1,5 @@
-"""Where a plan's jobs run, registered by name like the backends.
+"""Where a plan's jobs run, registered by name like the backends: the `emo_cli.executors`
+entry-point group, where the built-in ones are its first members (see pyproject.toml).
 
     inline   here, one after another (library use: tests, notebooks); a job another process
              holds is reported as `held`, not waited for
@@ -8,8 +9,11 @@
 
 Every executor renders with `render_job`, claims each job's lease before rendering it and
 reports through the same events, so they can work on one output dir at once and any of them
-resumes what another left unfinished. `register_executor` adds one; `make_executor(name,
-**options)` builds one from the options it takes (the CLI passes all of its own).
+resumes what another left unfinished. A package adds one through the entry points,
+`register_executor` in-process (tests, notebooks); `make_executor(name, **options)` builds one
+from the options it takes (the CLI passes all of its own). An installed executor that cannot
+be loaded, whatever its module raises, fails with one message when it is asked for; the others
+work as before.
 """
 
 from __future__ import annotations
@@ -22,12 +26,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from emo_cli.backends.base import Backend
-from emo_cli.backends.registry import get_backend_class
+from emo_cli.backends.registry import get_backend_class, installed_entry_points
 from emo_cli.errors import EmoError, UsageError
 from emo_cli.execution.devices import Device, parse_devices
 from emo_cli.execution.jobs import is_finished, render_job
 from emo_cli.execution.lease import JobLease, LeaseLost, read_lease, rendering_under
-from emo_cli.execution.results import EventSink, JobFailed, JobResult, JobStatus
+from emo_cli.execution.results import EventSink, JobFailed, JobResult, JobStatus, RenderEvent
 from emo_cli.execution.scheduling import DONE, FAILED, HELD, JobOutcome, PoolEvent
 from emo_cli.execution.worker import shared_work
 from emo_cli.planning.job import Job
@@ -50,24 +54,53 @@ class Executor(ABC):
         """Render `jobs`; KeyboardInterrupt once the workers have stopped, if interrupted."""
 
 
-_EXECUTORS: dict[str, type[Executor]] = {}
+GROUP = "emo_cli.executors"
+
+_registered: dict[str, type[Executor]] = {}
+_loaded: dict[str, type[Executor]] = {}  # entry points loaded and checked in this process
 
 
 def register_executor(cls: type[Executor]) -> type[Executor]:
-    """Register an executor class under its `name` (usable as a decorator)."""
-    _EXECUTORS[cls.name] = cls
+    """Register an executor class under its `name` in this process (usable as a decorator)."""
+    _registered[cls.name] = cls
     return cls
 
 
 def executor_names() -> list[str]:
-    return sorted(_EXECUTORS)
+    return sorted(set(_registered) | {ep.name for ep in installed_entry_points(GROUP)})
+
+
+def get_executor_class(name: str) -> type[Executor]:
+    """The executor class called `name`: registered in this process, or installed.
+
+    Raises:
+        UsageError: no executor has that name, or the installed one cannot be loaded (its
+            import raises, or it is not an `Executor`), naming it and what to do.
+    """
+    if name in _registered:
+        return _registered[name]
+    if name in _loaded:
+        return _loaded[name]
+    for ep in installed_entry_points(GROUP):
+        if ep.name == name:
+            try:
+                cls = ep.load()
+            except Exception as exc:  # whatever a plugin's import raises, it is this executor's problem
+                raise UsageError(
+                    f"--executor {name}: executor {name!r} is installed but cannot be imported "
+                    f"({type(exc).__name__}: {exc}); reinstall emo-cli or the package that provides it"
+                ) from exc
+            if not (isinstance(cls, type) and issubclass(cls, Executor)):
+                raise UsageError(f"--executor {name}: entry point {ep.value} is not an Executor subclass; "
+                                 "upgrade or uninstall the package that provides it")  # fmt: skip
+            _loaded[name] = cls
+            return cls
+    raise UsageError(f"--executor {name}: expected one of {', '.join(executor_names()) or 'none installed'}")
 
 
 def make_executor(name: str, **options: Any) -> Executor:
     """The executor called `name`, built from those of `options` its class takes."""
-    cls = _EXECUTORS.get(name)
-    if cls is None:
-        raise UsageError(f"--executor {name}: expected one of {', '.join(executor_names())}")
+    cls = get_executor_class(name)
     fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
     return cls(**{key: value for key, value in options.items() if key in fields})
 
@@ -81,7 +114,6 @@ def backend_needs(job: Job) -> str:
         return "cpu"
 
 
-@register_executor
 @dataclass(frozen=True)
 class InlineExecutor(Executor):
     """Here, one after another, on `device` (the backend's default when None)."""
@@ -114,7 +146,7 @@ class InlineExecutor(Executor):
         if lease is None:
             info = read_lease(job.work_dir)
             holder = info.holder if info is not None else "another process"
-            emit({"event": "job_held", "job_id": job.id, "job": job.name, "holder": holder})
+            emit(RenderEvent.of("job_held", job_id=job.id, job=job.name, holder=holder))
             return job_result(job, "held", error=f"job {job.name} is being rendered by {holder}")
         try:
             if isinstance(backend, EmoError):
@@ -122,20 +154,19 @@ class InlineExecutor(Executor):
             with rendering_under(job.work_dir, lease.info.token):
                 return render_job(job, backend, events=emit, resume=resume)
         except LeaseLost as exc:  # stalled past the timeout: another render took the job over
-            emit({"event": "job_held", "job_id": job.id, "job": job.name, "holder": exc.holder})
+            emit(RenderEvent.of("job_held", job_id=job.id, job=job.name, holder=exc.holder))
             return job_result(job, "held", error=f"job {job.name}: {exc}")
         except JobFailed as exc:
             if isinstance(exc.cause, LeaseLost):
-                emit({"event": "job_held", "job_id": job.id, "job": job.name, "holder": exc.cause.holder})
+                emit(RenderEvent.of("job_held", job_id=job.id, job=job.name, holder=exc.cause.holder))
                 return job_result(job, "held", error=f"job {job.name}: {exc.cause}")
-            emit({"event": "job_failed", "job_id": job.id, "job": job.name, "output": str(job.output),
-                  "error": str(exc), "error_type": type(exc.cause).__name__})  # fmt: skip
+            emit(RenderEvent.of("job_failed", job_id=job.id, job=job.name, output=str(job.output),
+                  error=str(exc), error_type=type(exc.cause).__name__))  # fmt: skip
             return job_result(job, "failed", seconds=time.monotonic() - began, error=str(exc))
         finally:
             lease.release()
 
 
-@register_executor
 @dataclass(frozen=True)
 class LocalPoolExecutor(Executor):
     """One worker process per device of `devices` (see `parse_devices`), jobs longest-first.
@@ -170,7 +201,6 @@ class LocalPoolExecutor(Executor):
         return [settle(job, summary.outcomes[job.id], emit) for job in jobs]
 
 
-@register_executor
 @dataclass(frozen=True)
 class RayExecutor(Executor):
     """Actors on the Ray cluster at `address` (or a local one): a GPU backend's actor asks Ray
@@ -208,7 +238,7 @@ def job_function(resume: bool) -> str:
 
 
 class PoolEvents:
-    """Turns the workers' `PoolEvent`s into render events, tagged with worker and device.
+    """Turns the workers' `PoolEvent`s into `RenderEvent`s, tagged with worker and device.
 
     The render loop's own events (job_started, chunk_done, job_done, job_skipped) come through
     as they are; the scheduler's bookkeeping becomes job_failed, job_assigned, job_retrying,
@@ -226,16 +256,16 @@ class PoolEvents:
     def __call__(self, event: PoolEvent) -> None:
         if event.kind in self.DROPPED:
             return
-        out: dict[str, Any] = {"event": self.RENAMED.get(event.kind, event.kind)}
+        fields: dict[str, Any] = {}
         job = self.jobs.get(event.job_id) if event.job_id else None
         if job is not None:
-            out.update(job_id=job.id, job=job.name, output=str(job.output))
+            fields.update(job_id=job.id, job=job.name, output=str(job.output))
         data = dict(event.data)
         if event.kind == "failed":
             data["error"] = data.pop("message", "")
-        out.update(data)
-        out.update(worker=event.worker, device=event.device)
-        self.emit(out)
+        fields.update(data)
+        fields.update(worker=event.worker, device=event.device)
+        self.emit(RenderEvent(self.RENAMED.get(event.kind, event.kind), fields))
 
 
 def unclaimable(job: Job, error: str, emit: EventSink) -> JobResult:
@@ -244,11 +274,11 @@ def unclaimable(job: Job, error: str, emit: EventSink) -> JobResult:
     from emo_cli.execution.workdir import Journal
 
     if is_finished(job, Journal.load(job.work_dir)):
-        emit({"event": "job_skipped", "job_id": job.id, "job": job.name, "output": str(job.output),
-              "reason": "already done", "frames": job.num_frames})  # fmt: skip
+        emit(RenderEvent.of("job_skipped", job_id=job.id, job=job.name, output=str(job.output),
+              reason="already done", frames=job.num_frames))  # fmt: skip
         return job_result(job, "skipped")
-    emit({"event": "job_failed", "job_id": job.id, "job": job.name, "output": str(job.output), "error": error,
-          "error_type": "StorageError"})  # fmt: skip
+    emit(RenderEvent.of("job_failed", job_id=job.id, job=job.name, output=str(job.output), error=error,
+          error_type="StorageError"))  # fmt: skip
     return job_result(job, "failed", error=f"job {job.name}: {error}")
 
 

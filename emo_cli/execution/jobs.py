@@ -27,7 +27,7 @@ from emo_cli.execution.chunkloop import ChunkHook, ChunkLoop, chunk_done_event
 from emo_cli.execution.chunkqc import enforce, job_quality, qc_enabled, verdict, video_gates
 from emo_cli.execution.lease import LeaseLost, check_still_held
 from emo_cli.execution.publish import publish
-from emo_cli.execution.results import EventSink, JobFailed, JobResult, failing_as
+from emo_cli.execution.results import EventSink, JobFailed, JobResult, RenderEvent, failing_as
 from emo_cli.execution.workdir import AUDIO_NAME, Journal, WorkDir, journal_output
 from emo_cli.fsutil import file_matches, sha256_file
 from emo_cli.media.formats import OutputFormat, format_for
@@ -40,7 +40,7 @@ from emo_cli.provenance.tags import C2PA_OFF, C2PA_UNSUPPORTED, sidecar_path, wr
 __all__ = ["AUDIO_NAME", "is_finished", "journal_output", "render_job"]
 
 
-def _ignore(event: dict) -> None:
+def _ignore(event: RenderEvent) -> None:
     pass
 
 
@@ -97,20 +97,20 @@ def _render_job(job: Job, backend: Backend, *, events: EventSink | None, resume:
 
     damage = work.repair_journal()
     if damage is not None:
-        emit({"event": "state_repaired", **base, "message": damage})
+        emit(RenderEvent.of("state_repaired", **base, message=damage))
     journal = _resume_check(job, work, resume, signer)
     if journal is None:
         quality = _recorded_quality(job, work)
-        emit({"event": "job_skipped", **base, "reason": "already done", "frames": job.num_frames})
+        emit(RenderEvent.of("job_skipped", **base, reason="already done", frames=job.num_frames))
         return JobResult(job.id, job.name, job.output, "skipped", job.num_frames, len(ranges), 0, 0.0,
                          credentials=credentials, qc=quality)  # fmt: skip
     good = work.good_chunks(journal, ranges)
     todo = [i for i, ok in enumerate(good) if not ok]
-    emit({
-        "event": "job_started", **base, "frames": job.num_frames, "fps": job.settings.fps,
-        "chunks": len(ranges), "chunks_reused": len(ranges) - len(todo),
-        "frames_reused": sum(count for ok, (_, count) in zip(good, ranges, strict=True) if ok),
-    })  # fmt: skip
+    emit(RenderEvent.of(
+        "job_started", **base, frames=job.num_frames, fps=job.settings.fps,
+        chunks=len(ranges), chunks_reused=len(ranges) - len(todo),
+        frames_reused=sum(count for ok, (_, count) in zip(good, ranges, strict=True) if ok),
+    ))  # fmt: skip
 
     audio = _JobAudio(job, work, journal, fmt)  # encoded beside the backend's once-per-job analysis
     try:
@@ -129,10 +129,10 @@ def _render_job(job: Job, backend: Backend, *, events: EventSink | None, resume:
     journal.record_output(journal_output(job), digest, record.signer_fingerprint, sidecar_digest)
     qc = _judge(job, work, journal, record)
     seconds = time.monotonic() - began
-    emit({"event": "job_done", **base, "frames": job.num_frames, "chunks_rendered": len(todo),
-          "seconds": round(seconds, 3), "watermark": record.watermark, "credentials": credentials,
-          "credentials_trusted": signer is not None and not signer.is_local,
-          **_qc_event(journal)})  # fmt: skip
+    emit(RenderEvent.of("job_done", **base, frames=job.num_frames, chunks_rendered=len(todo),
+          seconds=round(seconds, 3), watermark=record.watermark, credentials=credentials,
+          credentials_trusted=signer is not None and not signer.is_local,
+          **_qc_event(journal)))  # fmt: skip
     return JobResult(job.id, job.name, job.output, "done", job.num_frames, len(ranges), len(todo), seconds,
                      credentials=credentials, qc=qc)  # fmt: skip
 

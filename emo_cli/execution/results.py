@@ -3,18 +3,69 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from emo_cli.errors import EmoError
 from emo_cli.planning.job import Job
 
-# A progress event: {"event": "run_started" | "job_started" | "chunk_done" | "job_done" |
-# "job_skipped" | "job_failed" | "run_done", "job_id", "job", "output", ...}. JSON-ready.
-Event = dict[str, Any]
-EventSink = Callable[[Event], None]
+
+@dataclass(frozen=True, eq=False)
+class RenderEvent(Mapping[str, Any]):
+    """Something that happened in a render, as the caller's event sink receives it: from the
+    render loop (in this process, or a worker's through the executor's `PoolEvent`s) and from
+    the run, to the live view, the logs and `emo render --json`.
+
+    `kind` is run_started, job_started, chunk_done, job_done, job_skipped, job_failed,
+    job_held, job_retrying, state_repaired, run_done, worker_ready... and `fields` the rest,
+    JSON-ready, in the order they are written. The event reads as the mapping it is written as
+    (`{"event": kind, **fields}`), so `event["frames"]` and `dict(event)` work too.
+    """
+
+    kind: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, kind: str, /, **fields: Any) -> RenderEvent:
+        return cls(kind, fields)
+
+    @classmethod
+    def from_dict(cls, event: Mapping[str, Any]) -> RenderEvent:
+        """The event written as `event` ({"event": kind, ...})."""
+        return cls(event["event"], {key: value for key, value in event.items() if key != "event"})
+
+    @property
+    def job_id(self) -> str | None:
+        return self.fields.get("job_id")
+
+    @property
+    def job(self) -> str | None:
+        """The job's name ("anna/fr"), for a job's event."""
+        return self.fields.get("job")
+
+    @property
+    def device(self) -> str | None:
+        """The worker's device, for the events an executor's worker sent ("cuda:0", "host/cuda:0")."""
+        return self.fields.get("device")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.kind, **self.fields}
+
+    def __getitem__(self, key: str) -> Any:
+        return self.kind if key == "event" else self.fields[key]
+
+    def __iter__(self) -> Iterator[str]:
+        yield "event"
+        yield from (key for key in self.fields if key != "event")
+
+    def __len__(self) -> int:
+        return 1 + sum(1 for key in self.fields if key != "event")
+
+
+Event = RenderEvent  # what an event sink receives
+EventSink = Callable[[RenderEvent], None]
 
 # done: rendered in this run; skipped: finished before; failed: an expected failure or a worker
 # that died too often; held: another process held the job's lease (a serial run does not wait).
@@ -95,13 +146,13 @@ def _rounded(value: Any) -> Any:
     return value
 
 
-def stamped(event: Event) -> Event:
+def stamped(event: RenderEvent) -> dict[str, Any]:
     """The event as written to JSON: schema version and ISO 8601 UTC time (milliseconds) first,
     floats rounded to 3 decimals."""
     from datetime import datetime, timezone
 
     now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return {"schema": EVENT_SCHEMA, "time": now, **_rounded(event)}
+    return {"schema": EVENT_SCHEMA, "time": now, **_rounded(event.to_dict())}
 
 
 class JobFailed(EmoError):

@@ -17,7 +17,7 @@ from pathlib import Path
 from emo_cli.errors import UsageError, describe_os_error
 from emo_cli.execution.executors import Executor, make_executor
 from emo_cli.execution.ownership import check_output_ownership
-from emo_cli.execution.results import EventSink, RunSummary, stamped
+from emo_cli.execution.results import EventSink, RenderEvent, RunSummary, stamped
 from emo_cli.execution.run_report import write_run_report
 from emo_cli.execution.shards import select_shard
 from emo_cli.execution.workdir import job_log
@@ -48,8 +48,8 @@ class JobLogs:
         self.work_dirs = {job.id: job.work_dir for job in jobs}
         self.emit = emit
 
-    def __call__(self, event: dict) -> None:
-        work_dir = self.work_dirs.get(event.get("job_id", ""))
+    def __call__(self, event: RenderEvent) -> None:
+        work_dir = self.work_dirs.get(event.job_id or "")
         if work_dir is not None and work_dir.is_dir():
             log = job_log(work_dir)
             try:
@@ -95,19 +95,19 @@ def render(
     if overwrite is None:
         overwrite = bool(plan.policy.get("overwrite", False))
     check_output_ownership(jobs, overwrite=overwrite)
-    emit({
-        "event": "run_started", "manifest": str(plan.manifest), "output_dir": str(plan.output_dir),
-        "jobs": len(jobs), "frames": sum(job.num_frames for job in jobs), "resume": resume,
-        "shard": shard, "executor": runner.name, "devices": runner.where(),
-    })  # fmt: skip
+    emit(RenderEvent.of(
+        "run_started", manifest=str(plan.manifest), output_dir=str(plan.output_dir),
+        jobs=len(jobs), frames=sum(job.num_frames for job in jobs), resume=resume,
+        shard=shard, executor=runner.name, devices=runner.where(),
+    ))  # fmt: skip
     summary = RunSummary(tuple(runner.run(jobs, resume=resume, emit=emit)), time.monotonic() - began)
     try:
         report: str | None = str(write_run_report(plan, summary, started=started, finished=datetime.now(timezone.utc),
                                                   executor=runner.name, shard=shard))  # fmt: skip
     except OSError as exc:  # a full disk or a read-only output_dir: the outputs stand, say why it is missing
         report = None
-        emit({"event": "run_report_failed", "error": describe_os_error(exc)})
-    emit({"event": "run_done", **summary.to_dict(), "run_report": report})
+        emit(RenderEvent.of("run_report_failed", error=describe_os_error(exc)))
+    emit(RenderEvent.of("run_done", **summary.to_dict(), run_report=report))
     return summary
 
 

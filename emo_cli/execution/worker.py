@@ -17,7 +17,7 @@ from emo_cli.backends.registry import get_backend_class
 from emo_cli.errors import EmoError
 from emo_cli.execution.devices import Device
 from emo_cli.execution.jobs import render_job
-from emo_cli.execution.results import JobFailed, JobResult
+from emo_cli.execution.results import JobFailed, JobResult, RenderEvent
 from emo_cli.planning.job import Job
 
 # Import paths of the job functions below, as `run_pool` and `run_on_ray` take them.
@@ -84,9 +84,9 @@ def render_afresh(job: Job | SharedWork, device: Device, events: Any) -> JobResu
 
 
 def _render(work: Job | SharedWork, device: Device, events: Any, *, resume: bool) -> JobResult | tuple[JobResult, ...]:
-    def forward(event: dict[str, Any]) -> None:
-        data = {key: value for key, value in event.items() if key not in ("event", "job_id")}
-        events.emit(event["event"], **data)
+    def forward(event: RenderEvent) -> None:
+        data = {key: value for key, value in event.fields.items() if key != "job_id"}
+        events.emit(event.kind, **data)
 
     if isinstance(work, Job):
         return render_job(work, backend_for(work, torch_device(device)), events=forward, resume=resume)
@@ -99,8 +99,8 @@ def _render(work: Job | SharedWork, device: Device, events: Any, *, resume: bool
             if index == 0:
                 raise  # the shared chunks failed: every job of the work fails with it
             # One output failed to publish (its folder, its name): the others still count.
-            forward({"event": "job_failed", "job": job.name, "output": str(job.output), "error": str(exc),
-                     "error_type": type(exc.cause).__name__})  # fmt: skip
+            forward(RenderEvent.of("job_failed", job=job.name, output=str(job.output), error=str(exc),
+                     error_type=type(exc.cause).__name__))  # fmt: skip
             results.append(JobResult(job.id, job.name, job.output, "failed", job.num_frames, len(job.chunks()),
                                      0, 0.0, error=str(exc)))  # fmt: skip
     return tuple(results)

@@ -197,10 +197,10 @@ def _check_sources(manifest: Manifest) -> list[Problem]:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             where = _reference_where(spec, kind, name, manifest.data)
             problems.append(manifest.problem(where, f"{name!r} is not defined under {kind}:{hint}"))
-    from emo_cli.media.image import load_portrait
+    from emo_cli.media.image import portrait_size
     from emo_cli.media.probe import audio_duration
 
-    for check, sources in ((load_portrait, manifest.portraits), (audio_duration, manifest.audio)):
+    for check, sources in ((portrait_size, manifest.portraits), (audio_duration, manifest.audio)):
         for source in sources.values():
             try:
                 check(source.path)

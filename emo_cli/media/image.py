@@ -19,12 +19,13 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from emo_cli.errors import InputError, UsageError
 from emo_cli.fsutil import NotRegularFileError, open_regular_file
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_PIXELS_ENV = "EMO_MAX_PORTRAIT_PIXELS"
 DEFAULT_MAX_PIXELS = 100_000_000  # a 108-megapixel phone photo is 12000 x 9000
@@ -60,9 +61,25 @@ def load_portrait(path: Path | str) -> np.ndarray:
         InputError: the file is missing, not a regular file, not a readable image, larger
             than `max_portrait_pixels()` or smaller than 16 pixels on a side.
     """
+    import numpy as np
+
+    return np.ascontiguousarray(np.asarray(_decode_portrait(Path(path)), dtype=np.uint8))
+
+
+def portrait_size(path: Path | str) -> tuple[int, int]:
+    """(width, height) of the portrait as `load_portrait` reads it, upright: the same decode,
+    checks and errors, without the array (validation needs no NumPy).
+
+    Raises:
+        InputError: as `load_portrait`.
+    """
+    return _decode_portrait(Path(path)).size
+
+
+def _decode_portrait(path: Path) -> Any:
+    """The decoded, checked portrait as a Pillow "RGB" image in sRGB (see `load_portrait`)."""
     from PIL import Image
 
-    path = Path(path)
     limit = max_portrait_pixels()
     # Pillow refuses images above 2 x MAX_IMAGE_PIXELS by itself; ours is the limit that counts,
     # so Pillow's is only ever raised to it, never lowered (it is process-wide).
@@ -97,10 +114,10 @@ def load_portrait(path: Path | str) -> np.ndarray:
         # is not an image this tool can use, which is the user's to fix, not a bug.
         reason = str(exc) or type(exc).__name__
         raise InputError(f"portrait {path} is not a readable image ({reason})") from exc
-    array = np.asarray(rgb, dtype=np.uint8)
-    if array.shape[0] < MIN_SIDE or array.shape[1] < MIN_SIDE:
-        raise InputError(f"portrait {path} is too small ({array.shape[1]}x{array.shape[0]} pixels)")
-    return np.ascontiguousarray(array)
+    width, height = rgb.size
+    if height < MIN_SIDE or width < MIN_SIDE:
+        raise InputError(f"portrait {path} is too small ({width}x{height} pixels)")
+    return rgb
 
 
 def _too_large(path: Path, pixels: str, limit: int, size: str = "") -> str:
@@ -134,6 +151,9 @@ def _has_alpha(img: Any) -> bool:
 
 def _to_8bit(img: Any) -> Any:
     """Scale high-bit-depth single-channel modes to "L" (Pillow would clip them at 255)."""
+    if not (img.mode.startswith("I;16") or img.mode in ("I", "F")):
+        return img
+    import numpy as np
     from PIL import Image
 
     if img.mode.startswith("I;16") or img.mode == "I":

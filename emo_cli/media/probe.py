@@ -1,5 +1,10 @@
 """How long an audio file plays, found by decoding it: the same proof the render relies on.
 
+A plain PCM WAV file (what recorders and the demo write) is read with the standard library's
+`wave`, its samples counted from its data chunk once its last sample is known to be there: no
+decoder to load, the same count PyAV gives. Any other file, or a WAV that is not plainly whole,
+is decoded with PyAV.
+
 Decoding is bounded: a track longer than `max_audio_seconds()` (`EMO_MAX_AUDIO_SECONDS`,
 default 4 hours) is refused as soon as that much has been decoded, so a small file of hours of
 compressed silence cannot tie up validation, or the render's decoded buffer (4 bytes a sample).
@@ -8,6 +13,7 @@ compressed silence cannot tie up validation, or the render's decoded buffer (4 b
 from __future__ import annotations
 
 import os
+import wave
 from pathlib import Path
 
 from emo_cli.errors import InputError, UsageError
@@ -86,6 +92,33 @@ def _too_long(path: Path, limit: float) -> str:
 
 
 def _decode_duration(path: Path, limit: float) -> float:
+    seconds = _pcm_wav_seconds(path)
+    if seconds is None:
+        seconds = _av_duration(path, limit)
+    elif seconds > limit:
+        raise InputError(_too_long(path, limit))
+    return seconds
+
+
+def _pcm_wav_seconds(path: Path) -> float | None:
+    """Seconds of a whole PCM WAV file, from its header, or None when it is not one (compressed,
+    float or extensible WAV, another format, a truncated or open-ended data chunk, no samples):
+    PyAV then decodes it and says what is wrong, if anything."""
+    try:
+        with open_regular_file(path) as source, wave.open(source) as wav:
+            frames, rate = wav.getnframes(), wav.getframerate()
+            if frames <= 0 or rate <= 0:
+                return None
+            block = wav.getnchannels() * wav.getsampwidth()
+            wav.setpos(frames - 1)  # the last sample the header promises must be in the file
+            if len(wav.readframes(1)) != block:
+                return None
+    except (wave.Error, EOFError, OSError, ValueError):
+        return None
+    return frames / rate
+
+
+def _av_duration(path: Path, limit: float) -> float:
     import av
 
     try:

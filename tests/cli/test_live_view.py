@@ -7,6 +7,7 @@ import io
 from rich.console import Console
 
 from emo_cli.cli.render import ProgressView
+from emo_cli.execution.results import RenderEvent
 
 
 class Clock:
@@ -27,25 +28,25 @@ def screen(view: ProgressView) -> list[str]:
     return ["".join(segment.text for segment in line).rstrip() for line in lines]
 
 
-def started(i: int, reused: int = 0) -> dict:
-    return {"event": "job_started", "job_id": f"{i:064d}", "job": f"portrait{i:02d}/track", "frames": 100,
-            "chunks": 5, "chunks_reused": reused // 20, "frames_reused": reused, "device": f"cpu:{i % 4}"}  # fmt: skip
+def started(i: int, reused: int = 0) -> RenderEvent:
+    return RenderEvent.from_dict({"event": "job_started", "job_id": f"{i:064d}", "job": f"portrait{i:02d}/track", "frames": 100,
+            "chunks": 5, "chunks_reused": reused // 20, "frames_reused": reused, "device": f"cpu:{i % 4}"})  # fmt: skip
 
 
-def done(i: int) -> dict:
-    return {"event": "job_done", "job_id": f"{i:064d}", "job": f"portrait{i:02d}/track",
-            "output": f"/out/portrait{i:02d}/track.mp4", "seconds": 4.0}  # fmt: skip
+def done(i: int) -> RenderEvent:
+    return RenderEvent.from_dict({"event": "job_done", "job_id": f"{i:064d}", "job": f"portrait{i:02d}/track",
+            "output": f"/out/portrait{i:02d}/track.mp4", "seconds": 4.0})  # fmt: skip
 
 
-def chunk(i: int, frames_done: int) -> dict:
-    return {"event": "chunk_done", "job_id": f"{i:064d}", "job": f"portrait{i:02d}/track", "chunk": 0,
-            "chunks": 5, "count": 20, "frames_done": frames_done, "frames": 100}  # fmt: skip
+def chunk(i: int, frames_done: int) -> RenderEvent:
+    return RenderEvent.from_dict({"event": "chunk_done", "job_id": f"{i:064d}", "job": f"portrait{i:02d}/track", "chunk": 0,
+            "chunks": 5, "count": 20, "frames_done": frames_done, "frames": 100})  # fmt: skip
 
 
 def test_thirty_jobs_in_twelve_rows_show_every_running_job_and_the_counts():
     clock = Clock()
     view = ProgressView(terminal(12), clock=clock)
-    view({"event": "run_started", "jobs": 30, "frames": 3000})
+    view(RenderEvent.from_dict({"event": "run_started", "jobs": 30, "frames": 3000}))
     for i in range(24):  # 24 jobs finish, 4 at a time
         view(started(i))
         clock.now += 1
@@ -66,7 +67,7 @@ def test_thirty_jobs_in_twelve_rows_show_every_running_job_and_the_counts():
 
 def test_more_running_jobs_than_rows_say_how_many_are_hidden():
     view = ProgressView(terminal(12), clock=Clock())
-    view({"event": "run_started", "jobs": 30, "frames": 3000})
+    view(RenderEvent.from_dict({"event": "run_started", "jobs": 30, "frames": 3000}))
     for i in range(16):
         view(started(i))
     lines = screen(view)
@@ -77,7 +78,7 @@ def test_more_running_jobs_than_rows_say_how_many_are_hidden():
 def test_rates_count_only_frames_rendered_in_this_run():
     clock = Clock()
     view = ProgressView(terminal(12), clock=clock)
-    view({"event": "run_started", "jobs": 1, "frames": 100})
+    view(RenderEvent.from_dict({"event": "run_started", "jobs": 1, "frames": 100}))
     view(started(0, reused=60))  # resumed: 60 frames on disk before this run
     clock.now = 10.0
     view(chunk(0, 80))  # 20 frames in 10 s

@@ -36,6 +36,20 @@ def test_a_backend_that_raises_at_import_fails_only_the_manifests_that_use_it(me
     assert "Traceback" not in bad.stderr
 
 
+def test_an_executor_that_raises_at_import_fails_only_when_asked_for(media_dir):
+    demo = str(manifest(media_dir, "warp"))
+    used = run_emo("render", demo, "--executor", "broken", timeout=60)
+    assert used.returncode == 2 and "Traceback" not in used.stderr
+    assert used.stderr.replace("\n", " ").strip() == (
+        "error: --executor broken: executor 'broken' is installed but cannot be imported (RuntimeError: this "
+        "plugin needs EMO_TEST_BROKEN_CONFIG); reinstall emo-cli or the package that provides it"
+    )
+    unknown = run_emo("render", demo, "--executor", "slurm", timeout=60)
+    assert unknown.returncode == 2
+    assert "--executor slurm: expected one of broken, inline, local, ray, testinline" in unknown.stderr
+    assert not (media_dir / "out").exists()  # nothing rendered
+
+
 def test_commands_come_from_plugins_and_a_broken_one_fails_alone():
     listing = run_emo("--help", timeout=60)
     assert listing.returncode == 0

@@ -11,6 +11,7 @@ from factories import PORTRAIT, run_emo, write_wav
 from rich.console import Console
 
 from emo_cli.cli.render import PlainLog, stamped
+from emo_cli.execution.results import RenderEvent
 
 STARTED = {"event": "job_started", "job_id": "a" * 64, "job": "anna/fr", "output": "/o/anna/fr.mp4",
            "frames": 100, "fps": 25, "chunks": 5, "chunks_reused": 3, "frames_reused": 60}  # fmt: skip
@@ -20,15 +21,16 @@ def plain(**options):
     out = io.StringIO()
     console = Console(file=out, width=40, force_terminal=False)
     clock = iter([0.0, 10.0, 20.0]).__next__
-    return PlainLog(console, clock=clock, **options), out
+    log = PlainLog(console, clock=clock, **options)
+    return (lambda event: log(RenderEvent.from_dict(event))), log, out
 
 
 def test_plain_log_announces_a_resume_and_beats_with_this_runs_rate():
-    log, out = plain()
-    log(STARTED)  # clock 0
-    log({**STARTED, "event": "chunk_done", "chunk": 3, "count": 20, "frames_done": 80, "seconds": 9.0})
+    send, log, out = plain()
+    send(STARTED)  # clock 0
+    send({**STARTED, "event": "chunk_done", "chunk": 3, "count": 20, "frames_done": 80, "seconds": 9.0})
     log.heartbeat()  # clock 10: 20 frames rendered in this run over 10 s, not 80 over 10
-    log({"event": "job_done", "job_id": STARTED["job_id"], "job": "anna/fr", "output": "/o/" + "x" * 80 + ".mp4",
+    send({"event": "job_done", "job_id": STARTED["job_id"], "job": "anna/fr", "output": "/o/" + "x" * 80 + ".mp4",
          "seconds": 12.0})  # fmt: skip
     log.heartbeat()  # clock 20: nothing runs any more
     lines = out.getvalue().splitlines()
@@ -40,16 +42,16 @@ def test_plain_log_announces_a_resume_and_beats_with_this_runs_rate():
 
 
 def test_quiet_keeps_failures_and_verbose_adds_chunks():
-    log, out = plain(quiet=True)
-    log(STARTED)
-    log({"event": "job_held", "job_id": "b", "job": "b/c", "holder": "host:12"})
-    log({"event": "job_failed", "job_id": "c", "job": "c/d", "error": "job c/d (portraits.c): no face"})
+    send, log, out = plain(quiet=True)
+    send(STARTED)
+    send({"event": "job_held", "job_id": "b", "job": "b/c", "holder": "host:12"})
+    send({"event": "job_failed", "job_id": "c", "job": "c/d", "error": "job c/d (portraits.c): no face"})
     assert out.getvalue().splitlines() == ["failed   job c/d (portraits.c): no face"]
-    log, out = plain(verbose=True)
-    log({**STARTED, "chunks_reused": 0, "frames_reused": 0})
-    log({**STARTED, "event": "chunk_done", "chunk": 0, "count": 20, "frames_done": 20})
-    log({"event": "job_held", "job_id": "b", "job": "b/c", "holder": "host:12"})
-    log({"event": "job_held", "job_id": "b", "job": "b/c", "holder": "host:12"})  # the pool's retry
+    send, log, out = plain(verbose=True)
+    send({**STARTED, "chunks_reused": 0, "frames_reused": 0})
+    send({**STARTED, "event": "chunk_done", "chunk": 0, "count": 20, "frames_done": 20})
+    send({"event": "job_held", "job_id": "b", "job": "b/c", "holder": "host:12"})
+    send({"event": "job_held", "job_id": "b", "job": "b/c", "holder": "host:12"})  # the pool's retry
     assert out.getvalue().splitlines() == [
         "started  anna/fr: 100 frames in 5 chunks",
         "chunk    anna/fr: 1/5, 20/100 frames",
@@ -58,7 +60,7 @@ def test_quiet_keeps_failures_and_verbose_adds_chunks():
 
 
 def test_json_events_carry_schema_time_and_rounded_floats():
-    event = stamped({"event": "chunk_done", "seconds": 1.23456789, "nested": {"rate": [2.0000001]}})
+    event = stamped(RenderEvent.of("chunk_done", seconds=1.23456789, nested={"rate": [2.0000001]}))
     assert list(event)[:2] == ["schema", "time"] and event["schema"] == 1
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", event["time"])
     assert event["seconds"] == 1.235 and event["nested"] == {"rate": [2.0]}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from factories import ASSETS, PORTRAIT, run_emo
 
-from emo_cli.execution.results import stamped
+from emo_cli.execution.results import RenderEvent, stamped
 from emo_cli.execution.workdir import Journal
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,7 @@ jobs:
 
 def as_printed(record: dict) -> dict:
     """A journal's QC record as a --json event carries it (floats rounded, see `stamped`)."""
-    return stamped({"event": "chunk_done", "qc": record})["qc"]
+    return stamped(RenderEvent.of("chunk_done", qc=record))["qc"]
 
 def project(folder: Path) -> Path:
     folder.mkdir()

@@ -189,7 +189,7 @@ def test_run_keeps_going_past_failed_jobs_and_names_the_field(tmp_path, voice):
         "run_started", "job_started", "job_failed", "job_started", "job_failed", "job_started",
         "job_failed", "job_started", "job_done", "run_done",
     ]  # fmt: skip
-    assert all(json.loads(json.dumps(e)) == e for e in events)
+    assert all(json.loads(json.dumps(dict(e))) == e for e in events)
 
 
 def test_a_bug_propagates_after_what_is_done_is_kept(tmp_path, voice):

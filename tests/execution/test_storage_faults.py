@@ -177,7 +177,7 @@ def test_the_cli_reports_a_journal_that_is_a_folder_and_renders(tmp_path, voice)
     (Journal.path_for(job.work_dir) / "x").mkdir(parents=True)
     events: list[dict] = []
     assert render(make_plan(job.output_dir, [job]), events=events.append).exit_code == 0
-    assert [json.dumps(e) for e in events if e["event"] == "state_repaired"]
+    assert [json.dumps(dict(e)) for e in events if e["event"] == "state_repaired"]
 
 
 def test_signing_out_of_space_says_so_instead_of_blaming_the_certificate(tmp_path, voice, monkeypatch):

@@ -92,3 +92,36 @@ def test_a_track_longer_than_the_limit_is_refused_without_decoding_it_all(tmp_pa
     monkeypatch.setenv(MAX_SECONDS_ENV, "-5")
     with pytest.raises(UsageError, match=f"{MAX_SECONDS_ENV}='-5' is not a positive number of seconds"):
         max_audio_seconds()
+
+
+def _write_wav(path: Path, *, rate: int, channels: int, width: int, frames: int) -> None:
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(channels)
+        wav.setsampwidth(width)
+        wav.setframerate(rate)
+        wav.writeframes(bytes(range(256)) * (frames * channels * width // 256) + bytes(frames * channels * width % 256))
+
+
+@pytest.mark.parametrize(("rate", "channels", "width"), [(16000, 1, 2), (44100, 2, 2), (8000, 1, 1), (48000, 2, 3)])
+def test_a_pcm_wav_is_counted_from_its_header_as_pyav_counts_it(tmp_path, rate, channels, width):
+    path = tmp_path / "tone.wav"
+    _write_wav(path, rate=rate, channels=channels, width=width, frames=rate * 3 // 2 + 7)
+    assert probe._pcm_wav_seconds(path) == probe._av_duration(path, 3600.0) == audio_duration(path)
+
+
+def test_a_truncated_wav_is_decoded_for_what_it_holds(tmp_path):
+    """A header that promises more samples than the file holds is not believed: PyAV counts them."""
+    path = tmp_path / "cut.wav"
+    _write_wav(path, rate=16000, channels=1, width=2, frames=16000)
+    path.write_bytes(path.read_bytes()[:-8000])  # 4000 of its 16000 samples gone
+    assert probe._pcm_wav_seconds(path) is None
+    assert audio_duration(path) == pytest.approx(0.75)
+
+
+def test_a_wav_over_the_limit_is_refused_from_its_header(tmp_path, monkeypatch):
+    path = tmp_path / "long.wav"
+    _write_wav(path, rate=8000, channels=1, width=1, frames=8000 * 90)
+    monkeypatch.setenv(probe.MAX_SECONDS_ENV, "60")
+    with pytest.raises(InputError, match="plays longer than 60 s"):
+        audio_duration(path)
+    assert not any(key[0] == str(path.resolve()) for key in probe._durations)

@@ -13,12 +13,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 weights_app = typer.Typer(
-    name="weights", help="Assemble and inspect EMO model weights.", no_args_is_help=True
+    name="weights", help="Assemble and inspect EMO model weights.", no_args_is_help=True, rich_markup_mode=None
 )
 
 
@@ -90,6 +87,10 @@ def info(
 
     Exits 1 if a file no longer matches the hash recorded in the index.
     """
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
     from emo_cli.backends.emo.weights import weights_info
 
     report = weights_info(folder, verify=not no_verify)
