@@ -91,8 +91,9 @@ def test_rates_count_only_frames_rendered_in_this_run():
 
 def test_a_held_job_counts_once_however_often_the_pool_tries_it_again():
     view = ProgressView(terminal(12), clock=Clock())
-    view({"event": "run_started", "jobs": 3, "frames": 300})
-    held = {"event": "job_held", "job_id": f"{1:064d}", "job": "portrait01/track", "holder": "host:12"}
+    view(RenderEvent.from_dict({"event": "run_started", "jobs": 3, "frames": 300}))
+    held = RenderEvent.from_dict({"event": "job_held", "job_id": f"{1:064d}", "job": "portrait01/track",
+                                  "holder": "host:12"})  # fmt: skip
     view(held)
     view(held)  # the pool tries a held job again every few seconds
     assert screen(view)[-1].strip() == "0 running, 2 waiting, 1 held"

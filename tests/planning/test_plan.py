@@ -47,7 +47,7 @@ def test_plan_holds_everything_a_render_needs(fixture_backend, write_manifest, m
     plan = make_plan(load_manifest(path))
     assert plan.manifest == path.resolve()
     assert plan.output_dir == (media_dir / "renders").resolve()
-    assert plan.policy == {"require_consent": False}
+    assert plan.policy == {"require_consent": False, "overwrite": False}
     en, fr = plan.jobs
     assert en.name == "a/en" and en.field == "jobs[0]"
     assert en.settings == Settings(
