@@ -621,6 +621,10 @@ def phase_stage2(args) -> dict:
 CONDITIONS = ("model", "shuffled_audio", "zeroed_audio_attention", "motion_frames_only")
 EVAL_OPTIONS = {"steps": 20, "guidance_scale": 2.0, "clip_frames": CLIP_FRAMES}  # chosen once, not tuned
 CHUNK = 25
+# A slow drift of the whole picture (the first clip settling, brightness creeping from clip to clip)
+# correlates with the slow envelope of an utterance (silence, speech, silence) whatever the audio
+# does to the mouth; the high-passed figures keep only what moves faster than a second.
+HIGH_PASS_FRAMES = 25
 
 
 def render_held_out(backend, weights: Path, portrait: Path, audio: np.ndarray, frames: int, size: int,
@@ -643,9 +647,20 @@ def render_held_out(backend, weights: Path, portrait: Path, audio: np.ndarray, f
     return np.concatenate(out)
 
 
+def high_pass(x: np.ndarray, frames: int = HIGH_PASS_FRAMES) -> np.ndarray:
+    """x minus its centred moving average over `frames`: what moves faster than about a second."""
+    x = np.asarray(x, dtype=np.float64)
+    pad = np.pad(x, frames // 2, mode="reflect", reflect_type="odd")  # a straight line stays straight
+    return x - np.convolve(pad, np.ones(frames) / frames, mode="valid")[: len(x)]
+
+
 def curves_r(ap: np.ndarray, loud: np.ndarray, jaw: np.ndarray) -> dict:
-    return {"loud": [pearson_at(ap, loud, lag) for lag in range(-2, 3)],
-            "jaw": [pearson_at(ap, jaw, lag) for lag in range(-2, 3)]}  # fmt: skip
+    """r at lags -2..2 of the aperture with the loudness and the jaw, raw and high-passed."""
+    out = {}
+    for suffix, f in (("", np.asarray), ("_hp", high_pass)):
+        out[f"loud{suffix}"] = [pearson_at(f(ap), f(loud), lag) for lag in range(-2, 3)]
+        out[f"jaw{suffix}"] = [pearson_at(f(ap), f(jaw), lag) for lag in range(-2, 3)]
+    return out
 
 
 def pearson_at(x: np.ndarray, y: np.ndarray, lag: int) -> float:
@@ -658,7 +673,7 @@ def pearson_at(x: np.ndarray, y: np.ndarray, lag: int) -> float:
 def summarise(per_utterance: list[dict]) -> dict:
     """Mean r over the utterances at the lag (-2..2, one for all utterances) where the mean is highest."""
     out = {}
-    for curve in ("loud", "jaw"):
+    for curve in ("loud", "jaw", "loud_hp", "jaw_hp"):
         table = np.array([u[curve] for u in per_utterance])  # (utterances, 5 lags)
         means = table.mean(axis=0)
         best = int(np.argmax(means))
@@ -681,7 +696,7 @@ def phase_eval(args) -> dict:
     work, size = args.work, args.size
     weights = work / "weights" / "stage2"
     clips = clips_of(work / "evaldata")
-    clips = clips[: args.eval_utterances or None]
+    clips = clips[: 2 if args.smoke else args.eval_utterances or None]
     (work / "eval").mkdir(exist_ok=True)
     backend = EmoBackend(device=args.device)
     results: dict[str, list[dict]] = {name: [] for name in ("teacher", *CONDITIONS)}
@@ -703,9 +718,8 @@ def phase_eval(args) -> dict:
         other = np.resize(other, audio.shape)  # tiled or cut to this utterance's length
         for name in CONDITIONS:
             target = work / "eval" / f"{clip['utterance']}.{name}.npy"
-            if target.is_file():
-                frames = np.load(target)
-            else:
+            frames = np.load(target) if target.is_file() else None
+            if frames is None or len(frames) != frames_n:
                 t0 = time.perf_counter()
                 use_audio = {"shuffled_audio": other, "motion_frames_only": np.zeros_like(audio)}.get(
                     name, audio
@@ -722,7 +736,8 @@ def phase_eval(args) -> dict:
                 finally:
                     for h in handles:
                         h.remove()
-                np.save(target, frames)
+                np.save(target.with_suffix(".tmp.npy"), frames)
+                target.with_suffix(".tmp.npy").replace(target)
                 log(f"eval {clip['utterance']} {name}: {frames_n} frames in {time.perf_counter() - t0:.1f} s")
             results[name].append(curves_r(aperture(frames, box), loud, jaw))
     (work / "eval" / "per_utterance.json").write_text(json.dumps(results))
@@ -760,12 +775,14 @@ def report(args) -> dict:
     print(f"\nDistillation benchmark, {args.size} px, {args.device} (work dir {work})")
     ev = phases.get("eval") or {}
     if ev:
-        print(f"  {'':24} {'r vs loudness':>14} {'lag':>4} {'r vs teacher jaw':>17} {'lag':>4}   (mean over "
-              f"{ev.get('utterances')} held-out utterances; range)")  # fmt: skip
-        for name in ("teacher", *CONDITIONS):
-            e = ev[name]
-            print(f"  {name:24} {e['r_loud']:14.3f} {e['lag_loud']:4d} {e['r_jaw']:17.3f} {e['lag_jaw']:4d}   "
-                  f"loud {e['r_loud_range']}, jaw {e['r_jaw_range']}")  # fmt: skip
+        for suffix, what in (("", "raw curves"), ("_hp", f"curves high-passed at {HIGH_PASS_FRAMES} frames")):
+            print(f"  {what + ':':24} {'r vs loudness':>14} {'lag':>4} {'r vs teacher jaw':>17} {'lag':>4}   "
+                  f"(mean over {ev.get('utterances')} held-out utterances; range)")  # fmt: skip
+            for name in ("teacher", *CONDITIONS):
+                e = ev[name]
+                loud, jaw = f"loud{suffix}", f"jaw{suffix}"
+                print(f"  {name:24} {e['r_' + loud]:14.3f} {e['lag_' + loud]:4d} {e['r_' + jaw]:17.3f} "
+                      f"{e['lag_' + jaw]:4d}   loud {e['r_' + loud + '_range']}, jaw {e['r_' + jaw + '_range']}")  # fmt: skip
     if phases.get("probe"):
         print(
             f"  probe: random wav2vec -> loudness, ridge R^2 on held-out voices {phases['probe']['r2_heldout']}"

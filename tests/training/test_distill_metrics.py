@@ -64,3 +64,11 @@ def test_level_db_follows_loudness():
     audio = np.sin(2 * np.pi * 220 * t) * np.where(t < 0.5, 0.01, 0.5)
     level = td.level_db(audio.astype(np.float32), 25)
     assert level[:10].max() < level[15:].min() - 20
+
+
+def test_high_pass_removes_a_slow_drift_and_keeps_fast_motion():
+    t = np.arange(200)
+    fast = np.sin(2 * np.pi * t / 8)
+    drift = t / 20.0
+    assert abs(td.pearson(td.high_pass(drift + fast), fast)) > 0.95
+    assert np.abs(td.high_pass(drift)).max() < 1e-9
