@@ -20,24 +20,35 @@ Phases (each resumable: a finished phase leaves its result in the work dir and i
     pack / unpack   data/ + evaldata/ + speech/ as one tar.gz (render on a CPU, train on a GPU)
     probe   can a random-init wav2vec carry loudness? Ridge regression from its per-frame
             features (the renderer's grid) to RMS dB, fitted on train voices, R^2 on held-out
-    vae     a small AutoencoderKL (64 px -> 16 x 16 x 4 latents) trained from scratch on the
-            dataset's frames (MSE + a small KL); PSNR on held-out frames, whole and mouth box
+    vae     a small AutoencoderKL (--size px -> 16 x 16 x 4 latents) trained from scratch on the
+            dataset's frames (MSE with the mouth weighing 5x, + a small KL); PSNR on held-out
+            frames, whole and mouth box
     weights a small EMO weights folder by the real `init_weights` (tiny SD-style UNet, motion
             adapter, the trained VAE, the random wav2vec)
-    train   `emo train stage1`, `export`, `emo train stage2`, `export` with a from-scratch
-            learning rate; steps chosen from the measured steps/s to fit --minutes
-    eval    held-out voices rendered by the exported weights; Pearson r of the mouth aperture
-            with loudness and with the teacher's jaw (best lag within +-2 frames), for the
-            teacher's own frames (the ceiling), the model and three controls:
+    stage1, stage2  `emo train stage1`, `export`, `emo train stage2`, `export` (lr 2e-4, f = 8,
+            n = 2); steps chosen from the steps/s of a short calibration run to fit --minutes
+    eval    held-out voices rendered by the exported weights through the real chunked renderer
+            (`EmoBackend.start_job` + `render_chunk` in chunks of 25 frames, clips of 8: each clip
+            continues from the motion frames of the last), the reference being the teacher's first
+            frame; Pearson r of the mouth aperture (darkness of the mouth box found from the
+            reference's face-mesh landmarks) with the loudness (RMS dB) and with the teacher's jaw,
+            at the lag in -2..2 frames with the best mean, raw and high-passed at 25 frames (a slow
+            drift of the whole picture follows the utterance's silence-speech-silence envelope
+            whatever the audio does to the mouth), for the teacher's own frames (the ceiling), the
+            model and three controls:
               shuffled audio   the audio of another held-out utterance (its frames correlated
                                with the true utterance's curves)
               zeroed audio-attention  every audio-attention layer's output set to 0 (a hook)
               motion frames only      the audio replaced by silence: only the reference and
                                the motion frames of the previous clip drive the clip
-    report  the table (also WORK/report.json)
+    report  the table so far (also WORK/report.json); `all` prints it after every phase
 
-    python benchmarks/train_distill.py all --work WORK [--size 64] [--minutes 25] [--device cpu]
+    python benchmarks/train_distill.py all --work WORK [--size 64] [--device cpu] [--vae-minutes 5]
+        [--stage1-minutes 8] [--stage2-minutes 14] [--eval-utterances N] [--eval-frames F] [--eval-steps S]
     python benchmarks/train_distill.py all --work WORK --smoke     # the plumbing, in minutes
+    benchmarks/train_distill_gpu.sh ARCHIVE WORK                   # 128 px on one GPU (see there)
+
+Figures of a 64 px CPU run: README, "Proof of learning".
 
 Heavy imports stay inside the phases: this is a script, not library code.
 """
@@ -574,8 +585,11 @@ def run_stage(args, stage: str, start: Path, minutes: float) -> dict:
             "--weights", str(start), "--out", str(run), "--json"]  # fmt: skip
     t0 = time.perf_counter()
     with open(work / f"{stage}.log", "w") as out:
+        # A job started in the background of a shell ignores SIGINT, and so would its children:
+        # the trainer gets the default back, so that Ctrl-C (below) stops it and keeps its checkpoints.
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})  # fmt: skip
+                                env={**os.environ, "OMP_NUM_THREADS": str(args.threads)},
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
         try:
             proc.wait(timeout=max(120.0, minutes * 60 * 4 / 3))
         except subprocess.TimeoutExpired:
