@@ -847,7 +847,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--smoke", action="store_true", help="a few steps of everything: the plumbing only")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 on a CPU shared with other jobs)"
+    )
     parser.add_argument("--vae-minutes", type=float, default=5.0)
     parser.add_argument("--stage1-minutes", type=float, default=8.0)
     parser.add_argument("--stage2-minutes", type=float, default=14.0)

@@ -30,7 +30,7 @@ start=$(date +%s)
 "$python" "$script" unpack --work "$work" --archive "$archive"
 "$python" "$script" all "${options[@]}" > "$work/all.log" 2>&1 &
 run=$!
-trap 'kill -INT "$run" 2>/dev/null || true' INT TERM
+trap 'kill -TERM "$run" 2>/dev/null || true' INT TERM  # a background job ignores SIGINT
 while kill -0 "$run" 2>/dev/null; do
     for _ in $(seq 60); do kill -0 "$run" 2>/dev/null || break; sleep 1; done
     echo "--- $(( $(date +%s) - start )) s"
