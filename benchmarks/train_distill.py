@@ -109,7 +109,7 @@ IDENTITIES = ("orig", "mirror", "zoom", "hue", "dim")
 HELD_OUT_IDENTITY = "mirror-hue"
 
 
-# -- measures, subprocesses, phase records ---------------------------------------------------------------------------------------------
+# -- measures, subprocesses, phase records ---------------------------------------------------------------
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
