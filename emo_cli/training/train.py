@@ -578,6 +578,11 @@ def export_run(run: Path | str, out: Path | str, overwrite: bool = False) -> dic
             "config_sha256": record["config_sha256"], "start_weights_sha256": record["weights_sha256"],
             "ema": trainer.ema is not None,
         }  # fmt: skip
-        index = write_index(tmp, source.get("sources", {}), extra={"dtype": "float32", "trained": True,
-                                                                   "training": training})  # fmt: skip
+        extra = {"dtype": "float32", "trained": True, "training": training}
+        # The clip length the temporal modules learnt: what `backend: emo` renders by default.
+        # Stage 1 learns single frames, so it keeps what the start weights said, if anything.
+        clip_frames = config.clip_frames if record["stage"] != "stage1" else source.get("clip_frames")
+        if clip_frames is not None:
+            extra["clip_frames"] = int(clip_frames)
+        index = write_index(tmp, source.get("sources", {}), extra=extra)
     return index

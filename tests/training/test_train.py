@@ -208,6 +208,7 @@ def test_export_renders_through_emo_render_and_changes_the_job_id(setup, tmp_pat
     start = json.loads((weights / "emo_weights.json").read_text())
     record = index["training"]
     assert record["stage"] == "stage3" and record["step"] == 1
+    assert index["clip_frames"] == 4  # what renders with these weights use unless a manifest says otherwise
     assert record["dataset_fingerprint"] == json.loads((data / "index.json").read_text())["fingerprint"]
     assert record["config_sha256"] == load_train_config(config).hash()
     assert index["content_sha256"] != start["content_sha256"]
