@@ -108,6 +108,8 @@ def contributed_commands() -> list[tuple[str, Any]]:
             out.append((entry.name, _unavailable(entry, f"{type(exc).__name__}: {exc}")))
             continue
         if isinstance(contribution, typer.Typer):
+            if not isinstance(contribution.info.cls, type):  # no group class of its own: list its
+                contribution.info.cls = CommandGroup  # commands' first sentences whole, as `emo` does
             out.append((entry.name, typer.main.get_group(contribution)))
         elif callable(contribution):
             single = typer.Typer(rich_markup_mode=None)

@@ -76,3 +76,17 @@ def test_a_mistyped_command_is_answered_with_the_closest_ones():
     done, loaded = run_light("valid", "manifests/demo.yaml")
     assert done.returncode == 2 and "No such command 'valid'. Did you mean 'validate'?" in done.stderr
     assert loaded == []
+
+
+@pytest.mark.parametrize("group", ["dataset", "train", "weights"])
+def test_group_help_gives_each_command_its_first_sentence_whole(group):
+    """Click cuts a command's help line at the column with `...`; emo's groups, the ones a
+    backend contributes too (`emo weights`), list the first sentence whole, wrapped."""
+    from typer.testing import CliRunner
+
+    from emo_cli.cli import app
+
+    result = CliRunner().invoke(app, [group, "--help"], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    commands = result.output.split("Commands:", 1)[1]
+    assert commands.strip() and "..." not in commands, commands
