@@ -42,6 +42,8 @@ Phases (each resumable: a finished phase leaves its result in the work dir and i
               motion frames only      the audio replaced by silence: only the reference and
                                the motion frames of the previous clip drive the clip
     report  the table so far (also WORK/report.json); `all` prints it after every phase
+    continue  `--from WORK1 --work WORK2`: WORK2 reuses WORK1's data, probe and VAE and starts
+            from its exported stage-1 weights; `all --work WORK2` then trains on from there
 
     python benchmarks/train_distill.py all --work WORK [--size 64] [--device cpu] [--vae-minutes 5]
         [--stage1-minutes 8] [--stage2-minutes 14] [--eval-utterances N] [--eval-frames F] [--eval-steps S]
@@ -839,9 +841,31 @@ PHASES = {"data": phase_data, "probe": phase_probe, "vae": phase_vae, "weights":
           "stage1": phase_stage1, "stage2": phase_stage2, "eval": phase_eval}  # fmt: skip
 
 
+def carry_on(args) -> None:
+    """A new work dir that goes on training from an earlier one (`--from`): its data, probe and VAE
+    are reused (hard links), and its exported stage-1 weights are the new start, so `all` then
+    trains stage 1 further, stage 2 afresh, and evaluates."""
+    earlier = args.from_work
+    if earlier is None or not (earlier / "weights" / "stage1").is_dir():
+        raise SystemExit("continue: --from WORK must name a work dir whose stage 1 is exported")
+    for name in ("components", "data", "evaldata", "portraits", "render", "speech", "utterances.json"):
+        source = earlier / name
+        if source.exists() and not (args.work / name).exists():
+            subprocess.run(["cp", "-al", str(source), str(args.work / name)], check=True)
+    for phase in ("data", "probe", "vae", "weights"):
+        if finished(earlier, phase) and not finished(args.work, phase):
+            done_marker(args.work, phase).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(done_marker(earlier, phase), done_marker(args.work, phase))
+    start = args.work / "weights" / "start"
+    if not start.exists():
+        shutil.copytree(earlier / "weights" / "stage1", start)
+    log(f"continue: {args.work} goes on from {earlier}'s stage 1; run `all` on it")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("phase", choices=[*PHASES, "all", "report", "pack", "unpack"])
+    parser.add_argument("phase", choices=[*PHASES, "all", "report", "pack", "unpack", "continue"])
+    parser.add_argument("--from", dest="from_work", type=Path, help="continue: the earlier work dir")
     parser.add_argument("--archive", type=Path, help="pack / unpack: the tar.gz")
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--size", type=int, default=64)
@@ -862,8 +886,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    if args.phase in ("pack", "unpack", "report"):
-        {"pack": pack, "unpack": unpack, "report": report}[args.phase](args)
+    if args.phase in ("pack", "unpack", "report", "continue"):
+        {"pack": pack, "unpack": unpack, "report": report, "continue": carry_on}[args.phase](args)
         return
     for name, phase in PHASES.items():
         if args.phase in (name, "all"):
