@@ -1,7 +1,7 @@
 """The packages stack: each imports only the ones below it, so no two depend on each other.
 
     cli -> api -> training -> execution -> quality -> provenance -> planning -> manifest -> backends -> media
-        -> fsutil / errors / __version__
+        -> fsutil / errors / lazy / __version__
 
 Walks every module's imports with `ast` (inside functions too: a lazy import is still a
 dependency; only `if TYPE_CHECKING:` blocks are skipped) and fails on an edge that runs up
@@ -31,7 +31,7 @@ STACK: list[tuple[str, ...]] = [
     ("manifest",),
     ("backends",),
     ("media",),
-    ("fsutil", "errors", "__version__"),
+    ("fsutil", "errors", "lazy", "__version__"),
 ]
 RANK = {unit: rank for rank, units in enumerate(STACK) for unit in units}
 

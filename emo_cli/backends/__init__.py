@@ -6,8 +6,7 @@ line, its options schema) does not load the others.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from emo_cli.lazy import lazy_attributes
 
 _HOMES = {
     "Backend": "base",
@@ -24,8 +23,4 @@ _HOMES = {
 __all__ = sorted(_HOMES)
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'emo_cli.backends' has no attribute {name!r}")
-    return getattr(import_module(f"emo_cli.backends.{home}"), name)
+__getattr__ = lazy_attributes(__name__, _HOMES)

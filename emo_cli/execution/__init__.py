@@ -11,8 +11,7 @@ can be imported without the render loop, ffmpeg wrappers or the pool.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from emo_cli.lazy import lazy_attributes
 
 _HOMES = {
     "render_job": "jobs",
@@ -31,8 +30,4 @@ _HOMES = {
 __all__ = sorted(_HOMES)
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'emo_cli.execution' has no attribute {name!r}")
-    return getattr(import_module(f"emo_cli.execution.{home}"), name)
+__getattr__ = lazy_attributes(__name__, _HOMES)

@@ -10,8 +10,7 @@ small module of this package (`emo_cli.manifest.signing`) does not load YAML or 
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from emo_cli.lazy import lazy_attributes
 
 _HOMES = {
     "check_manifest": "loader",
@@ -29,8 +28,4 @@ _HOMES = {
 __all__ = sorted(_HOMES)
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'emo_cli.manifest' has no attribute {name!r}")
-    return getattr(import_module(f"emo_cli.manifest.{home}"), name)
+__getattr__ = lazy_attributes(__name__, _HOMES)

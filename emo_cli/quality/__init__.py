@@ -18,7 +18,7 @@ thresholds' defaults without importing the measures.
 
 from __future__ import annotations
 
-from typing import Any
+from emo_cli.lazy import lazy_attributes
 
 _WHERE = {
     "ChunkFigures": "chunk", "ChunkSample": "chunk", "measure_chunk": "chunk", "reference_for": "chunk",
@@ -29,9 +29,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        import importlib
-
-        return getattr(importlib.import_module(f"emo_cli.quality.{_WHERE[name]}"), name)
-    raise AttributeError(f"module 'emo_cli.quality' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _WHERE)
