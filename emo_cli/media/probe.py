@@ -15,8 +15,9 @@ from __future__ import annotations
 import os
 import wave
 from pathlib import Path
+from typing import Any
 
-from emo_cli.errors import InputError, UsageError
+from emo_cli.errors import InputError, MediaError, UsageError
 from emo_cli.fsutil import NotRegularFileError, open_regular_file, require_regular_file
 
 MAX_SECONDS_ENV = "EMO_MAX_AUDIO_SECONDS"
@@ -145,3 +146,17 @@ def _av_duration(path: Path, limit: float) -> float:
     if samples == 0 or rate <= 0:
         raise InputError(f"audio {path} contains no audio samples")
     return samples / rate
+
+
+def open_video(path: Path) -> Any:
+    """`path` opened by PyAV (a container to close, e.g. `with open_video(path) as container:`).
+
+    Raises:
+        MediaError: PyAV cannot open it (not a video, damaged, unreadable), naming the file.
+    """
+    import av
+
+    try:
+        return av.open(os.fspath(path))
+    except (av.FFmpegError, OSError) as exc:
+        raise MediaError(f"cannot open {path} as a video: {exc}") from exc

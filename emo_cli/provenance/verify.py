@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 
 from emo_cli.errors import MediaError
 from emo_cli.fsutil import NotRegularFileError, require_regular_file, sha256_file
+from emo_cli.media.probe import open_video
 from emo_cli.provenance.credentials import Credentials, read_credentials, trust_anchor_text
 from emo_cli.provenance.tags import C2PA_UNSUPPORTED, has_provenance, read_tags, sidecar_path
 from emo_cli.provenance.watermark import ID_BITS, Detection, detect
@@ -193,24 +193,15 @@ def _scales(tags: dict[str, str], width: int) -> tuple[float, ...]:
 
 
 def _video_width(path: Path) -> int:
-    import av
-
-    try:
-        with av.open(os.fspath(path)) as container:
-            return container.streams.video[0].width if container.streams.video else 0
-    except (av.FFmpegError, OSError) as exc:
-        raise MediaError(f"cannot open {path} as a video: {exc}") from exc
+    with open_video(path) as container:
+        return container.streams.video[0].width if container.streams.video else 0
 
 
 def _sample_frames(path: Path) -> Iterator[np.ndarray]:
     """Up to WATERMARK_FRAMES frames, spread evenly over the video, as RGB arrays."""
     import av
 
-    try:
-        container = av.open(os.fspath(path))
-    except (av.FFmpegError, OSError) as exc:
-        raise MediaError(f"cannot open {path} as a video: {exc}") from exc
-    with container:
+    with open_video(path) as container:
         if not container.streams.video:
             raise MediaError(f"{path} has no video stream; emo verify reads videos")
         stream = container.streams.video[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 
 from emo_cli.errors import EmoError, MediaError
 from emo_cli.media.audio import decode_audio
+from emo_cli.media.probe import open_video
 
 
 @dataclass(frozen=True)
@@ -27,30 +27,21 @@ def video_info(path: Path) -> VideoInfo:
     Raises:
         MediaError: the file cannot be opened or has no video stream.
     """
-    import av
-
-    try:
-        with av.open(os.fspath(path)) as container:
-            if not container.streams.video:
-                raise MediaError(f"{path} has no video stream")
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            if not rate:
-                raise MediaError(f"{path}: the video stream has no frame rate")
-            return VideoInfo(float(rate), stream.width, stream.height, bool(container.streams.audio))
-    except (av.FFmpegError, OSError) as exc:
-        raise MediaError(f"cannot open {path} as a video: {exc}") from exc
+    with open_video(path) as container:
+        if not container.streams.video:
+            raise MediaError(f"{path} has no video stream")
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not rate:
+            raise MediaError(f"{path}: the video stream has no frame rate")
+        return VideoInfo(float(rate), stream.width, stream.height, bool(container.streams.audio))
 
 
 def video_frames(path: Path) -> Iterator[np.ndarray]:
     """Every frame of the first video stream as RGB uint8, in order, one at a time."""
     import av
 
-    try:
-        container = av.open(os.fspath(path))
-    except (av.FFmpegError, OSError) as exc:
-        raise MediaError(f"cannot open {path} as a video: {exc}") from exc
-    with container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         try:
