@@ -5,13 +5,29 @@ tiny wav2vec 2.0 and ONNX stand-ins for the face models and the vocal separator.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import pytest
 import torch
 from onnx_standins import write_face_models, write_separator
 
 REFERENCE = Path(__file__).resolve().parents[3] / ".." / "shared" / "hallo-reference"
 NET_PARTS = ("reference_unet", "denoising_unet", "face_locator", "imageproj", "audioproj")
+
+
+def load_reference_set():
+    """The Hallo reference set (`find_reference`), loaded; skipped where it is not found, and a
+    failure under CI, which must run the parity tests."""
+    from emo_cli.backends.emo.hallo_reference import ReferenceSet, find_reference
+
+    root = find_reference()
+    if root is None:
+        message = "Hallo reference set not found (set EMO_HALLO_REFERENCE or put it at <repo>/../shared/hallo-reference)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return ReferenceSet.load(root)
 
 
 def reference_configs() -> dict:

@@ -10,7 +10,6 @@ with every problem named and a non-zero exit code.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -18,6 +17,7 @@ import pytest
 import torch
 import yaml
 from factories import REPO
+from hallo_tiny import load_reference_set
 from typer.testing import CliRunner
 
 from emo_cli.backends.emo.hallo_reference import (
@@ -25,7 +25,6 @@ from emo_cli.backends.emo.hallo_reference import (
     ReferenceSet,
     compare,
     expected_outputs,
-    find_reference,
     run_reference,
 )
 from emo_cli.cli import app, main
@@ -35,13 +34,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def reference():
-    root = find_reference()
-    if root is None:
-        message = "Hallo reference set not found (set EMO_HALLO_REFERENCE or put it at <repo>/../shared/hallo-reference)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return ReferenceSet.load(root)
+    return load_reference_set()
 
 
 def write_download(root, ref: ReferenceSet, net: dict | None = None):

@@ -8,32 +8,24 @@ without it the tests skip, except under CI, where they fail.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
+from hallo_tiny import load_reference_set
 
 from emo_cli.backends.emo.hallo_reference import (
     TOLERANCES,
-    ReferenceSet,
     build_pipeline,
     compare,
     expected_outputs,
-    find_reference,
     run_reference,
 )
 
 
 @pytest.fixture(scope="module")
 def reference():
-    root = find_reference()
-    if root is None:
-        message = "Hallo reference set not found (set EMO_HALLO_REFERENCE or put it at <repo>/../shared/hallo-reference)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    ref = load_reference_set()
     torch.set_num_threads(2)  # the thread count the reference was made with
-    return ReferenceSet.load(root)
+    return ref
 
 
 @pytest.fixture(scope="module")
