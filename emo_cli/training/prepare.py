@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from emo_cli.errors import EmoError, InputError, StorageError, UsageError
+from emo_cli.errors import EmoError, InputError, StorageError, UsageError, describe_os_error
 from emo_cli.execution.checkpoints import pause_point
 from emo_cli.fsutil import AtomicFile, atomic_path, sha256_file
 from emo_cli.training import index as layout
@@ -203,7 +203,7 @@ def prepare_dataset(
     try:
         lease = JobLease.acquire(root)
     except OSError as exc:  # --out cannot be created or written (read-only, a file in the way)
-        raise StorageError.from_os_error(exc) from exc
+        raise StorageError(f"--out {root} cannot be created or written: {describe_os_error(exc)}") from exc
     if lease is None:
         holder = read_lease(root)
         who = f" (pid {holder.pid} on {holder.host})" if holder else ""

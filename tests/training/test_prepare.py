@@ -388,3 +388,14 @@ def test_a_full_disk_stops_the_run_naming_the_file_and_keeps_what_was_prepared(p
     prepare_dataset(order, out, SETTINGS, events=events.append)
     assert [e["event"] for e in events if e["event"] in ("video_skipped", "video_done", "video_failed")] == \
         ["video_skipped", "video_done", "video_done"]  # fmt: skip
+
+
+def test_an_out_folder_that_cannot_be_created_is_named_without_a_traceback(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    video = rotating_video(tmp_path / "v.mp4", 1.0, frames=10)
+    run = subprocess.run([*EMO, "dataset", "prepare", str(video), "--out", str(blocker / "data")], env=emo_env(),
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    assert f"--out {blocker / 'data'} cannot be created or written: {blocker}" in run.stderr.replace("\n", "")
+    assert "Traceback" not in run.stderr
